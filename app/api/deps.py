@@ -1,0 +1,85 @@
+"""Dependencies, declared once as Annotated aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from http.cookies import SimpleCookie
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.api.middleware import ISSUED_COOKIE
+from app.core.config import Settings, get_settings
+from app.core.db import get_sessionmaker
+from app.models import User
+from app.ratelimit import RateLimiter
+from app.storage import Storage
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session() -> Iterator[Session]:
+    # No commit here: code after `yield` runs after the response is sent, so every write
+    # that a response depends on is committed explicitly in the route.
+    with get_sessionmaker()() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@lru_cache
+def get_storage() -> Storage:
+    return Storage(get_settings().storage_dir)
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+@lru_cache
+def new_user_limiter() -> RateLimiter:
+    return RateLimiter(get_settings().NEW_USERS_PER_MINUTE_PER_IP, 60)
+
+
+@lru_cache
+def upload_limiter() -> RateLimiter:
+    return RateLimiter(get_settings().UPLOADS_PER_MINUTE_PER_USER, 60)
+
+
+def too_many_requests(detail: str, retry_after: float) -> HTTPException:
+    return HTTPException(429, detail, headers={"Retry-After": str(int(retry_after))})
+
+
+def _cookie_header(settings: Settings, token: str) -> str:
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[settings.COOKIE_NAME] = token
+    morsel = cookie[settings.COOKIE_NAME]
+    morsel["path"] = "/"
+    morsel["httponly"] = True
+    morsel["samesite"] = "Lax"
+    morsel["max-age"] = settings.COOKIE_MAX_AGE
+    if settings.cookie_secure:
+        morsel["secure"] = True
+    return morsel.OutputString()
+
+
+def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """The caller's anonymous identity; a request without a valid cookie gets a new one."""
+    token = request.cookies.get(settings.COOKIE_NAME)
+    if token and len(token) <= 128:
+        user = crud.get_user_by_token(session=session, token=token)
+        if user is not None:
+            return user
+    client_ip = request.client.host if request.client else "unknown"
+    wait = new_user_limiter().acquire(client_ip)
+    if wait:
+        raise too_many_requests("Too many new sessions from this address; retry later.", wait)
+    user, token = crud.create_user(session=session)
+    request.scope[ISSUED_COOKIE]["value"] = _cookie_header(settings, token)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

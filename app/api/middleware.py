@@ -1,0 +1,136 @@
+"""Pure ASGI middleware: body size limit while streaming, cross-site request refusal,
+and delivery of the cookie for a newly issued anonymous identity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+ISSUED_COOKIE = "imgproc.issued_cookie"
+
+
+async def send_json(send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuses request bodies over `max_bytes` with 413 as soon as the limit is crossed,
+    with or without Content-Length (chunked), instead of buffering the whole body first."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return f"Request body too large: the limit is {self.max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+
+
+class CrossSiteGuard:
+    """CSRF defence for cookie-authenticated state changes: refuse requests a browser
+    marks as cross-site, and any foreign Origin that is not on the CORS allow-list."""
+
+    def __init__(self, app: ASGIApp, *, allowed_origins: list[str], exempt_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.exempt_paths = exempt_paths
+
+    def _foreign(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        fetch_site = headers.get(b"sec-fetch-site", b"").decode("latin-1")
+        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/")
+        if origin and origin in self.allowed_origins:
+            return False
+        if fetch_site == "cross-site":
+            return True
+        if origin and origin != "null":
+            host = headers.get(b"host", b"").decode("latin-1")
+            return urlsplit(origin).netloc != host
+        return origin == "null"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in SAFE_METHODS
+            and not scope["path"].startswith(self.exempt_paths)
+            and self._foreign(scope)
+        ):
+            await send_json(send, 403, "Cross-site request refused.")
+            return
+        await self.app(scope, receive, send)
+
+
+class IssuedCookie:
+    """Adds the Set-Cookie of an identity issued during this request to whatever
+    response goes out, errors included, so the client keeps the identity it was given."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder: dict[str, str] = {}
+        scope[ISSUED_COOKIE] = holder
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and "value" in holder:
+                headers = list(message.get("headers", []))
+                headers.append((b"set-cookie", holder["value"].encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)

@@ -1,0 +1,180 @@
+"""Image tasks: upload, status (legacy and structured), listing, result download, delete."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+
+from app import crud, imaging
+from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
+from app.models import Task, TaskStatus
+from app.queue import BrokerUnavailable, enqueue_processing
+from app.schemas import (
+    ErrorResponse,
+    IsReadyResponse,
+    NewTaskResponse,
+    TaskPublic,
+    TasksPublic,
+    is_ready,
+    task_public,
+)
+
+router = APIRouter(tags=["tasks"])
+
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
+NOT_FOUND = "Task not found."
+_errors = {
+    404: {"model": ErrorResponse, "description": "No such task for this user."},
+}
+
+# Display names only: control characters go, the length is bounded; never used as a path.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _display_name(name: str | None) -> str:
+    return _UNPRINTABLE.sub("", name or "")[:255]
+
+
+def _owned_task(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
+    task = crud.get_owned_task(session=session, owner=user, task_id=task_id)
+    if task is None:  # another user's task and a missing one look the same
+        raise HTTPException(404, NOT_FOUND)
+    return task
+
+
+_UPLOAD_ERRORS = {
+    imaging.EmptyImageError: 422,
+    imaging.CorruptImageError: 422,
+    imaging.ImageTooLargeError: 422,
+    imaging.UnsupportedImageError: 415,
+}
+
+
+@router.post(
+    "/api/newTask",
+    response_model=NewTaskResponse,
+    responses={
+        413: {"model": ErrorResponse, "description": "The upload exceeds the size limit."},
+        415: {"model": ErrorResponse, "description": "Not an image, or a format outside the allow-list."},
+        422: {"model": ErrorResponse, "description": "Empty, corrupt, or too many pixels."},
+        429: {"model": ErrorResponse, "description": "Rate limit or pending-task cap reached."},
+        503: {"model": ErrorResponse, "description": "The queue is unreachable; retry later."},
+    },
+)
+def new_task(
+    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF.")],
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> NewTaskResponse:
+    """Upload an image; it is processed in the background. Poll /api/isReady/{task_id}."""
+    wait = upload_limiter().acquire(f"user:{user.id}")
+    if wait:
+        raise too_many_requests("Upload rate limit reached; retry later.", wait)
+    if crud.count_unfinished_tasks(session=session, owner=user) >= settings.MAX_PENDING_TASKS_PER_USER:
+        raise too_many_requests(
+            f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
+            5,
+        )
+    data = file.file.read(settings.MAX_UPLOAD_BYTES + 1)
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"File too large: the limit is {settings.MAX_UPLOAD_BYTES} bytes.")
+    try:
+        info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+    except imaging.ImageError as exc:
+        raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
+
+    source_key = storage.new_original_key()
+    storage.write(source_key, data)
+    try:
+        task = crud.create_task(
+            session=session,
+            owner=user,
+            filename=_display_name(file.filename),
+            source_key=source_key,
+            source_format=info.format,
+            size=len(data),
+        )
+    except Exception:
+        storage.delete(source_key)
+        raise
+    # Committed above, so the worker always finds the row it is sent.
+    try:
+        enqueue_processing(task.id)
+    except BrokerUnavailable as exc:
+        # No row without a queued message: the upload is undone and the client retries.
+        crud.delete_task(session=session, task=task)
+        storage.delete(source_key)
+        raise HTTPException(
+            503, "The processing queue is unavailable; retry shortly.", headers={"Retry-After": "5"}
+        ) from exc
+    return NewTaskResponse(task_id=task.id, message="Task created successfully")
+
+
+@router.get("/api/isReady/{task_id}", response_model=IsReadyResponse, responses=_errors)
+def is_ready_status(task_id: TaskId, user: CurrentUser, session: SessionDep) -> IsReadyResponse:
+    """Legacy status shape: `metadata` is a JSON-encoded string."""
+    return is_ready(_owned_task(session, user, task_id))
+
+
+@router.get("/api/tasks", response_model=TasksPublic)
+def list_tasks(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> TasksPublic:
+    """The caller's tasks, newest first."""
+    tasks, total = crud.list_owned_tasks(session=session, owner=user, limit=limit, offset=offset)
+    return TasksPublic(items=[task_public(t) for t in tasks], total=total, limit=limit, offset=offset)
+
+
+@router.get("/api/tasks/{task_id}", response_model=TaskPublic, responses=_errors)
+def get_task(task_id: TaskId, user: CurrentUser, session: SessionDep) -> TaskPublic:
+    return task_public(_owned_task(session, user, task_id))
+
+
+@router.get(
+    "/api/tasks/{task_id}/result",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The processed JPEG."},
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+        409: {"model": ErrorResponse, "description": "The task has not completed."},
+        **_errors,
+    },
+)
+def get_result(
+    task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    task = _owned_task(session, user, task_id)
+    if task.status is not TaskStatus.COMPLETED or not task.result_key:
+        raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
+    path = storage.path(task.result_key)
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise HTTPException(404, NOT_FOUND) from exc
+    etag = f'"{task.id}-{stat.st_size}-{stat.st_mtime_ns}"'
+    # Results are private to their owner: browsers may cache them, shared caches may not.
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(
+        path, media_type="image/jpeg", headers=headers, filename=f"imgproc-{task.id}.jpg", stat_result=stat
+    )
+
+
+@router.delete("/api/tasks/{task_id}", status_code=204, responses=_errors)
+def delete_task(task_id: TaskId, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
+    """Removes the task, its original and its result."""
+    task = _owned_task(session, user, task_id)
+    keys = [task.source_key, task.result_key or storage.result_key(task.id)]
+    crud.delete_task(session=session, task=task)
+    for key in keys:
+        storage.delete(key)
+    return Response(status_code=204)

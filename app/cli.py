@@ -1,0 +1,162 @@
+"""`imgproc` console script: one image, one entry point, a subcommand per role."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.core.config import get_settings
+from app.logging import configure_logging
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.migrate import upgrade
+
+    upgrade(wait_seconds=args.wait)
+    print("database is at the latest revision")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.HOST,
+        port=settings.PORT,
+        proxy_headers=True,
+        forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES),
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def worker_argv(settings, *extra: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        "worker",
+        f"--concurrency={settings.WORKER_CONCURRENCY}",
+        f"--queues={settings.QUEUE_NAME}",
+        f"--loglevel={settings.LOG_LEVEL}",
+        "--without-gossip",
+        "--without-mingle",
+        *extra,
+    ]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import app
+
+    settings = get_settings()
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    app.worker_main(worker_argv(settings, *args.celery_args))
+    return 0
+
+
+def cmd_worker_probe(args: argparse.Namespace) -> int:
+    from worker.heartbeat import heartbeat_age
+
+    age = heartbeat_age(get_settings().heartbeat_file)
+    if age is None or age > args.max_age:
+        print(f"worker heartbeat {'missing' if age is None else f'{age:.0f}s old'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    from worker.celery_app import app
+
+    settings = get_settings()
+    argv = ["flower", f"--port={settings.FLOWER_PORT}", f"--url_prefix={settings.FLOWER_URL_PREFIX}"]
+    if settings.FLOWER_BASIC_AUTH:
+        argv.append(f"--basic_auth={settings.FLOWER_BASIC_AUTH}")
+    app.start(argv)
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from autoscaler.main import run
+
+    return run() or 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from app.core.db import session_scope
+    from app.queue import enqueue_processing
+    from app.reconciler import reconcile_once
+
+    with session_scope() as session:
+        ids = reconcile_once(
+            session=session, enqueue=enqueue_processing, older_than_seconds=get_settings().RECONCILE_AFTER_SECONDS
+        )
+    print(f"re-enqueued {len(ids)} task(s)")
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from app.smoke import smoke
+
+    return smoke(args.url, timeout=args.timeout)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Embedded mode: migrate, start a worker beside the API, stop both on Ctrl-C."""
+    from app.migrate import upgrade
+
+    settings = get_settings()
+    upgrade()
+    settings.webhook_secret()  # create the shared key before two processes race for it
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], start_new_session=True)
+    try:
+        print(f"imgproc: http://{settings.HOST}:{settings.PORT}/frontend/  (API docs: /docs)", flush=True)
+        return cmd_api(args)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgproc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="extra celery worker options")
+    worker.set_defaults(func=cmd_worker)
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    migrate.add_argument("--wait", type=float, default=0, help="seconds to wait for the database to come up")
+    migrate.set_defaults(func=cmd_migrate)
+    probe = sub.add_parser("worker-probe", help="exit 0 iff the worker heartbeat is fresh")
+    probe.add_argument("--max-age", type=float, default=60)
+    probe.set_defaults(func=cmd_worker_probe)
+    sub.add_parser("flower", help="run Celery Flower").set_defaults(func=cmd_flower)
+    sub.add_parser("operator", help="run the autoscaling operator").set_defaults(func=cmd_operator)
+    sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_reconcile)
+    smoke = sub.add_parser("smoke", help="check a running API: health and one upload round trip")
+    smoke.add_argument("--url", required=True)
+    smoke.add_argument("--timeout", type=float, default=120)
+    smoke.set_defaults(func=cmd_smoke)
+    sub.add_parser("run", help="embedded mode: migrate, API and a worker in one command").set_defaults(
+        func=cmd_run
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(get_settings())
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The one place configuration is read: environment variables prefixed IMGPROC_."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGPROC_", env_ignore_empty=True, extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    # Embedded default: SQLite + kombu's SQLAlchemy transport over SQLite, files under ./data.
+    DATA_DIR: Path = Path("data")
+    DATABASE_URL: str = ""  # default: sqlite:///<DATA_DIR>/imgproc.sqlite3
+    BROKER_URL: str = ""  # default: sqla+sqlite:///<DATA_DIR>/broker.sqlite3
+    STORAGE_DIR: Path | None = None  # default: <DATA_DIR>/storage
+    QUEUE_NAME: str = "imgproc"
+
+    # --- HTTP ----------------------------------------------------------------------------
+    HOST: str = "127.0.0.1"
+    PORT: int = 8000
+    # Base URL the worker uses to report outcomes (the API's ClusterIP Service in Kubernetes).
+    API_INTERNAL_URL: str = ""  # default: http://127.0.0.1:<PORT>
+    ROOT_PATH: str = ""
+    CORS_ORIGINS: list[str] = Field(default_factory=list)
+    CORS_ALLOW_CREDENTIALS: bool = True
+    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips).
+    TRUSTED_PROXIES: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+
+    # --- identity ------------------------------------------------------------------------
+    COOKIE_NAME: str = "imgproc_session"
+    COOKIE_MAX_AGE: int = 60 * 60 * 24 * 365
+    COOKIE_SECURE: bool | None = None  # default: on unless embedded
+
+    # --- webhook (worker -> API) ---------------------------------------------------------
+    WEBHOOK_SECRET: str = ""  # required outside embedded mode; embedded keeps one in DATA_DIR
+    WEBHOOK_TOLERANCE_SECONDS: int = Field(300, ge=1)
+
+    # --- limits --------------------------------------------------------------------------
+    MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
+    MAX_IMAGE_PIXELS: int = Field(50_000_000, ge=1)
+    MAX_PENDING_TASKS_PER_USER: int = Field(100, ge=1)
+    UPLOADS_PER_MINUTE_PER_USER: int = Field(120, ge=1)
+    NEW_USERS_PER_MINUTE_PER_IP: int = Field(60, ge=1)
+
+    # --- processing ----------------------------------------------------------------------
+    OUTPUT_MAX_WIDTH: int = Field(800, ge=1)
+    OUTPUT_MAX_HEIGHT: int = Field(600, ge=1)
+    JPEG_QUALITY: int = Field(85, ge=1, le=95)
+
+    # --- Celery / reliability ------------------------------------------------------------
+    WORKER_CONCURRENCY: int = Field(2, ge=1)
+    TASK_SOFT_TIME_LIMIT: int = Field(60, ge=1)
+    TASK_TIME_LIMIT: int = Field(90, ge=1)
+    # Redis re-delivers an unacked message after this long; must exceed TASK_TIME_LIMIT.
+    VISIBILITY_TIMEOUT: int = Field(3600, ge=1)
+    # Tasks still pending/processing after this long are re-enqueued by the reconciler.
+    RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)
+    RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)
+    WORKER_HEARTBEAT_FILE: Path | None = None  # default: <DATA_DIR>/worker-heartbeat
+
+    # --- Flower and the operator -----------------------------------------------------------
+    FLOWER_PORT: int = 5555
+    FLOWER_URL_PREFIX: str = "flower"
+    FLOWER_BASIC_AUTH: str = ""  # "user:password"; empty = no auth (embedded only)
+    OPERATOR_HEALTH_PORT: int = 8080
+    OPERATOR_METRICS_PORT: int = 9100
+
+    LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: Literal["text", "json"] = "text"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR.resolve() / 'imgproc.sqlite3'}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def broker_url(self) -> str:
+        return self.BROKER_URL or f"sqla+sqlite:///{self.DATA_DIR.resolve() / 'broker.sqlite3'}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def storage_dir(self) -> Path:
+        return (self.STORAGE_DIR or self.DATA_DIR / "storage").resolve()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def embedded(self) -> bool:
+        """True when running on SQLite with no servers: the one-command local mode."""
+        return self.database_url.startswith("sqlite")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cookie_secure(self) -> bool:
+        return (not self.embedded) if self.COOKIE_SECURE is None else self.COOKIE_SECURE
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def api_internal_url(self) -> str:
+        return (self.API_INTERNAL_URL or f"http://127.0.0.1:{self.PORT}").rstrip("/")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def heartbeat_file(self) -> Path:
+        return (self.WORKER_HEARTBEAT_FILE or self.DATA_DIR / "worker-heartbeat").resolve()
+
+    def webhook_secret(self) -> bytes:
+        """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use."""
+        if self.WEBHOOK_SECRET:
+            return self.WEBHOOK_SECRET.encode()
+        path = self.DATA_DIR.resolve() / "webhook-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+            tmp.write_text(secrets.token_urlsafe(32))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip().encode()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if "*" in self.CORS_ORIGINS and self.CORS_ALLOW_CREDENTIALS:
+            raise ValueError(
+                "IMGPROC_CORS_ORIGINS contains '*' while IMGPROC_CORS_ALLOW_CREDENTIALS is true: "
+                "browsers would send cookies to every site. List the allowed origins explicitly."
+            )
+        if not self.embedded and len(self.WEBHOOK_SECRET) < 24:
+            raise ValueError(
+                "IMGPROC_WEBHOOK_SECRET must be set (at least 24 characters) when not in embedded mode."
+            )
+        if self.VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
+            raise ValueError("IMGPROC_VISIBILITY_TIMEOUT must be longer than IMGPROC_TASK_TIME_LIMIT.")
+        if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
+            raise ValueError("IMGPROC_TASK_SOFT_TIME_LIMIT must be shorter than IMGPROC_TASK_TIME_LIMIT.")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,57 @@
+"""Engine and session factories. Created on first use, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.config import get_settings
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # API and worker are separate processes on one file: WAL lets readers run beside the
+    # writer and busy_timeout makes writers queue instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,  # survive a PostgreSQL restart without restarting the app
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 3},
+    )
+
+
+@lru_cache
+def get_engine() -> Engine:
+    settings = get_settings()
+    if settings.embedded:
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.database_url)
+
+
+@lru_cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session for code outside a request (worker, reconciler); commits are explicit."""
+    with get_sessionmaker()() as session:
+        yield session

@@ -1,0 +1,142 @@
+"""Queries over the models. Every task lookup that a client can trigger is by owner."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models import Task, TaskStatus, User, WebhookDelivery, utcnow
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def get_user_by_token(*, session: Session, token: str) -> User | None:
+    return session.scalar(select(User).where(User.token_hash == hash_token(token)))
+
+
+def create_user(*, session: Session) -> tuple[User, str]:
+    """A new anonymous user and the cookie token (returned once, stored only hashed)."""
+    token = secrets.token_urlsafe(32)  # 256 bits
+    user = User(token_hash=hash_token(token))
+    session.add(user)
+    session.commit()
+    return user, token
+
+
+def create_task(
+    *, session: Session, owner: User, filename: str, source_key: str, source_format: str, size: int
+) -> Task:
+    task = Task(
+        owner_id=owner.id,
+        filename=filename,
+        source_key=source_key,
+        source_format=source_format,
+        original_size=size,
+        enqueued_at=utcnow(),
+    )
+    session.add(task)
+    session.commit()
+    return task
+
+
+def get_owned_task(*, session: Session, owner: User, task_id: int) -> Task | None:
+    return session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner.id))
+
+
+def list_owned_tasks(*, session: Session, owner: User, limit: int, offset: int) -> tuple[list[Task], int]:
+    total = session.scalar(select(func.count()).select_from(Task).where(Task.owner_id == owner.id)) or 0
+    tasks = session.scalars(
+        select(Task).where(Task.owner_id == owner.id).order_by(Task.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(tasks), total
+
+
+def count_unfinished_tasks(*, session: Session, owner: User) -> int:
+    unfinished = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+    query = select(func.count()).select_from(Task).where(Task.owner_id == owner.id, Task.status.in_(unfinished))
+    return session.scalar(query) or 0
+
+
+def get_task(*, session: Session, task_id: int) -> Task | None:
+    """Unscoped lookup, for the worker and the signed webhook only."""
+    return session.get(Task, task_id)
+
+
+def mark_processing(*, session: Session, task_id: int) -> bool:
+    """Moves a non-terminal task to processing; False when it is already finished or gone."""
+    result = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)))
+        .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow())
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def finish_task(
+    *,
+    session: Session,
+    task_id: int,
+    status: TaskStatus,
+    result_key: str | None,
+    result_metadata: str | None,
+    error: str | None,
+) -> bool:
+    """Records a terminal outcome once. A late or repeated report of a finished task is a no-op."""
+    result = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)))
+        .values(
+            status=status,
+            result_key=result_key,
+            result_metadata=result_metadata,
+            error=error,
+            updated_at=utcnow(),
+        )
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def record_delivery(*, session: Session, delivery_id: str, keep: timedelta) -> bool:
+    """Remembers a webhook delivery id; False if it was seen before (a replay)."""
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < utcnow() - keep))
+    session.add(WebhookDelivery(id=delivery_id))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int = 500) -> list[Task]:
+    """Tasks that should have finished by now: their message may have been lost."""
+    query = (
+        select(Task)
+        .where(
+            Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+            func.coalesce(Task.enqueued_at, Task.created_at) < older_than,
+        )
+        .order_by(Task.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def touch_enqueued(*, session: Session, task_ids: list[int]) -> None:
+    if task_ids:
+        session.execute(update(Task).where(Task.id.in_(task_ids)).values(enqueued_at=utcnow()))
+        session.commit()
+
+
+def delete_task(*, session: Session, task: Task) -> None:
+    session.delete(task)
+    session.commit()

@@ -1,0 +1,103 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie
+from app.api.routes import health, tasks, webhook
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.migrate import assert_database_current
+from app.queue import BrokerUnavailable, enqueue_processing
+from app.reconciler import reconcile_once
+
+log = logging.getLogger(__name__)
+WEBHOOK_PREFIX = "/api/webhook/"
+# Room for the multipart envelope around a file of exactly MAX_UPLOAD_BYTES.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def _reconcile_forever(settings: Settings) -> None:
+    def once() -> None:
+        with session_scope() as session:
+            reconcile_once(
+                session=session, enqueue=enqueue_processing, older_than_seconds=settings.RECONCILE_AFTER_SECONDS
+            )
+
+    while True:
+        await asyncio.sleep(settings.RECONCILE_INTERVAL_SECONDS)
+        try:
+            await run_in_threadpool(once)
+        except (BrokerUnavailable, DBAPIError, PoolTimeout) as exc:
+            log.warning("reconciler: dependencies unavailable (%s); will retry", type(exc).__name__)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    await run_in_threadpool(assert_database_current)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    reconciler = asyncio.create_task(_reconcile_forever(settings))
+    try:
+        yield
+    finally:
+        reconciler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reconciler
+
+
+async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "The database is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="imgproc",
+        version="0.1.0",
+        summary="Upload images; get web-ready JPEGs (EXIF-oriented, RGB, within 800x600, quality 85).",
+        lifespan=lifespan,
+        root_path=settings.ROOT_PATH,
+    )
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(webhook.router)
+    for exc_type in (OperationalError, PoolTimeout, DBAPIError):
+        app.add_exception_handler(exc_type, _database_unavailable)
+
+    frontend = resources.files("app") / "static" / "frontend"
+    if frontend.is_dir():
+        app.mount("/frontend", StaticFiles(directory=str(frontend), html=True), name="frontend")
+
+        @app.get("/frontend", include_in_schema=False)
+        def frontend_redirect() -> RedirectResponse:
+            return RedirectResponse("/frontend/")
+
+    # Outermost last: the size limit sees the raw body before anything parses it.
+    app.add_middleware(IssuedCookie)
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.CORS_ORIGINS, exempt_paths=(WEBHOOK_PREFIX,))
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=settings.CORS_ALLOW_CREDENTIALS,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["content-type"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD)
+    return app

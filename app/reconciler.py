@@ -1,0 +1,31 @@
+"""Re-enqueues tasks whose message may have been lost (broker restart without
+persistence, a crash between commit and enqueue). Processing is idempotent, so a
+task that is merely slow and gets a second message is harmless."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_once(*, session: Session, enqueue: Callable[[int], None], older_than_seconds: int) -> list[int]:
+    """Returns the ids re-enqueued. Stops at the first enqueue failure (broker down)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    requeued: list[int] = []
+    try:
+        for task in crud.stale_unfinished_tasks(session=session, older_than=cutoff):
+            enqueue(task.id)
+            requeued.append(task.id)
+    finally:
+        crud.touch_enqueued(session=session, task_ids=requeued)
+    if requeued:
+        log.warning("re-enqueued %d stale task(s): %s", len(requeued), requeued[:20])
+    return requeued

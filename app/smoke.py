@@ -1,0 +1,43 @@
+"""A real client's round trip against a running API (used by `helm test`)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+import httpx
+from PIL import Image
+
+
+def sample_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 900), (200, 80, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def smoke(base_url: str, *, timeout: float) -> int:
+    with httpx.Client(base_url=base_url.rstrip("/"), timeout=10) as client:
+        health = client.get("/").json()
+        if health.get("status") != "healthy":
+            print(f"unhealthy: {health}", file=sys.stderr)
+            return 1
+        created = client.post("/api/newTask", files={"file": ("smoke.jpg", sample_jpeg(), "image/jpeg")})
+        created.raise_for_status()
+        task_id = created.json()["task_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = client.get(f"/api/isReady/{task_id}").json()
+            if status["status"] in ("completed", "failed"):
+                break
+            time.sleep(1)
+        else:
+            print(f"task {task_id} did not finish within {timeout}s", file=sys.stderr)
+            return 1
+        if status["status"] != "completed":
+            print(f"task {task_id} failed: {status.get('error')}", file=sys.stderr)
+            return 1
+        result = client.get(f"/api/tasks/{task_id}/result")
+        size = Image.open(io.BytesIO(result.content)).size
+        print(f"ok: task {task_id} completed, result {size[0]}x{size[1]}")
+        return 0 if size == (800, 600) else 1

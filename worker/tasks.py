@@ -1,0 +1,112 @@
+"""Thin Celery wrappers: load by id, call the pure pipeline, store, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import Task as CeleryTask
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError
+
+from app import crud, imaging
+from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.schemas import OutcomeReport, TaskMetadata
+from app.storage import Storage
+from worker.reporting import ReportNotDelivered, TaskGone, deliver
+
+log = logging.getLogger(__name__)
+celery_app = get_celery_app()
+# Retries of a report back off up to this long between attempts, forever: an accepted
+# task must reach a terminal state once the API is back.
+MAX_REPORT_BACKOFF_SECONDS = 60
+
+
+def spec_from_settings() -> imaging.Spec:
+    settings = get_settings()
+    return imaging.Spec(
+        max_width=settings.OUTPUT_MAX_WIDTH,
+        max_height=settings.OUTPUT_MAX_HEIGHT,
+        quality=settings.JPEG_QUALITY,
+        max_pixels=settings.MAX_IMAGE_PIXELS,
+    )
+
+
+def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport:
+    """Pure processing plus the one write; every declared image error becomes a failed outcome."""
+    started = time.perf_counter()
+    try:
+        result = imaging.process(source, spec_from_settings())
+    except imaging.ImageError as exc:
+        return OutcomeReport(task_id=task_id, status="failed", error=str(exc))
+    except SoftTimeLimitExceeded:
+        return OutcomeReport(task_id=task_id, status="failed", error="processing took longer than the time limit")
+    key = storage.result_key(task_id)
+    storage.write(key, result.data)
+    metadata = TaskMetadata(
+        original_size=len(source),
+        processed_size=len(result.data),
+        original_width=result.source_width,
+        original_height=result.source_height,
+        width=result.width,
+        height=result.height,
+        source_format=result.source_format,
+        processing_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return OutcomeReport(task_id=task_id, status="completed", result_path=key, metadata=metadata)
+
+
+def report(outcome: OutcomeReport, storage: Storage) -> None:
+    """One delivery attempt now; on failure the report becomes its own queued, retried task."""
+    body = outcome.model_dump_json().encode()
+    try:
+        deliver(get_settings(), body)
+    except TaskGone:
+        storage.delete(storage.result_key(outcome.task_id))  # deleted while we worked
+    except ReportNotDelivered as exc:
+        log.warning("task %s: report not delivered (%s); queued for retry", outcome.task_id, exc)
+        celery_app.send_task(REPORT_OUTCOME, args=[body.decode()])
+
+
+# Database hiccups (PostgreSQL restart) are retried; image errors are not exceptions here.
+@celery_app.task(
+    name=PROCESS_IMAGE,
+    bind=True,
+    autoretry_for=(DBAPIError,),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=None,
+)
+def process_image(self: CeleryTask, task_id: int) -> str:
+    storage = Storage(get_settings().storage_dir)
+    with session_scope() as session:
+        task = crud.get_task(session=session, task_id=task_id)
+        if task is None:
+            return "gone"
+        if not crud.mark_processing(session=session, task_id=task_id):
+            return "already finished"  # a redelivered or reconciled duplicate
+        source_key = task.source_key
+    try:
+        source = storage.read(source_key)
+    except FileNotFoundError:
+        outcome = OutcomeReport(task_id=task_id, status="failed", error="the uploaded file is missing from storage")
+    else:
+        outcome = run_pipeline(task_id, source, storage)
+    report(outcome, storage)
+    return outcome.status
+
+
+@celery_app.task(name=REPORT_OUTCOME, bind=True, max_retries=None)
+def report_outcome(self: CeleryTask, body: str) -> str:
+    try:
+        deliver(get_settings(), body.encode())
+    except TaskGone:
+        outcome = OutcomeReport.model_validate_json(body)
+        Storage(get_settings().storage_dir).delete(Storage.result_key(outcome.task_id))
+        return "gone"
+    except ReportNotDelivered as exc:
+        countdown = min(MAX_REPORT_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))
+        raise self.retry(countdown=countdown, exc=exc) from exc
+    return "delivered"
