@@ -34,6 +34,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES),
         log_config=None,
         timeout_graceful_shutdown=20,
+        reload=getattr(args, "reload", False),
     )
     return 0
 
@@ -146,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--url", required=True)
     smoke.add_argument("--timeout", type=float, default=120)
     smoke.set_defaults(func=cmd_smoke)
-    sub.add_parser("run", help="embedded mode: migrate, API and a worker in one command").set_defaults(
-        func=cmd_run
-    )
+    run = sub.add_parser("run", help="embedded mode: migrate, API and a worker in one command")
+    run.add_argument("--reload", action="store_true", help="reload the API when code changes")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

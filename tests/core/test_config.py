@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Settings
+
+
+def test_embedded_defaults_need_no_servers(tmp_path):
+    settings = Settings(DATA_DIR=tmp_path)
+    assert settings.embedded
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.broker_url.startswith("sqla+sqlite:///")
+    assert settings.cookie_secure is False
+
+
+def test_wildcard_cors_with_credentials_refuses_to_start():
+    with pytest.raises(ValidationError, match="contains '\\*'"):
+        Settings(CORS_ORIGINS=["*"], CORS_ALLOW_CREDENTIALS=True)
+
+
+def test_production_mode_requires_a_webhook_secret():
+    with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
+        Settings(DATABASE_URL="postgresql+psycopg2://u@h/db")
+
+
+def test_visibility_timeout_must_outlast_the_task_time_limit():
+    with pytest.raises(ValidationError, match="VISIBILITY_TIMEOUT"):
+        Settings(TASK_TIME_LIMIT=100, VISIBILITY_TIMEOUT=50)
+
+
+def test_embedded_webhook_secret_is_created_once_and_kept(tmp_path):
+    first = Settings(DATA_DIR=tmp_path).webhook_secret()
+    assert len(first) >= 32
+    assert Settings(DATA_DIR=tmp_path).webhook_secret() == first
+    assert (tmp_path / "webhook-secret").stat().st_mode & 0o077 == 0
+
+
+def test_celery_reliability_settings():
+    from app.core.celery_app import celery_config
+
+    settings = Settings(BROKER_URL="redis://localhost:6379/0")
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_soft_time_limit"] < conf["task_time_limit"]
+    assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]

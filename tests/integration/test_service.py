@@ -1,0 +1,86 @@
+"""The whole path with real processes: API + worker on PostgreSQL + Redis, and embedded."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tests.fixtures.services import embedded_env, running_stack, server_env, wait_for_terminal
+from tests.utils import images
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server_stack(pg_database, redis_server, tmp_path):
+    redis_db = f"{redis_server.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
+    with running_stack(server_env(pg_database, redis_db, tmp_path / "data"), tmp_path / "logs") as stack:
+        yield stack
+
+
+@pytest.fixture
+def embedded_stack(tmp_path):
+    with running_stack(embedded_env(tmp_path / "data"), tmp_path / "logs") as stack:
+        yield stack
+
+
+def round_trip(stack) -> None:
+    with stack.client() as client:
+        source = images.jpeg(2400, 1200, orientation=6, gps=True)  # rotated: 1200x2400 upright
+        created = client.post("/api/newTask", files={"file": ("p.jpg", source, "image/jpeg")})
+        assert created.status_code == 200, created.text
+        task_id = created.json()["task_id"]
+        status = wait_for_terminal(client, task_id, timeout=60)
+        assert status["status"] == "completed", (status, stack.logs("worker0"))
+        metadata = json.loads(status["metadata"])
+        assert metadata["original_size"] == len(source)
+        assert (metadata["original_width"], metadata["original_height"]) == (2400, 1200)
+        assert (metadata["width"], metadata["height"]) == (300, 600)
+
+        result = client.get(f"/api/tasks/{task_id}/result")
+        assert result.status_code == 200
+        assert metadata["processed_size"] == len(result.content)
+        image = images.decode(result.content)
+        assert image.format == "JPEG" and image.mode == "RGB"
+        assert image.size == (300, 600)
+        assert not image.getexif() and "exif" not in image.info
+        # EXIF orientation 6 means "rotate 90° clockwise": the red top-left marker ends up top-right.
+        assert image.getpixel((image.width - 10, 10))[0] > 200
+        assert image.getpixel((10, 10))[0] < 100
+
+
+def test_round_trip_on_postgresql_and_redis(server_stack):
+    round_trip(server_stack)
+
+
+def test_round_trip_in_embedded_mode(embedded_stack):
+    round_trip(embedded_stack)
+
+
+def test_a_bad_image_that_passes_upload_checks_ends_failed_with_a_reason(server_stack):
+    from PIL import Image
+
+    # A valid header and a damaged body: caught by the worker, not by the upload check.
+    data = bytearray(images.encode(Image.effect_noise((256, 256), 64).convert("RGB"), "BMP"))
+    data[200:] = b""  # BMP pixel data cut short
+    with server_stack.client() as client:
+        created = client.post("/api/newTask", files={"file": ("x.bmp", bytes(data), "image/bmp")})
+        if created.status_code != 200:  # refused at upload: also a clean outcome
+            assert created.status_code == 422
+            return
+        status = wait_for_terminal(client, created.json()["task_id"])
+    assert status["status"] == "failed" and status["error"]
+    assert server_stack.workers[0].poll() is None  # the worker survived
+
+
+def test_two_users_are_isolated_end_to_end(server_stack):
+    with server_stack.client() as alice, server_stack.client() as bob:
+        task_id = alice.post("/api/newTask", files={"file": ("a.jpg", images.jpeg(), "image/jpeg")}).json()["task_id"]
+        wait_for_terminal(alice, task_id)
+        for path in (f"/api/isReady/{task_id}", f"/api/tasks/{task_id}", f"/api/tasks/{task_id}/result"):
+            assert bob.get(path).status_code == 404
+        assert bob.delete(f"/api/tasks/{task_id}").status_code == 404
+        assert bob.get("/api/tasks").json()["total"] == 0
+        assert alice.get(f"/api/tasks/{task_id}/result").status_code == 200

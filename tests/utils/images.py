@@ -1,0 +1,34 @@
+"""Small generated images for API and worker tests."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def jpeg(width: int = 1600, height: int = 1200, *, orientation: int | None = None, gps: bool = False) -> bytes:
+    image = Image.new("RGB", (width, height), (30, 120, 200))
+    image.paste((250, 20, 20), (0, 0, max(1, width // 4), max(1, height // 4)))  # marks the top-left
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    if gps:
+        exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    return encode(image, "JPEG", quality=90, exif=exif.tobytes())
+
+
+def png_rgba(width: int = 300, height: int = 200) -> bytes:
+    return encode(Image.new("RGBA", (width, height), (0, 0, 0, 0)), "PNG")
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
