@@ -131,8 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
-    worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="extra celery worker options")
+    worker = sub.add_parser("worker", help="run a Celery worker (other options go to `celery worker`)")
     worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     migrate.add_argument("--wait", type=float, default=0, help="seconds to wait for the database to come up")
@@ -154,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra
     configure_logging(get_settings())
     return args.func(args)
 

@@ -29,10 +29,6 @@ async def send_json(send: Send, status: int, detail: str, headers: Iterable[tupl
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Refuses request bodies over `max_bytes` with 413 as soon as the limit is crossed,
     with or without Content-Length (chunked), instead of buffering the whole body first."""
@@ -54,28 +50,32 @@ class BodySizeLimit:
             return
 
         received = 0
-        response_started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Once over the limit, answer 413 ourselves and tell the app the client left,
+            # so it stops reading; whatever it then tries to send is dropped.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    refused = True
+                    await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
 
 class CrossSiteGuard:

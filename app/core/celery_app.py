@@ -8,6 +8,7 @@ from functools import lru_cache
 from celery import Celery
 from kombu import Queue
 
+from app.core import embedded_broker
 from app.core.config import Settings, get_settings
 
 PROCESS_IMAGE = "imgproc.process_image"
@@ -15,9 +16,10 @@ REPORT_OUTCOME = "imgproc.report_outcome"
 
 
 def celery_config(settings: Settings) -> dict:
-    transport_options: dict = {"visibility_timeout": settings.VISIBILITY_TIMEOUT}
+    transport_options: dict = {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        transport_options |= {
+        transport_options = {
+            "visibility_timeout": settings.VISIBILITY_TIMEOUT,
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
             "retry_on_timeout": True,
@@ -52,6 +54,7 @@ def celery_config(settings: Settings) -> dict:
 @lru_cache
 def get_celery_app() -> Celery:
     settings = get_settings()
+    embedded_broker.register()
     app = Celery("imgproc", include=["worker.tasks"])
     app.conf.update(celery_config(settings))
     return app

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     # Embedded default: SQLite + kombu's SQLAlchemy transport over SQLite, files under ./data.
     DATA_DIR: Path = Path("data")
     DATABASE_URL: str = ""  # default: sqlite:///<DATA_DIR>/imgproc.sqlite3
-    BROKER_URL: str = ""  # default: sqla+sqlite:///<DATA_DIR>/broker.sqlite3
+    BROKER_URL: str = ""  # default: imgproc-sqlite+sqlite:///<DATA_DIR>/broker.sqlite3
     STORAGE_DIR: Path | None = None  # default: <DATA_DIR>/storage
     QUEUE_NAME: str = "imgproc"
 
@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     FLOWER_BASIC_AUTH: str = ""  # "user:password"; empty = no auth (embedded only)
     OPERATOR_HEALTH_PORT: int = 8080
     OPERATOR_METRICS_PORT: int = 9100
+    # Namespace whose WorkerAutoscalers the operator serves; default: the pod's own namespace.
+    OPERATOR_NAMESPACE: str = ""
 
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
@@ -83,7 +85,8 @@ class Settings(BaseSettings):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def broker_url(self) -> str:
-        return self.BROKER_URL or f"sqla+sqlite:///{self.DATA_DIR.resolve() / 'broker.sqlite3'}"
+        # kombu's SQLAlchemy transport, tuned (app.core.embedded_broker).
+        return self.BROKER_URL or f"imgproc-sqlite+sqlite:///{self.DATA_DIR.resolve() / 'broker.sqlite3'}"
 
     @computed_field  # type: ignore[prop-decorator]
     @property

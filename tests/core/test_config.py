@@ -10,7 +10,7 @@ def test_embedded_defaults_need_no_servers(tmp_path):
     settings = Settings(DATA_DIR=tmp_path)
     assert settings.embedded
     assert settings.database_url.startswith("sqlite:///")
-    assert settings.broker_url.startswith("sqla+sqlite:///")
+    assert settings.broker_url.startswith("imgproc-sqlite+sqlite:///")
     assert settings.cookie_secure is False
 
 

@@ -1,0 +1,60 @@
+"""Value types shared by the API and the worker: the processing spec and its results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Content decides the format (never the file name or the declared content type); anything Pillow
+# recognises outside this tuple is refused by name.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+_MAX_JPEG_QUALITY = 100
+
+
+def _require_positive_int(name: str, value: object) -> None:
+    # bool is an int subclass; Spec(max_width=True) is a bug, not a 1-pixel box.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Spec.{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to make: a JPEG fitting in ``max_width`` x ``max_height`` (never upscaled)."""
+
+    max_width: int = 800
+    max_height: int = 600
+    quality: int = 85
+    max_pixels: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        # An invalid spec is a programming/configuration error, so it fails here, loudly, with a
+        # ValueError — which lets process() promise that only ImageError escapes it.
+        for name in ("max_width", "max_height", "quality", "max_pixels"):
+            _require_positive_int(name, getattr(self, name))
+        if self.quality > _MAX_JPEG_QUALITY:
+            raise ValueError(f"Spec.quality must be 1..{_MAX_JPEG_QUALITY}, got {self.quality}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: the detected format and the stored (un-rotated) dimensions."""
+
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    """A web-ready JPEG and where it came from.
+
+    ``width``/``height`` are the output's; ``source_*`` are the input's header values, i.e. the same
+    numbers :func:`app.imaging.inspect` reports (before EXIF orientation is applied).
+    """
+
+    data: bytes
+    width: int
+    height: int
+    source_format: str
+    source_width: int
+    source_height: int

@@ -1,0 +1,584 @@
+// imgproc page: uploads with progress, and a live list of this visitor's tasks.
+// Plain ES module, no dependencies, no build step. Every server-provided string goes
+// into the DOM through textContent or an attribute — never through innerHTML.
+
+// URLs are relative to the page (/frontend/), so the page also works when the whole
+// app is mounted under a path prefix behind an ingress.
+const ROOT = new URL("../", document.baseURI);
+const API = new URL("api/", ROOT);
+
+const PAGE_SIZE = 20;
+const PARALLEL_UPLOADS = 2; // leaves browser connections free for polling and thumbnails
+const POLL_FAST_MS = 1000; // something is unfinished and just changed
+const POLL_SLOW_MS = 5000; // ceiling of the back-off while work is unfinished but quiet
+const POLL_IDLE_MS = 30000; // everything terminal: only catches uploads from other tabs
+const POLL_ERROR_MAX_MS = 30000;
+const TERMINAL = new Set(["completed", "failed"]);
+const STATUS_LABEL = { pending: "Pending", processing: "Processing", completed: "Completed", failed: "Failed" };
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  input: $("file-input"),
+  zone: $("dropzone"),
+  uploads: $("uploads"),
+  tasks: $("tasks"),
+  empty: $("empty"),
+  listState: $("list-state"),
+  heading: $("tasks-heading"),
+  pager: $("pager"),
+  newer: $("newer"),
+  older: $("older"),
+  pageInfo: $("page-info"),
+  announcer: $("announcer"),
+  template: $("task-template"),
+};
+
+// ---------------------------------------------------------------- formatting
+
+const numberFormat = (digits) => new Intl.NumberFormat(undefined, { maximumFractionDigits: digits });
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function formatBytes(n) {
+  if (n == null) return null;
+  const units = ["B", "kB", "MB", "GB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${numberFormat(unit > 0 && value < 10 ? 1 : 0).format(value)} ${units[unit]}`;
+}
+
+const formatDims = (w, h) => (w && h ? `${w}\u00d7${h}` : null);
+
+function formatDuration(ms) {
+  if (ms == null) return null;
+  return ms < 1000 ? `${numberFormat(ms < 10 ? 1 : 0).format(ms)} ms` : `${numberFormat(1).format(ms / 1000)} s`;
+}
+
+// "1600×1200 PNG, 2.4 MB": absent parts (null) are left out.
+const describeImage = (dims, format, size) => [[dims, format].filter(Boolean).join(" "), size].filter(Boolean).join(", ");
+
+// "photo.PNG" -> "photo.jpg": the suggested name for the downloaded result.
+function resultName(filename, id) {
+  const stem = (filename || "").replace(/\.[^.]*$/, "").trim();
+  return `${stem || `imgproc-${id}`}.jpg`;
+}
+
+// The API returns app-relative paths ("/api/tasks/1/result"); keep them under our prefix.
+function appUrl(path) {
+  return path.startsWith(ROOT.pathname) ? new URL(path, ROOT) : new URL(path.replace(/^\/+/, ""), ROOT);
+}
+
+// ---------------------------------------------------------------- announcements
+
+// Polite live region: a short line per event; old lines are trimmed so it stays small.
+function announce(text) {
+  const line = document.createElement("p");
+  line.textContent = text;
+  el.announcer.append(line);
+  while (el.announcer.childElementCount > 5) el.announcer.firstElementChild.remove();
+}
+
+// ---------------------------------------------------------------- errors
+
+const FALLBACK_DETAIL = {
+  403: "The request was refused.",
+  413: "The file is too large.",
+  415: "Not a supported image (JPEG, PNG, WebP, GIF, BMP or TIFF).",
+  422: "The image is empty, corrupt or has too many pixels.",
+  429: "Too many uploads right now.",
+  503: "The service is busy or its queue is unavailable.",
+};
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // e.g. an HTML error page from a proxy
+  }
+}
+
+function retrySeconds(header) {
+  if (!header) return null;
+  if (/^\d+$/.test(header.trim())) return Number(header);
+  const date = Date.parse(header); // Retry-After may also be an HTTP date
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}
+
+// Words for a failed request: the API's own `detail` when there is one.
+function describeFailure(status, body, retryAfter) {
+  let detail = body && body.detail;
+  if (Array.isArray(detail)) {
+    // FastAPI validation errors: a list of {loc, msg, type}.
+    detail = detail.map((item) => (item && item.msg) || String(item)).join("; ");
+  }
+  if (typeof detail !== "string" || !detail.trim()) {
+    detail = status
+      ? FALLBACK_DETAIL[status] || `The server answered ${status}.`
+      : "Network error: the server could not be reached.";
+  }
+  if (status === 429 || status === 503) {
+    const seconds = retrySeconds(retryAfter);
+    detail += seconds != null ? ` Retry after ${seconds} s.` : " Retry shortly.";
+  }
+  return detail;
+}
+
+const isRetryable = (status) => status === 0 || status === 429 || status >= 500;
+
+// ---------------------------------------------------------------- uploads
+
+const uploadQueue = [];
+let activeUploads = 0;
+
+// The first /api request issues the identity cookie. Uploads wait for the first list
+// request so that several parallel first requests cannot each create a new identity.
+let identityReady = Promise.resolve();
+
+function addFiles(files) {
+  for (const file of files) {
+    const job = { file, row: createUploadRow(file) };
+    uploadQueue.push(job);
+  }
+  pumpUploads();
+}
+
+function pumpUploads() {
+  while (activeUploads < PARALLEL_UPLOADS && uploadQueue.length > 0) {
+    const job = uploadQueue.shift();
+    activeUploads += 1;
+    runUpload(job).finally(() => {
+      activeUploads -= 1;
+      pumpUploads();
+    });
+  }
+}
+
+function createUploadRow(file) {
+  const row = document.createElement("li");
+  row.className = "upload";
+  row.dataset.state = "queued";
+
+  const name = document.createElement("span");
+  name.className = "upload-name";
+  name.textContent = file.name || "(unnamed file)";
+
+  const size = document.createElement("span");
+  size.className = "upload-size";
+  size.textContent = formatBytes(file.size);
+
+  const progress = document.createElement("progress");
+  progress.max = 100;
+  progress.value = 0;
+  progress.setAttribute("aria-label", `Upload progress of ${file.name}`);
+
+  const status = document.createElement("span");
+  status.className = "upload-status";
+  status.textContent = "Waiting…";
+
+  const actions = document.createElement("span");
+  actions.className = "upload-actions";
+
+  row.append(name, size, progress, status, actions);
+  el.uploads.append(row);
+  return row;
+}
+
+function setUploadState(row, state, text) {
+  row.dataset.state = state;
+  row.querySelector(".upload-status").textContent = text;
+  if (state === "done") row.querySelector("progress").value = 100;
+}
+
+function addRowButton(row, label, accessibleName, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "button small secondary";
+  button.textContent = label;
+  button.setAttribute("aria-label", accessibleName);
+  button.addEventListener("click", onClick);
+  row.querySelector(".upload-actions").append(button);
+  return button;
+}
+
+async function runUpload(job) {
+  const { file, row } = job;
+  const progress = row.querySelector("progress");
+  row.querySelector(".upload-actions").replaceChildren();
+  await identityReady;
+  setUploadState(row, "uploading", "Uploading…");
+  const result = await sendFile(file, (loaded, total) => {
+    progress.value = Math.round((loaded / total) * 100);
+  });
+
+  if (result.status === 200 && result.body && result.body.task_id) {
+    setUploadState(row, "done", "Uploaded; processing…");
+    announce(`${file.name} uploaded.`);
+    poller.kick();
+    // The task list now shows the file; the upload line has done its job.
+    setTimeout(() => row.remove(), 4000);
+    return;
+  }
+
+  const message = describeFailure(result.status, result.body, result.retryAfter);
+  setUploadState(row, "error", message);
+  row.querySelector(".upload-status").setAttribute("role", "alert");
+  if (isRetryable(result.status)) {
+    addRowButton(row, "Retry", `Retry ${file.name}`, () => {
+      row.querySelector(".upload-status").removeAttribute("role");
+      setUploadState(row, "queued", "Waiting…");
+      uploadQueue.push(job);
+      pumpUploads();
+    });
+  }
+  addRowButton(row, "Dismiss", `Dismiss ${file.name}`, () => {
+    row.remove();
+    el.input.focus();
+  });
+}
+
+// XMLHttpRequest rather than fetch: fetch has no upload progress events.
+function sendFile(file, onProgress) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", new URL("newTask", API));
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded, event.total);
+    });
+    xhr.addEventListener("load", () =>
+      resolve({
+        status: xhr.status,
+        body: parseJson(xhr.responseText),
+        retryAfter: xhr.getResponseHeader("Retry-After"),
+      }),
+    );
+    // A proxy that rejects an oversized body may reset the connection: status 0.
+    for (const type of ["error", "abort", "timeout"]) {
+      xhr.addEventListener(type, () => resolve({ status: 0, body: null, retryAfter: null }));
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+// ---------------------------------------------------------------- task list
+
+const rows = new Map(); // task id -> <li>
+const lastStatus = new Map(); // task id -> status, to announce changes
+let offset = 0;
+let total = 0;
+let listedOnce = false;
+
+class HttpError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+async function fetchPage() {
+  const url = new URL("tasks", API);
+  url.searchParams.set("limit", String(PAGE_SIZE));
+  url.searchParams.set("offset", String(offset));
+  const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    const body = parseJson(await response.text());
+    throw new HttpError(response.status, describeFailure(response.status, body, response.headers.get("Retry-After")));
+  }
+  return response.json();
+}
+
+// Loads the current page and updates the list in place; returns what the poller needs.
+async function refresh() {
+  let page = await fetchPage();
+  if (page.items.length === 0 && offset > 0 && page.total > 0) {
+    // Deletions emptied this page: show the last page that still has something.
+    offset = Math.floor((page.total - 1) / PAGE_SIZE) * PAGE_SIZE;
+    page = await fetchPage();
+  }
+  return render(page);
+}
+
+function render(page) {
+  let changed = false;
+  let unfinished = false;
+  const seen = new Set();
+
+  page.items.forEach((task, index) => {
+    seen.add(task.id);
+    let row = rows.get(task.id);
+    if (!row) {
+      row = createTaskRow(task.id);
+      rows.set(task.id, row);
+    }
+    if (updateTaskRow(row, task)) changed = true;
+    // Only move a row when it is out of place: moving a node drops keyboard focus inside it.
+    if (el.tasks.children[index] !== row) el.tasks.insertBefore(row, el.tasks.children[index] || null);
+
+    const before = lastStatus.get(task.id);
+    if (listedOnce && before && before !== task.status) {
+      const name = task.filename || `Task ${task.id}`;
+      announce(task.status === "failed" && task.error ? `${name}: failed. ${task.error}` : `${name}: ${task.status}.`);
+    }
+    lastStatus.set(task.id, task.status);
+    if (!TERMINAL.has(task.status)) unfinished = true;
+  });
+
+  for (const [id, row] of rows) {
+    if (!seen.has(id)) {
+      row.remove();
+      rows.delete(id);
+      changed = true;
+    }
+  }
+
+  total = page.total;
+  el.empty.hidden = total > 0;
+  el.pager.hidden = total <= PAGE_SIZE;
+  el.pageInfo.textContent =
+    page.items.length > 0 ? `${offset + 1}\u2013${offset + page.items.length} of ${total}` : `0 of ${total}`;
+  el.newer.disabled = offset === 0;
+  el.older.disabled = offset + PAGE_SIZE >= total;
+  listedOnce = true;
+  return { changed, unfinished };
+}
+
+function createTaskRow(id) {
+  const row = el.template.content.firstElementChild.cloneNode(true);
+  row.dataset.taskId = String(id);
+  const img = row.querySelector("img");
+  img.addEventListener("load", () => {
+    row.querySelector(".thumb-placeholder").hidden = true;
+  });
+  img.addEventListener("error", () => {
+    img.hidden = true;
+    const placeholder = row.querySelector(".thumb-placeholder");
+    placeholder.hidden = false;
+    placeholder.dataset.state = "missing";
+  });
+  return row;
+}
+
+function setFact(row, cls, text) {
+  const fact = row.querySelector(`.${cls}`);
+  fact.hidden = !text;
+  fact.querySelector("dd").textContent = text || "";
+}
+
+// Idempotent: returns false (and touches nothing) when the task has not changed.
+function updateTaskRow(row, task) {
+  const signature = `${task.status}|${task.updated_at}|${task.filename}`;
+  if (row.dataset.signature === signature) return false;
+  row.dataset.signature = signature;
+  row.dataset.status = task.status;
+
+  const name = task.filename || `Task ${task.id}`;
+  const meta = task.metadata || {};
+  row.querySelector(".filename").textContent = name;
+  const badge = row.querySelector(".badge");
+  badge.textContent = STATUS_LABEL[task.status] || task.status;
+  badge.className = `badge badge-${task.status}`;
+
+  const original = formatDims(meta.original_width, meta.original_height);
+  setFact(row, "fact-before", describeImage(original, meta.source_format, formatBytes(meta.original_size)));
+  let after = null;
+  if (task.status === "completed") {
+    const saved =
+      meta.original_size > 0 && meta.processed_size != null
+        ? Math.round((1 - meta.processed_size / meta.original_size) * 100)
+        : null;
+    const savedText = saved == null ? null : saved >= 0 ? `\u2212${saved}%` : `+${-saved}%`;
+    const size = formatBytes(meta.processed_size);
+    after = describeImage(formatDims(meta.width, meta.height), "JPEG", size && savedText ? `${size} (${savedText})` : size);
+  }
+  setFact(row, "fact-after", after);
+  setFact(row, "fact-time", task.status === "completed" ? formatDuration(meta.processing_ms) : null);
+
+  const time = row.querySelector("time");
+  const created = new Date(task.created_at);
+  time.dateTime = task.created_at;
+  time.textContent = Number.isNaN(created.getTime()) ? task.created_at : dateFormat.format(created);
+
+  const error = row.querySelector(".task-error");
+  error.hidden = task.status !== "failed";
+  error.textContent = task.status === "failed" ? task.error || "Processing failed." : "";
+
+  const img = row.querySelector("img");
+  const placeholder = row.querySelector(".thumb-placeholder");
+  const download = row.querySelector(".download");
+  if (task.status === "completed" && task.result_url) {
+    const url = appUrl(task.result_url).href;
+    img.alt = `Result of ${name}`;
+    if (img.getAttribute("src") !== url) img.src = url;
+    img.hidden = false;
+    download.href = url;
+    download.download = resultName(task.filename, task.id);
+    download.setAttribute("aria-label", `Download ${name} as JPEG`);
+    download.hidden = false;
+  } else {
+    img.hidden = true;
+    img.removeAttribute("src");
+    placeholder.hidden = false;
+    placeholder.dataset.state = task.status;
+    download.hidden = true;
+    download.removeAttribute("href");
+  }
+  row.querySelector(".delete").setAttribute("aria-label", `Delete ${name}`);
+  return true;
+}
+
+async function deleteTask(row, button) {
+  const id = row.dataset.taskId;
+  const name = row.querySelector(".filename").textContent;
+  button.disabled = true;
+  button.textContent = "Deleting…";
+  let response = null;
+  try {
+    response = await fetch(new URL(`tasks/${encodeURIComponent(id)}`, API), {
+      method: "DELETE",
+      credentials: "same-origin",
+    });
+  } catch {
+    // network failure: handled below like any other refusal
+  }
+  // 404: already gone (another tab deleted it) — the outcome the user wanted.
+  if (response && (response.ok || response.status === 404)) {
+    row.remove();
+    rows.delete(Number(id));
+    lastStatus.delete(Number(id));
+    announce(`${name} deleted.`);
+    el.heading.focus(); // the button that had focus is gone; keep keyboard users in the list
+    poller.kick();
+    return;
+  }
+  const body = response ? parseJson(await response.text()) : null;
+  button.disabled = false;
+  button.textContent = "Delete";
+  announce(`Could not delete ${name}: ${describeFailure(response ? response.status : 0, body, null)}`);
+}
+
+// ---------------------------------------------------------------- polling
+
+// One timer. Fast while tasks are unfinished (backing off while nothing changes), slow
+// when all are terminal, stopped while the tab is hidden, exponential back-off on errors.
+const poller = {
+  timer: null,
+  delay: POLL_FAST_MS,
+  failures: 0,
+  running: false,
+  again: false,
+
+  schedule(ms) {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (!document.hidden) this.timer = setTimeout(() => this.tick(), ms);
+  },
+
+  kick() {
+    this.delay = POLL_FAST_MS;
+    this.schedule(0);
+  },
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+  },
+
+  async tick() {
+    if (this.running) {
+      this.again = true; // a kick during a request: refresh once more right after it
+      return;
+    }
+    this.running = true;
+    let next;
+    try {
+      const { changed, unfinished } = await refresh();
+      this.failures = 0;
+      el.listState.textContent = "";
+      const busy = unfinished || activeUploads > 0 || uploadQueue.length > 0;
+      if (!busy) next = POLL_IDLE_MS;
+      else next = this.delay = changed ? POLL_FAST_MS : Math.min(this.delay * 1.5, POLL_SLOW_MS);
+    } catch (error) {
+      this.failures += 1;
+      next = Math.min(POLL_ERROR_MAX_MS, POLL_FAST_MS * 2 ** this.failures);
+      const why = error instanceof HttpError ? error.message : "the server could not be reached.";
+      el.listState.textContent = `Could not update the list (${why.replace(/\.$/, "")}); retrying in ${Math.round(next / 1000)} s.`;
+    } finally {
+      this.running = false;
+    }
+    if (this.again) {
+      this.again = false;
+      next = 0;
+    }
+    this.schedule(next);
+  },
+};
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) poller.stop();
+  else poller.kick(); // catch up at once when the visitor comes back
+});
+
+// ---------------------------------------------------------------- wiring
+
+el.input.addEventListener("change", () => {
+  addFiles([...el.input.files]);
+  el.input.value = ""; // so choosing the same file again fires `change` again
+});
+
+const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+let dragDepth = 0;
+
+// The whole window accepts drops: a file dropped beside the zone would otherwise make the
+// browser navigate away from the page to display it.
+window.addEventListener("dragenter", (event) => {
+  if (!hasFiles(event)) return;
+  dragDepth += 1;
+  el.zone.classList.add("dragging");
+});
+window.addEventListener("dragleave", (event) => {
+  if (!hasFiles(event)) return;
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) el.zone.classList.remove("dragging");
+});
+window.addEventListener("dragover", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "copy";
+});
+window.addEventListener("drop", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  dragDepth = 0;
+  el.zone.classList.remove("dragging");
+  addFiles([...event.dataTransfer.files]);
+});
+
+// Pasted images (a screenshot in the clipboard) are uploads too.
+window.addEventListener("paste", (event) => {
+  const files = event.clipboardData ? [...event.clipboardData.files] : [];
+  if (files.length > 0) {
+    event.preventDefault();
+    addFiles(files);
+  }
+});
+
+el.tasks.addEventListener("click", (event) => {
+  const button = event.target.closest("button.delete");
+  if (button) deleteTask(button.closest(".task"), button);
+});
+
+function goToOffset(newOffset) {
+  offset = Math.max(0, newOffset);
+  poller.kick();
+  el.heading.focus();
+}
+el.newer.addEventListener("click", () => goToOffset(offset - PAGE_SIZE));
+el.older.addEventListener("click", () => goToOffset(offset + PAGE_SIZE));
+
+// First load: also the request that obtains the identity cookie for the uploads.
+identityReady = poller.tick();

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import crud
+from app.core.db import session_scope
+from app.models import TaskStatus, User
+from app.schemas import OutcomeReport
+from app.storage import Storage
+from tests.utils import images
+
+
+@pytest.fixture
+def storage(embedded) -> Storage:
+    from app.core.config import get_settings
+
+    return Storage(get_settings().storage_dir)
+
+
+def make_task(storage: Storage, data: bytes) -> int:
+    key = storage.new_original_key()
+    storage.write(key, data)
+    with session_scope() as session:
+        user = User(token_hash="0" * 64)
+        session.add(user)
+        session.commit()
+        task = crud.create_task(
+            session=session, owner=user, filename="x", source_key=key, source_format="JPEG", size=len(data)
+        )
+        return task.id
+
+
+def test_pipeline_writes_the_result_under_the_task_id_and_reports_metadata(storage):
+    from worker.tasks import run_pipeline
+
+    data = images.jpeg(1600, 1200)
+    outcome = run_pipeline(7, data, storage)
+    assert outcome.status == "completed" and outcome.result_path == "results/7.jpg"
+    result = storage.read("results/7.jpg")
+    assert outcome.metadata.processed_size == len(result)
+    assert (outcome.metadata.width, outcome.metadata.height) == (800, 600)
+    assert outcome.metadata.original_size == len(data) and outcome.metadata.processing_ms > 0
+
+    again = run_pipeline(7, data, storage)  # a re-run overwrites, never adds a file
+    assert again.status == "completed"
+    assert [p.name for p in (storage.root / "results").iterdir()] == ["7.jpg"]
+
+
+def test_pipeline_turns_an_image_error_into_a_failed_outcome(storage):
+    from worker.tasks import run_pipeline
+
+    outcome = run_pipeline(8, images.jpeg()[:300], storage)
+    assert outcome.status == "failed" and outcome.error
+    assert not storage.exists("results/8.jpg")
+
+
+def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
+    from worker import tasks
+
+    task_id = make_task(storage, images.jpeg(64, 48))
+    with session_scope() as session:
+        crud.finish_task(
+            session=session, task_id=task_id, status=TaskStatus.FAILED, result_key=None,
+            result_metadata=None, error="earlier failure",
+        )
+    reported: list[OutcomeReport] = []
+    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    assert tasks.process_image(task_id) == "already finished"
+    assert reported == []
+
+
+def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch):
+    from worker import tasks
+
+    task_id = make_task(storage, images.jpeg(1000, 500))
+    reported: list[OutcomeReport] = []
+    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    assert tasks.process_image(task_id) == "completed"
+    with session_scope() as session:
+        task = crud.get_task(session=session, task_id=task_id)
+        assert task.status is TaskStatus.PROCESSING and task.attempts == 1  # terminal via the webhook only
+    assert reported[0].task_id == task_id and reported[0].metadata.width == 800
+
+
+def test_an_undelivered_report_becomes_a_queued_retry(storage, monkeypatch, configure):
+    from worker import tasks
+
+    configure(API_INTERNAL_URL="http://127.0.0.1:1")  # nothing listens there
+    sent: list[tuple] = []
+    monkeypatch.setattr(tasks.celery_app, "send_task", lambda name, args: sent.append((name, args)))
+    outcome = OutcomeReport(task_id=3, status="failed", error="x")
+    tasks.report(outcome, storage)
+    assert sent == [("imgproc.report_outcome", [outcome.model_dump_json()])]
+    assert json.loads(sent[0][1][0])["task_id"] == 3
