@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_api(args)
     finally:
         if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+            # To the main process only: Celery's warm shutdown stops its pool itself.
+            worker.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 30
             while worker.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -207,6 +207,7 @@ async function runUpload(job) {
   const { file, row } = job;
   const progress = row.querySelector("progress");
   row.querySelector(".upload-actions").replaceChildren();
+  progress.value = 0;
   await identityReady;
   setUploadState(row, "uploading", "Uploading…");
   const result = await sendFile(file, (loaded, total) => {
