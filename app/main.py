@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie
 from app.api.routes import health, tasks, webhook
@@ -65,6 +67,16 @@ async def _database_unavailable(_request: Request, _exc: Exception) -> JSONRespo
     )
 
 
+async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Starlette answers from the first route whose path matches, so `Allow` would list only
+    # that route's methods; collect them from every route on the path.
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            allowed |= route.methods
+    return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -77,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(webhook.router)
+    app.add_exception_handler(405, _method_not_allowed)
     for exc_type in (OperationalError, PoolTimeout, DBAPIError):
         app.add_exception_handler(exc_type, _database_unavailable)
 

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from app import imaging
 from tests.fixtures.postgres import start_postgres
 from tests.fixtures.redis import start_redis

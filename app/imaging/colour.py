@@ -1,8 +1,7 @@
 """Colour-mode normalisation: any decoded Pillow mode -> something resampling and JPEG can take.
 
-Resampling happens in a *working mode*: L, LA, RGB, RGBA (or YCbCr, from JPEG decoding). Pillow
-premultiplies alpha when resizing LA/RGBA, so transparency can be flattened after the resize, on the
-small image.
+Resampling happens in one of four *working modes*: L, LA, RGB, RGBA. Pillow premultiplies alpha when
+resizing LA/RGBA, so transparency can be flattened after the resize, on the small image.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ import math
 
 from PIL import Image
 
-# YCbCr only comes from our own JPEG shrink-on-load; resampling it is as good as resampling RGB.
-WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "YCbCr"})
+WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
 
 _WITH_ALPHA = {"L": "LA", "RGB": "RGBA", "1": "LA"}
 _PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}

@@ -12,6 +12,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -65,11 +66,19 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"
 
 
+@dataclass
+class Subject:
+    """What the block is working on, for error messages; set ``format`` once it is known."""
+
+    format: str = "image"
+
+
 @contextmanager
-def pillow_errors_as_image_errors() -> Iterator[None]:
+def pillow_errors_as_image_errors() -> Iterator[Subject]:
     """Let only ImageError out of the block: Pillow's many failure types become one of ours."""
+    subject = Subject()
     try:
-        yield
+        yield subject
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -78,7 +87,8 @@ def pillow_errors_as_image_errors() -> Iterator[None]:
     except MemoryError as exc:
         raise ImageTooLargeError("There is not enough memory to process this image.") from exc
     except DECODE_FAILURES as exc:
-        raise CorruptImageError(f"The image data is corrupt or truncated ({_reason(exc)}).") from exc
+        message = f"The {subject.format} file is corrupt or truncated ({_reason(exc)})."
+        raise CorruptImageError(message) from exc
 
 
 @contextmanager

@@ -27,8 +27,9 @@ def inspect(data: bytes, *, max_pixels: int) -> ImageInfo:
     (chunk CRCs up to IEND), WebP/TIFF/BMP by comparing the header's data extents with the size.
     GIF gets header checks only; process() still catches what slips through.
     """
-    with pillow_errors_as_image_errors():
+    with pillow_errors_as_image_errors() as subject:
         image, image_format = open_image(data)
+        subject.format = image_format
         with image:
             width, height = image.size  # before draft() shrinks it
             check_pixel_limit((width, height), max_pixels)

@@ -22,7 +22,13 @@ from app.schemas import (
     task_public,
 )
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(
+    tags=["tasks"],
+    responses={
+        429: {"model": ErrorResponse, "description": "Too many requests (new sessions or uploads); see Retry-After."},
+        503: {"model": ErrorResponse, "description": "A dependency is unavailable; see Retry-After."},
+    },
+)
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
 NOT_FOUND = "Task not found."
@@ -57,11 +63,12 @@ _UPLOAD_ERRORS = {
     "/api/newTask",
     response_model=NewTaskResponse,
     responses={
+        400: {"model": ErrorResponse, "description": "The multipart body could not be parsed."},
         413: {"model": ErrorResponse, "description": "The upload exceeds the size limit."},
         415: {"model": ErrorResponse, "description": "Not an image, or a format outside the allow-list."},
-        422: {"model": ErrorResponse, "description": "Empty, corrupt, or too many pixels."},
-        429: {"model": ErrorResponse, "description": "Rate limit or pending-task cap reached."},
-        503: {"model": ErrorResponse, "description": "The queue is unreachable; retry later."},
+        422: {"description": "Empty, corrupt, too many pixels, or no `file` field."},
+        429: {"model": ErrorResponse, "description": "Rate limit or unfinished-task cap reached."},
+        503: {"model": ErrorResponse, "description": "The queue or database is unreachable; retry later."},
     },
 )
 def new_task(
