@@ -89,12 +89,15 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from app.core.db import session_scope
-    from app.queue import enqueue_processing
+    from app.queue import enqueue_processing, waiting_messages
     from app.reconciler import reconcile_once
 
     with session_scope() as session:
         ids = reconcile_once(
-            session=session, enqueue=enqueue_processing, older_than_seconds=get_settings().RECONCILE_AFTER_SECONDS
+            session=session,
+            enqueue=enqueue_processing,
+            waiting=waiting_messages,
+            older_than_seconds=get_settings().RECONCILE_AFTER_SECONDS,
         )
     print(f"re-enqueued {len(ids)} task(s)")
     return 0

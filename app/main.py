@@ -23,7 +23,7 @@ from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.migrate import assert_database_current
-from app.queue import BrokerUnavailable, enqueue_processing
+from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.reconciler import reconcile_once
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,10 @@ async def _reconcile_forever(settings: Settings) -> None:
     def once() -> None:
         with session_scope() as session:
             reconcile_once(
-                session=session, enqueue=enqueue_processing, older_than_seconds=settings.RECONCILE_AFTER_SECONDS
+                session=session,
+                enqueue=enqueue_processing,
+                waiting=waiting_messages,
+                older_than_seconds=settings.RECONCILE_AFTER_SECONDS,
             )
 
     while True:

@@ -21,6 +21,17 @@ def enqueue_processing(task_id: int) -> None:
         raise BrokerUnavailable(str(exc)) from exc
 
 
+def waiting_messages() -> int:
+    """Messages waiting in the processing queue (Redis LLEN; a row count on SQLite)."""
+    app = get_celery_app()
+    try:
+        with app.connection_for_write() as connection:
+            declared = connection.default_channel.queue_declare(app.conf.task_default_queue, passive=True)
+    except (OperationalError, OSError, ConnectionError) as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+    return declared.message_count
+
+
 def broker_reachable(timeout: float = 2.0) -> bool:
     try:
         with get_celery_app().connection_for_write() as connection:

@@ -1,6 +1,10 @@
 """Re-enqueues tasks whose message may have been lost (broker restart without
-persistence, a crash between commit and enqueue). Processing is idempotent, so a
-task that is merely slow and gets a second message is harmless."""
+persistence, a crash between commit and enqueue).
+
+Only while nothing waits in the queue: during a backlog an old pending task most likely
+still has its message, and re-sending every such task each round would snowball the
+queue with duplicates. A lost message is found once the backlog drains. Processing is
+idempotent, so the occasional duplicate is harmless."""
 
 from __future__ import annotations
 
@@ -16,8 +20,16 @@ from app.models import utcnow
 log = logging.getLogger(__name__)
 
 
-def reconcile_once(*, session: Session, enqueue: Callable[[int], None], older_than_seconds: int) -> list[int]:
+def reconcile_once(
+    *,
+    session: Session,
+    enqueue: Callable[[int], None],
+    waiting: Callable[[], int],
+    older_than_seconds: int,
+) -> list[int]:
     """Returns the ids re-enqueued. Stops at the first enqueue failure (broker down)."""
+    if waiting() > 0:
+        return []
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     requeued: list[int] = []
     try:
