@@ -119,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], start_new_session=True)
     try:
         print(f"imgproc: http://{settings.HOST}:{settings.PORT}/frontend/  (API docs: /docs)", flush=True)
+        # uvicorn re-raises SIGTERM with the default handler after its shutdown, which would
+        # skip the `finally` below and orphan the worker; exit normally instead.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         return cmd_api(args)
     finally:
         if worker.poll() is None:

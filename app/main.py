@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie
+from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie, SecurityHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -48,6 +48,8 @@ async def _reconcile_forever(settings: Settings) -> None:
             await run_in_threadpool(once)
         except (BrokerUnavailable, DBAPIError, PoolTimeout) as exc:
             log.warning("reconciler: dependencies unavailable (%s); will retry", type(exc).__name__)
+        except Exception:  # one bad round must not end reconciling for the life of the process
+            log.exception("reconciler: round failed; will retry")
 
 
 @contextlib.asynccontextmanager
@@ -115,5 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["content-type"],
         )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
+        advertised_limit=settings.MAX_UPLOAD_BYTES,
+    )
+    app.add_middleware(SecurityHeaders)
     return app

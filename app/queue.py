@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kombu.exceptions import OperationalError
+from kombu.exceptions import ChannelError, OperationalError
 
 from app.core.celery_app import PROCESS_IMAGE, get_celery_app
 
@@ -27,6 +27,10 @@ def waiting_messages() -> int:
     try:
         with app.connection_for_write() as connection:
             declared = connection.default_channel.queue_declare(app.conf.task_default_queue, passive=True)
+    except ChannelError:
+        # 404 NOT_FOUND: Redis keeps no key for an empty list, so an empty (or wiped) queue
+        # does not exist. Nothing waits.
+        return 0
     except (OperationalError, OSError, ConnectionError) as exc:
         raise BrokerUnavailable(str(exc)) from exc
     return declared.message_count

@@ -111,11 +111,11 @@ def task_metadata(task: Task) -> TaskMetadata:
     return TaskMetadata(original_size=task.original_size, source_format=task.source_format)
 
 
-def result_url(task: Task) -> str | None:
-    return f"/api/tasks/{task.id}/result" if task.status is TaskStatus.COMPLETED else None
+def result_url(task: Task, root_path: str = "") -> str | None:
+    return f"{root_path}/api/tasks/{task.id}/result" if task.status is TaskStatus.COMPLETED else None
 
 
-def task_public(task: Task) -> TaskPublic:
+def task_public(task: Task, root_path: str = "") -> TaskPublic:
     return TaskPublic(
         id=task.id,
         status=task.status.value,
@@ -125,7 +125,7 @@ def task_public(task: Task) -> TaskPublic:
         error=task.error,
         metadata=task_metadata(task),
         result_path=task.result_key if task.status is TaskStatus.COMPLETED else None,
-        result_url=result_url(task),
+        result_url=result_url(task, root_path),
     )
 
 

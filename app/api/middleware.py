@@ -33,12 +33,13 @@ class BodySizeLimit:
     """Refuses request bodies over `max_bytes` with 413 as soon as the limit is crossed,
     with or without Content-Length (chunked), instead of buffering the whole body first."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, advertised_limit: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.advertised_limit = advertised_limit  # the file limit users know, without envelope slack
 
     def _detail(self) -> str:
-        return f"Request body too large: the limit is {self.max_bytes} bytes."
+        return f"File too large: the limit is {self.advertised_limit} bytes."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -134,3 +135,28 @@ class IssuedCookie:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class SecurityHeaders:
+    """Headers every response carries: no MIME sniffing, no framing, no referrer leaks."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", b"frame-ancestors 'none'"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -20,6 +20,8 @@ def celery_config(settings: Settings) -> dict:
     if settings.broker_url.startswith(("redis://", "rediss://")):
         transport_options = {
             "visibility_timeout": settings.VISIBILITY_TIMEOUT,
+            "unacked_restore_interval": settings.UNACKED_RESTORE_INTERVAL,
+            "unacked_restore_throttle": settings.UNACKED_RESTORE_THROTTLE,
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
             "retry_on_timeout": True,

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     TASK_TIME_LIMIT: int = Field(90, ge=1)
     # Redis re-delivers an unacked message after this long; must exceed TASK_TIME_LIMIT.
     VISIBILITY_TIMEOUT: int = Field(3600, ge=1)
+    # kombu's sweep that moves messages unacked for longer than VISIBILITY_TIMEOUT (a worker
+    # SIGKILLed with its children) back to the queue: a Redis scan every INTERVAL x THROTTLE
+    # seconds (kombu's defaults, 10 x 10). Lower both only together with the visibility timeout.
+    UNACKED_RESTORE_INTERVAL: int = Field(10, ge=1)
+    UNACKED_RESTORE_THROTTLE: int = Field(10, ge=1)
     # Tasks still pending/processing after this long are re-enqueued by the reconciler.
     RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)
     RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import IntegrityError
 
 SCHEME = "imgproc-sqlite"
 
@@ -24,6 +25,14 @@ class Channel(kombu_sqlalchemy.Channel):
         engine = create_engine(self.connection.client.hostname, connect_args={"timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+
+    def _get_or_create(self, queue):  # type: ignore[no-untyped-def]
+        # kombu's lock is per process: the API and the worker may create the queue at once.
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
 
 class Transport(kombu_sqlalchemy.Transport):

@@ -82,7 +82,8 @@ def pillow_errors_as_image_errors() -> Iterator[Subject]:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Only reached when the caller's limit is above Pillow's own; our check runs first otherwise.
+        # Safety net: open_image() already turns Pillow's refusal at open() into our message, but a
+        # decoder may still check later (a GIF frame reaching outside its canvas, for one).
         raise ImageTooLargeError(f"The image is too large to process safely ({_reason(exc)}).") from exc
     except MemoryError as exc:
         raise ImageTooLargeError("There is not enough memory to process this image.") from exc
@@ -103,11 +104,12 @@ def _bomb_warning_silenced() -> Iterator[None]:
         yield
 
 
-def open_image(data: bytes) -> tuple[ImageFile.ImageFile, str]:
-    """Identify ``data`` by content among ALLOWED_FORMATS; return the lazy image and its format.
+def open_image(data: bytes, *, max_pixels: int) -> tuple[ImageFile.ImageFile, str]:
+    """Identify ``data`` by content among ALLOWED_FORMATS and check its size from the header.
 
-    Only the header is parsed. Raises EmptyImageError, UnsupportedImageError or CorruptImageError;
-    other Pillow failures propagate for :func:`pillow_errors_as_image_errors` to translate.
+    Returns the lazy (undecoded) image and its format. Raises EmptyImageError, UnsupportedImageError,
+    CorruptImageError or ImageTooLargeError; other Pillow failures propagate for
+    :func:`pillow_errors_as_image_errors` to translate.
     """
     if not data:
         raise EmptyImageError("The file is empty (0 bytes).")
@@ -116,24 +118,52 @@ def open_image(data: bytes) -> tuple[ImageFile.ImageFile, str]:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError as exc:
         raise _unidentified_image_error(data) from exc
+    except Image.DecompressionBombError as exc:
+        raise _too_large_for_pillow(data, max_pixels) from exc
     except DECODE_FAILURES as exc:
         claimed = _allowed_format_claimed_by(data[:_PREFIX_LENGTH]) or "image"
         raise CorruptImageError(f"The {claimed} file is corrupt or truncated ({_reason(exc)}).") from exc
     image_format = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     if image_format not in ALLOWED_FORMATS:
         raise UnsupportedImageError(_unsupported_message(image_format))
+    _check_pixel_limit(image.size, max_pixels)
     return image, image_format
 
 
-def check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
+def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
     """Refuse from the header, before any pixel is decoded (decompression bombs, absurd canvases)."""
     width, height = size
     if width < 1 or height < 1:
         raise CorruptImageError(f"The image header declares an empty canvas ({width}x{height}).")
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"The image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels."
-        )
+        raise ImageTooLargeError(_too_large_message(width, height, max_pixels))
+
+
+def _too_large_message(width: int, height: int, limit: int) -> str:
+    return f"The image is {width}x{height} = {width * height:,} pixels; the limit is {limit:,} pixels."
+
+
+def _too_large_for_pillow(data: bytes, max_pixels: int) -> ImageTooLargeError:
+    """Pillow refused in open() (over 2x Image.MAX_IMAGE_PIXELS): phrase it like our own refusal."""
+    size = _header_size(data)
+    if size is None:
+        return ImageTooLargeError("The image's dimensions are too large to process safely.")
+    width, height = size
+    # Normally our limit is the lower one; if the caller configured a higher one, Pillow's still holds.
+    return ImageTooLargeError(_too_large_message(width, height, min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)))
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    # Image.open() = plugin factory + Pillow's bomb check; the factory alone parses the header.
+    format_name = _allowed_format_claimed_by(data[:_PREFIX_LENGTH])
+    if format_name is None:
+        return None
+    factory = Image.OPEN[format_name][0]
+    try:
+        with _bomb_warning_silenced(), factory(io.BytesIO(data), "") as image:
+            return image.size
+    except (Image.DecompressionBombError, *DECODE_FAILURES):
+        return None
 
 
 def _unsupported_message(format_name: str) -> str:
@@ -144,15 +174,11 @@ def _unidentified_image_error(data: bytes) -> ImageError:
     prefix = data[:_PREFIX_LENGTH]
     claimed = _allowed_format_claimed_by(prefix)
     if claimed:
-        return CorruptImageError(
-            f"The file starts like a {claimed} image but its header is damaged or truncated."
-        )
+        return CorruptImageError(f"The file starts like a {claimed} image but its header is damaged or truncated.")
     foreign = _foreign_format(data)
     if foreign:
         return UnsupportedImageError(_unsupported_message(foreign))
-    return UnsupportedImageError(
-        f"The file is not a recognised image; please upload one of: {_ALLOWED_FOR_HUMANS}."
-    )
+    return UnsupportedImageError(f"The file is not a recognised image; please upload one of: {_ALLOWED_FOR_HUMANS}.")
 
 
 def _accepts(format_name: str, prefix: bytes) -> bool:

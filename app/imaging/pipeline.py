@@ -18,7 +18,7 @@ import io
 from PIL import ExifTags, Image
 
 from .colour import flatten_on_white, to_working_mode
-from .decoding import DECODE_FAILURES, check_pixel_limit, open_image, pillow_errors_as_image_errors
+from .decoding import DECODE_FAILURES, open_image, pillow_errors_as_image_errors
 from .geometry import TRANSPOSE_FOR_ORIENTATION, displayed_size, fit_within
 from .models import ProcessedImage, Spec
 
@@ -41,11 +41,10 @@ Box = tuple[float, float, float, float]
 def process(data: bytes, spec: Spec) -> ProcessedImage:
     """Turn an uploaded image into a JPEG fitting ``spec``; raises only ImageError subclasses."""
     with pillow_errors_as_image_errors() as subject:
-        image, source_format = open_image(data)
+        image, source_format = open_image(data, max_pixels=spec.max_pixels)
         subject.format = source_format
         with image:
             source_width, source_height = image.size  # before draft() shrinks it
-            check_pixel_limit((source_width, source_height), spec.max_pixels)
             if source_format != "JPEG":
                 # No shrink-on-load for these; decode now so a decode failure is not mistaken for
                 # damaged EXIF below (PNG's getexif() would decode anyway, to find a trailing eXIf).

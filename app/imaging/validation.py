@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import ImageFile, TiffImagePlugin
 
-from .decoding import check_pixel_limit, open_image, pillow_errors_as_image_errors
+from .decoding import open_image, pillow_errors_as_image_errors
 from .errors import CorruptImageError
 from .models import ImageInfo
 
@@ -25,38 +25,39 @@ def inspect(data: bytes, *, max_pixels: int) -> ImageInfo:
     Checks: format in ALLOWED_FORMATS, width*height <= ``max_pixels`` (from the header, nothing is
     decoded before that), and truncation/corruption — JPEG by a 1/8-scale decode, PNG by verify()
     (chunk CRCs up to IEND), WebP/TIFF/BMP by comparing the header's data extents with the size.
-    GIF gets header checks only; process() still catches what slips through.
+    GIF gets header checks only; process() still catches what slips through. Truncation is detected
+    as long as ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps its default (False); this package never
+    sets it.
     """
     with pillow_errors_as_image_errors() as subject:
-        image, image_format = open_image(data)
+        image, image_format = open_image(data, max_pixels=max_pixels)
         subject.format = image_format
         with image:
             width, height = image.size  # before draft() shrinks it
-            check_pixel_limit((width, height), max_pixels)
-            _check_integrity(image, image_format, len(data))
+            _check_integrity(image, image_format, data)
     return ImageInfo(format=image_format, width=width, height=height)
 
 
-def _check_integrity(image: ImageFile.ImageFile, image_format: str, data_length: int) -> None:
+def _check_integrity(image: ImageFile.ImageFile, image_format: str, data: bytes) -> None:
     if image_format == "JPEG":
         image.draft(None, _SMALLEST_JPEG_DRAFT)
         image.load()
         return
-    needed = _declared_data_end(image, image_format)
-    if needed is not None and needed > data_length:
+    needed = _declared_data_end(image, image_format, data)
+    if needed is not None and needed > len(data):
         raise CorruptImageError(
             f"The {image_format} file is truncated: its header describes {needed:,} bytes "
-            f"but only {data_length:,} were received."
+            f"but only {len(data):,} were received."
         )
     image.verify()
 
 
-def _declared_data_end(image: ImageFile.ImageFile, image_format: str) -> int | None:
+def _declared_data_end(image: ImageFile.ImageFile, image_format: str, data: bytes) -> int | None:
     """Byte offset where the header says the pixel data ends, when the format makes that cheap."""
     if image_format == "TIFF":
         return _tiff_data_end(image)
     if image_format == "WEBP":
-        return _riff_end(image)
+        return _riff_end(data)
     if image_format == "BMP":
         return _raw_tiles_end(image)
     return None
@@ -81,12 +82,11 @@ def _tiff_data_end(image: ImageFile.ImageFile) -> int | None:
     return None
 
 
-def _riff_end(image: ImageFile.ImageFile) -> int | None:
-    image.fp.seek(0)
-    header = image.fp.read(_RIFF_HEADER_BYTES)
-    if len(header) < _RIFF_HEADER_BYTES:
+def _riff_end(data: bytes) -> int | None:
+    # RIFF: "RIFF", little-endian size of everything after these 8 bytes, "WEBP", chunks.
+    if len(data) < _RIFF_HEADER_BYTES:
         return None
-    return int.from_bytes(header[4:8], "little") + _RIFF_HEADER_BYTES
+    return int.from_bytes(data[4:8], "little") + _RIFF_HEADER_BYTES
 
 
 def _raw_tiles_end(image: ImageFile.ImageFile) -> int | None:

@@ -84,3 +84,40 @@ def test_two_users_are_isolated_end_to_end(server_stack):
         assert bob.delete(f"/api/tasks/{task_id}").status_code == 404
         assert bob.get("/api/tasks").json()["total"] == 0
         assert alice.get(f"/api/tasks/{task_id}/result").status_code == 200
+
+
+def test_a_chunked_upload_is_cut_off_while_it_streams(tmp_path):
+    """Over a real socket: the 413 arrives long before the client has sent everything."""
+    import select
+    import socket
+
+    limit = 2 * 1024 * 1024
+    env = {**embedded_env(tmp_path / "data"), "IMGPROC_MAX_UPLOAD_BYTES": str(limit)}
+    with running_stack(env, tmp_path / "logs", workers=0) as stack:
+        sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
+        head = (
+            "POST /api/newTask HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n'
+        sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        chunk = b"\xff" * 65536
+        sent = 0
+        answer = b""
+        try:
+            while sent < 32 * limit:
+                if select.select([sock], [], [], 0)[0]:
+                    answer = sock.recv(65536)
+                    break
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if not answer:
+            answer = sock.recv(65536)
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # What the client got out before the answer includes the loopback socket buffers
+    # (several MiB), hence the margin; a server that read the whole body would take all 64 MiB.
+    assert sent < 8 * limit, f"client sent {sent} bytes before the refusal"

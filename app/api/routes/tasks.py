@@ -130,6 +130,7 @@ def is_ready_status(task_id: TaskId, user: CurrentUser, session: SessionDep) -> 
 
 @router.get("/api/tasks", response_model=TasksPublic)
 def list_tasks(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -137,12 +138,13 @@ def list_tasks(
 ) -> TasksPublic:
     """The caller's tasks, newest first."""
     tasks, total = crud.list_owned_tasks(session=session, owner=user, limit=limit, offset=offset)
-    return TasksPublic(items=[task_public(t) for t in tasks], total=total, limit=limit, offset=offset)
+    root = request.scope.get("root_path", "")
+    return TasksPublic(items=[task_public(t, root) for t in tasks], total=total, limit=limit, offset=offset)
 
 
 @router.get("/api/tasks/{task_id}", response_model=TaskPublic, responses=_errors)
-def get_task(task_id: TaskId, user: CurrentUser, session: SessionDep) -> TaskPublic:
-    return task_public(_owned_task(session, user, task_id))
+def get_task(task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep) -> TaskPublic:
+    return task_public(_owned_task(session, user, task_id), request.scope.get("root_path", ""))
 
 
 @router.get(

@@ -217,6 +217,7 @@ async function runUpload(job) {
   if (result.status === 200 && result.body && result.body.task_id) {
     setUploadState(row, "done", "Uploaded; processing…");
     announce(`${file.name} uploaded.`);
+    offset = 0; // new tasks are listed first: show the page they are on
     poller.kick();
     // The task list now shows the file; the upload line has done its job.
     setTimeout(() => row.remove(), 4000);

@@ -169,11 +169,11 @@ def test_upload_over_the_size_limit_is_413(configure, client, queue):
     limit = get_settings().MAX_UPLOAD_BYTES
     response = upload(client, b"\xff" * (limit + 1), "big.jpg")
     assert response.status_code == 413
-    assert str(limit) in response.json()["detail"]
+    assert response.json() == {"detail": f"File too large: the limit is {limit} bytes."}
     assert queue.sent == []
 
 
-def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(client, queue):
+def test_chunked_upload_over_the_limit_is_refused(client, queue):
     limit = get_settings().MAX_UPLOAD_BYTES
     sent = 0
 
@@ -189,6 +189,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(client, queue)
 
     response = client.post(UPLOAD, content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"File too large: the limit is {limit} bytes."}
     assert queue.sent == []
 
 
@@ -208,3 +209,21 @@ def test_client_file_names_never_reach_the_file_system(client):
     assert task["filename"].startswith("../../etc/passwd")  # shown back as text only
     stored = list((Storage(get_settings().storage_dir).root / "originals").iterdir())
     assert len(stored) == 1 and stored[0].name.isalnum()
+
+
+def test_result_url_carries_the_root_path_behind_a_prefix(configure, embedded, queue):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    configure(ROOT_PATH="/imgproc")
+    with TestClient(create_app(), root_path="/imgproc") as client:
+        task_id = upload(client, images.jpeg()).json()["task_id"]
+        complete(client, task_id)
+        assert client.get(f"/api/tasks/{task_id}").json()["result_url"] == f"/imgproc/api/tasks/{task_id}/result"
+
+
+def test_every_response_carries_the_security_headers(client):
+    for response in (client.get("/"), client.get("/api/tasks"), upload(client, b"")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
