@@ -54,8 +54,11 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_e2e
 
+screenshot: $(VENV)/.installed-test ## regenerate docs/screenshot.png (embedded stack + headless Chromium)
+	$(BIN)/python scripts/screenshot.py
+
 clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench clean
+.PHONY: help install run dev worker flower migrate tools test lint bench screenshot clean
