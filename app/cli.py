@@ -14,9 +14,14 @@ from app.logging import configure_logging
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.migrate import upgrade
+    from app.migrate import upgrade, wait_until_current
 
-    upgrade(wait_seconds=args.wait)
+    if args.check:
+        if not wait_until_current(wait_seconds=args.wait):
+            print("database schema is not at the latest revision", file=sys.stderr)
+            return 1
+    else:
+        upgrade(wait_seconds=args.wait)
     print("database is at the latest revision")
     return 0
 
@@ -55,6 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import app
 
     settings = get_settings()
+    settings.webhook_secret()  # refuse to start without a way to report outcomes
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     app.worker_main(worker_argv(settings, *args.celery_args))
     return 0
@@ -142,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     migrate.add_argument("--wait", type=float, default=0, help="seconds to wait for the database to come up")
+    migrate.add_argument(
+        "--check", action="store_true", help="change nothing; wait (up to --wait) until another process migrated"
+    )
     migrate.set_defaults(func=cmd_migrate)
     probe = sub.add_parser("worker-probe", help="exit 0 iff the worker heartbeat is fresh")
     probe.add_argument("--max-age", type=float, default=60)

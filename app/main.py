@@ -55,6 +55,7 @@ async def _reconcile_forever(settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    settings.webhook_secret()  # fail at start-up, not at the first report
     await run_in_threadpool(assert_database_current)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     reconciler = asyncio.create_task(_reconcile_forever(settings))

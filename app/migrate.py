@@ -55,6 +55,20 @@ def upgrade(*, wait_seconds: float = 0) -> None:
             time.sleep(2)
 
 
+def wait_until_current(*, wait_seconds: float) -> bool:
+    """True once the schema is at head (migrated by someone else, e.g. the Helm hook Job)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            if current_revision() == head_revision():
+                return True
+        except OperationalError as exc:
+            log.warning("database not reachable yet (%s)", exc.orig)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2)
+
+
 def assert_database_current() -> None:
     current, head = current_revision(), head_revision()
     if current != head:

@@ -11,6 +11,10 @@ from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class MissingWebhookSecret(RuntimeError):
+    pass
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGPROC_", env_ignore_empty=True, extra="ignore")
 
@@ -120,9 +124,15 @@ class Settings(BaseSettings):
         return (self.WORKER_HEARTBEAT_FILE or self.DATA_DIR / "worker-heartbeat").resolve()
 
     def webhook_secret(self) -> bytes:
-        """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use."""
+        """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use; elsewhere
+        it must be configured (checked where it is needed: API and worker start-up, not
+        `imgproc migrate`)."""
         if self.WEBHOOK_SECRET:
             return self.WEBHOOK_SECRET.encode()
+        if not self.embedded:
+            raise MissingWebhookSecret(
+                "IMGPROC_WEBHOOK_SECRET must be set (at least 24 characters) when not in embedded mode."
+            )
         path = self.DATA_DIR.resolve() / "webhook-secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,10 +149,8 @@ class Settings(BaseSettings):
                 "IMGPROC_CORS_ORIGINS contains '*' while IMGPROC_CORS_ALLOW_CREDENTIALS is true: "
                 "browsers would send cookies to every site. List the allowed origins explicitly."
             )
-        if not self.embedded and len(self.WEBHOOK_SECRET) < 24:
-            raise ValueError(
-                "IMGPROC_WEBHOOK_SECRET must be set (at least 24 characters) when not in embedded mode."
-            )
+        if self.WEBHOOK_SECRET and len(self.WEBHOOK_SECRET) < 24:
+            raise ValueError("IMGPROC_WEBHOOK_SECRET must be at least 24 characters long.")
         if self.VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_VISIBILITY_TIMEOUT must be longer than IMGPROC_TASK_TIME_LIMIT.")
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:

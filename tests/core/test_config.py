@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import Settings
+from app.core.config import MissingWebhookSecret, Settings
 
 
 def test_embedded_defaults_need_no_servers(tmp_path):
@@ -19,9 +19,12 @@ def test_wildcard_cors_with_credentials_refuses_to_start():
         Settings(CORS_ORIGINS=["*"], CORS_ALLOW_CREDENTIALS=True)
 
 
-def test_production_mode_requires_a_webhook_secret():
-    with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
-        Settings(DATABASE_URL="postgresql+psycopg2://u@h/db")
+def test_production_mode_requires_a_webhook_secret_where_it_is_used():
+    settings = Settings(DATABASE_URL="postgresql+psycopg2://u@h/db")  # enough for `imgproc migrate`
+    with pytest.raises(MissingWebhookSecret, match="WEBHOOK_SECRET"):
+        settings.webhook_secret()
+    with pytest.raises(ValidationError, match="at least 24"):
+        Settings(DATABASE_URL="postgresql+psycopg2://u@h/db", WEBHOOK_SECRET="short")
 
 
 def test_visibility_timeout_must_outlast_the_task_time_limit():

@@ -19,7 +19,7 @@ from tests.utils import images
 
 pytestmark = pytest.mark.integration
 
-WORKER_MEMORY_LIMIT = 512 * 1024 * 1024  # the chart's default worker limit
+WORKER_MEMORY_LIMIT = 512 * 1024 * 1024  # half the chart's default worker limit (1 GiB)
 
 
 def truncated(data: bytes, keep: float = 0.5) -> bytes:

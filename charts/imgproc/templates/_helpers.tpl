@@ -1,0 +1,408 @@
+{{/*
+Naming, labels, images and the wiring of secrets and connection URLs into pods.
+Every object is named "<fullname>-<component>" (components: api, worker, flower, operator,
+migrations, smoke-test) except the ConfigMap, app Secret and ServiceAccount ("<fullname>").
+*/}}
+
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "imgproc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-<name>", or just the release name when it already contains the chart name. */}}
+{{- define "imgproc.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's objects; call with (dict "root" $ "component" "api"). */}}
+{{- define "imgproc.componentName" -}}
+{{- printf "%s-%s" (include "imgproc.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label. */}}
+{{- define "imgproc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The image tag actually deployed; also the app.kubernetes.io/version label. */}}
+{{- define "imgproc.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/* Labels that never change for the life of an object (Deployment selectors are immutable). */}}
+{{- define "imgproc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "imgproc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels for every object of the chart. */}}
+{{- define "imgproc.labels" -}}
+helm.sh/chart: {{ include "imgproc.chart" . }}
+{{ include "imgproc.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "imgproc.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: {{ .Values.global.partOf }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels for one component; call with (dict "root" $ "component" "worker"). */}}
+{{- define "imgproc.componentLabels" -}}
+{{ include "imgproc.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Selector labels for one component; call with (dict "root" $ "component" "worker"). */}}
+{{- define "imgproc.componentSelectorLabels" -}}
+{{ include "imgproc.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* "repository@digest" when a digest is given, else "repository:tag". */}}
+{{- define "imgproc.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "imgproc.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "imgproc.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Pod building blocks shared by every imgproc pod (API, worker, Flower, operator, migrations,
+smoke test), so all of them meet the restricted Pod Security Standard the same way.
+--------------------------------------------------------------------------------------- */}}
+
+{{- define "imgproc.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{- define "imgproc.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{/* The size-limited emptyDir behind /tmp (the root filesystem is read-only). */}}
+{{- define "imgproc.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- end }}
+
+{{- define "imgproc.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Name of the shared storage claim (created or existing). */}}
+{{- define "imgproc.storageClaimName" -}}
+{{- default (include "imgproc.componentName" (dict "root" . "component" "storage")) .Values.persistence.existingClaim }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Non-secret settings. One definition feeds both the ConfigMap (API, worker, Flower, operator)
+and the inline env of the migration Job, which runs as a pre-install hook before the
+ConfigMap exists.
+--------------------------------------------------------------------------------------- */}}
+{{- define "imgproc.configData" -}}
+{{- $c := .Values.config }}
+IMGPROC_HOST: "0.0.0.0"
+IMGPROC_PORT: "8000"
+IMGPROC_DATA_DIR: /tmp/imgproc
+IMGPROC_STORAGE_DIR: /data
+IMGPROC_API_INTERNAL_URL: {{ printf "http://%s:%v" (include "imgproc.componentName" (dict "root" . "component" "api")) .Values.api.service.port | quote }}
+IMGPROC_QUEUE_NAME: {{ $c.queueName | quote }}
+IMGPROC_COOKIE_SECURE: {{ $c.cookieSecure | quote }}
+IMGPROC_CORS_ORIGINS: {{ $c.corsOrigins | toJson | quote }}
+{{- with $c.trustedProxies }}
+IMGPROC_TRUSTED_PROXIES: {{ . | toJson | quote }}
+{{- end }}
+IMGPROC_MAX_UPLOAD_BYTES: {{ $c.maxUploadBytes | int64 | quote }}
+IMGPROC_WORKER_CONCURRENCY: {{ .Values.worker.concurrency | quote }}
+IMGPROC_TASK_SOFT_TIME_LIMIT: {{ $c.taskSoftTimeLimit | quote }}
+IMGPROC_TASK_TIME_LIMIT: {{ $c.taskTimeLimit | quote }}
+IMGPROC_VISIBILITY_TIMEOUT: {{ $c.visibilityTimeout | quote }}
+IMGPROC_WORKER_HEARTBEAT_FILE: /tmp/worker-heartbeat
+IMGPROC_FLOWER_PORT: "5555"
+IMGPROC_FLOWER_URL_PREFIX: flower
+IMGPROC_OPERATOR_HEALTH_PORT: {{ .Values.autoscaler.operator.healthPort | quote }}
+IMGPROC_OPERATOR_METRICS_PORT: {{ .Values.autoscaler.operator.metricsPort | quote }}
+IMGPROC_LOG_LEVEL: {{ $c.logLevel | quote }}
+IMGPROC_LOG_FORMAT: {{ $c.logFormat | quote }}
+{{- range $name, $value := $c.extraEnv }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Secrets. Generated values are created once and then read back from the live Secret with
+`lookup` on every upgrade, so they never change. (`helm template` and client-side dry runs
+cannot look up and print fresh random values; that is expected.)
+--------------------------------------------------------------------------------------- */}}
+
+{{/* Secret with webhook-secret and flower-basic-auth. */}}
+{{- define "imgproc.appSecretName" -}}
+{{- default (include "imgproc.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* Returns the decoded value of key in the live Secret, or a fresh one; call with
+(dict "root" $ "secret" name "key" key "generate" value). */}}
+{{- define "imgproc.keptSecretValue" -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret }}
+{{- if and $live $live.data (hasKey $live.data .key) }}
+{{- index $live.data .key | b64dec }}
+{{- else }}
+{{- .generate }}
+{{- end }}
+{{- end }}
+
+{{/* Objects of the bundled subcharts, named as the subcharts name them (their
+"postgresql.fullname" / "redis.fullname"); tests/charts checks that every reference resolves. */}}
+{{- define "imgproc.subchartFullname" -}}
+{{- $values := index .root.Values .chart }}
+{{- if $values.fullnameOverride }}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .chart $values.nameOverride }}
+{{- if contains $name .root.Release.Name }}
+{{- .root.Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .root.Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.postgresql.fullname" -}}
+{{- include "imgproc.subchartFullname" (dict "root" . "chart" "postgresql") }}
+{{- end }}
+
+{{- define "imgproc.redis.fullname" -}}
+{{- include "imgproc.subchartFullname" (dict "root" . "chart" "redis") }}
+{{- end }}
+
+{{/* Secret the chart creates for external database/Redis credentials given as values. */}}
+{{- define "imgproc.externalSecretName" -}}
+{{- include "imgproc.componentName" (dict "root" . "component" "external") }}
+{{- end }}
+
+{{/* Short-lived hook Secret with the same credentials for the migration Job: it runs before
+the release's own Secret exists (pre-install) or is updated (pre-upgrade). */}}
+{{- define "imgproc.migrationsSecretName" -}}
+{{- include "imgproc.componentName" (dict "root" . "component" "migrations") }}
+{{- end }}
+
+{{/* True ("true"/"") when the external database credentials come from values, i.e. the chart
+has to store them in a Secret. */}}
+{{- define "imgproc.externalDatabase.fromValues" -}}
+{{- $db := .Values.externalDatabase }}
+{{- if and (not .Values.postgresql.enabled) (or $db.url (and $db.password (not $db.existingSecret))) }}true{{ end }}
+{{- end }}
+
+{{- define "imgproc.externalRedis.fromValues" -}}
+{{- $r := .Values.externalRedis }}
+{{- if and (not .Values.redis.enabled) (or $r.url (and $r.password (not $r.existingSecret))) }}true{{ end }}
+{{- end }}
+
+{{/* Render-time checks of combinations the schema cannot express. */}}
+{{- define "imgproc.validate" -}}
+{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.url) (not .Values.externalDatabase.host) }}
+{{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.url) (not .Values.externalRedis.host) }}
+{{- fail "redis.enabled=false needs externalRedis.url or externalRedis.host" }}
+{{- end }}
+{{- with .Values.externalRedis.url }}
+{{- if not (hasPrefix "redis://" .) }}
+{{- fail "externalRedis.url must start with redis:// (TLS is not supported by this chart's wiring)" }}
+{{- end }}
+{{- end }}
+{{- if le (int .Values.worker.terminationGracePeriodSeconds) (int .Values.config.taskTimeLimit) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be longer than config.taskTimeLimit (%v), or scale-down kills running tasks" .Values.worker.terminationGracePeriodSeconds .Values.config.taskTimeLimit) }}
+{{- end }}
+{{- if ge (int .Values.config.taskSoftTimeLimit) (int .Values.config.taskTimeLimit) }}
+{{- fail "config.taskSoftTimeLimit must be shorter than config.taskTimeLimit" }}
+{{- end }}
+{{- if le (int .Values.config.visibilityTimeout) (int .Values.config.taskTimeLimit) }}
+{{- fail "config.visibilityTimeout must be longer than config.taskTimeLimit, or Redis re-delivers running tasks" }}
+{{- end }}
+{{- /* `imgproc api` gives uvicorn 20 s to finish open requests after SIGTERM. */}}
+{{- if le (int .Values.api.terminationGracePeriodSeconds) (add .Values.api.preStopSleepSeconds 20 | int) }}
+{{- fail (printf "api.terminationGracePeriodSeconds (%v) must be longer than api.preStopSleepSeconds + 20 s of uvicorn graceful shutdown" .Values.api.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- $a := .Values.autoscaler }}
+{{- if gt (int $a.minReplicaCount) (int $a.maxReplicaCount) }}
+{{- fail "autoscaler.minReplicaCount must not exceed autoscaler.maxReplicaCount" }}
+{{- end }}
+{{- if or (lt (int $a.fallback.replicas) (int $a.minReplicaCount)) (gt (int $a.fallback.replicas) (int $a.maxReplicaCount)) }}
+{{- fail "autoscaler.fallback.replicas must lie within [autoscaler.minReplicaCount, autoscaler.maxReplicaCount]" }}
+{{- end }}
+{{- range $name, $_ := .Values.config.extraEnv }}
+{{- if not (hasPrefix "IMGPROC_" $name) }}
+{{- fail (printf "config.extraEnv: %s does not start with IMGPROC_" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+Connection URLs. Passwords stay in Secrets: the container gets the password as its own
+variable and Kubernetes substitutes $(VAR) into the URL (dependent environment variables), so
+no password is written into a pod spec. Call with (dict "root" $ "hook" true|false); hook=true
+is the migration Job, which reads values-provided credentials from its hook Secret.
+--------------------------------------------------------------------------------------- */}}
+{{- define "imgproc.env.database" -}}
+{{- $root := .root }}
+{{- if $root.Values.postgresql.enabled }}
+{{- $pg := $root.Values.postgresql }}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "imgproc.postgresql.fullname" $root) $pg.auth.existingSecret }}
+      key: {{ $pg.auth.secretKeys.userPasswordKey }}
+- name: IMGPROC_DATABASE_URL
+  value: {{ printf "postgresql+psycopg2://%s:$(DATABASE_PASSWORD)@%s:%v/%s" $pg.auth.username (include "imgproc.postgresql.fullname" $root) $pg.service.port $pg.auth.database | quote }}
+{{- else }}
+{{- $db := $root.Values.externalDatabase }}
+{{- $chartSecret := ternary (include "imgproc.migrationsSecretName" $root) (include "imgproc.externalSecretName" $root) (eq .hook true) }}
+{{- if $db.url }}
+- name: IMGPROC_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $chartSecret }}
+      key: database-url
+{{- else if or $db.existingSecret $db.password }}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- if $db.existingSecret }}
+      name: {{ $db.existingSecret }}
+      key: {{ $db.existingSecretPasswordKey }}
+      {{- else }}
+      name: {{ $chartSecret }}
+      key: database-password
+      {{- end }}
+- name: IMGPROC_DATABASE_URL
+  value: {{ printf "postgresql+psycopg2://%s:$(DATABASE_PASSWORD)@%s:%v/%s" $db.user $db.host $db.port $db.database | quote }}
+{{- else }}
+- name: IMGPROC_DATABASE_URL
+  value: {{ printf "postgresql+psycopg2://%s@%s:%v/%s" $db.user $db.host $db.port $db.database | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Where the broker is: dict with host, port, db, secretName, secretKey (secretName "" = no
+password). Used for IMGPROC_BROKER_URL, the WorkerAutoscaler and the KEDA trigger. */}}
+{{- define "imgproc.redis.endpoint" -}}
+{{- if .Values.redis.enabled }}
+{{- $r := .Values.redis }}
+host: {{ include "imgproc.redis.fullname" . }}
+port: {{ $r.service.port }}
+db: 0
+secretName: {{ default (include "imgproc.redis.fullname" .) $r.auth.existingSecret }}
+secretKey: {{ $r.auth.existingSecretPasswordKey }}
+{{- else if .Values.externalRedis.url }}
+{{- $url := urlParse .Values.externalRedis.url }}
+{{- $hostport := splitList ":" $url.host }}
+host: {{ first $hostport }}
+port: {{ if gt (len $hostport) 1 }}{{ last $hostport }}{{ else }}6379{{ end }}
+db: {{ trimPrefix "/" $url.path | default "0" }}
+{{- /* The password inside the URL is split out into the chart's Secret for consumers that
+       take host/port plus a secret reference (operator, KEDA). */}}
+secretName: {{ if $url.userinfo }}{{ include "imgproc.externalSecretName" . }}{{ end }}
+secretKey: redis-password
+{{- else }}
+{{- $r := .Values.externalRedis }}
+host: {{ $r.host }}
+port: {{ $r.port }}
+db: {{ $r.db }}
+secretName: {{ if $r.existingSecret }}{{ $r.existingSecret }}{{ else if $r.password }}{{ include "imgproc.externalSecretName" . }}{{ end }}
+secretKey: {{ if $r.existingSecret }}{{ $r.existingSecretPasswordKey }}{{ else }}redis-password{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.env.broker" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.url }}
+- name: IMGPROC_BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "imgproc.externalSecretName" . }}
+      key: redis-url
+{{- else }}
+{{- $ep := include "imgproc.redis.endpoint" . | fromYaml }}
+{{- if $ep.secretName }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ep.secretName }}
+      key: {{ $ep.secretKey }}
+- name: IMGPROC_BROKER_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%v/%v" $ep.host $ep.port $ep.db | quote }}
+{{- else }}
+- name: IMGPROC_BROKER_URL
+  value: {{ printf "redis://%s:%v/%v" $ep.host $ep.port $ep.db | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.env.webhookSecret" -}}
+- name: IMGPROC_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "imgproc.appSecretName" . }}
+      key: webhook-secret
+{{- end }}
+
+{{/* Which autoscaler owns the worker's replica count: "keda", "operator" or "". */}}
+{{- define "imgproc.workerScaler" -}}
+{{- if .Values.keda.enabled }}keda{{ else if .Values.autoscaler.enabled }}operator{{ end }}
+{{- end }}
+
+{{/* autoscaler.tasksPerReplica, defaulting to the worker concurrency. */}}
+{{- define "imgproc.tasksPerReplica" -}}
+{{- .Values.autoscaler.tasksPerReplica | default .Values.worker.concurrency }}
+{{- end }}
+
+{{/* Migration hook phases: the bundled database only exists after install. */}}
+{{- define "imgproc.migrationHookPhases" -}}
+{{- if .Values.postgresql.enabled }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+{{- end }}
+
+{{/* data: of the Secret holding external database credentials given as values. */}}
+{{- define "imgproc.externalDatabaseSecretData" -}}
+{{- if include "imgproc.externalDatabase.fromValues" . }}
+{{- if .Values.externalDatabase.url }}
+database-url: {{ .Values.externalDatabase.url | b64enc | quote }}
+{{- else }}
+database-password: {{ .Values.externalDatabase.password | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* data: of the Secret holding external Redis credentials given as values. A URL's password
+is also stored on its own (redis-password) for the operator and KEDA. */}}
+{{- define "imgproc.externalRedisSecretData" -}}
+{{- if include "imgproc.externalRedis.fromValues" . }}
+{{- $r := .Values.externalRedis }}
+{{- if $r.url }}
+redis-url: {{ $r.url | b64enc | quote }}
+{{- $userinfo := (urlParse $r.url).userinfo }}
+{{- if contains ":" $userinfo }}
+redis-password: {{ regexReplaceAll "^[^:]*:" $userinfo "" | b64enc | quote }}
+{{- end }}
+{{- else }}
+redis-password: {{ $r.password | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,78 @@
+{{/* Building blocks of the NetworkPolicies. Peers are matched by the same labels the
+Deployments select on; subchart pods by the labels the subcharts give them. */}}
+
+{{/* A peer for pods of one imgproc component; (dict "root" $ "component" "worker"). */}}
+{{- define "imgproc.np.componentPeer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "imgproc.componentSelectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{/* Selector of the bundled subchart's pods; (dict "root" $ "chart" "postgresql" "component" "primary"). */}}
+{{- define "imgproc.np.subchartSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ default .chart (index .root.Values .chart).nameOverride }}
+  app.kubernetes.io/instance: {{ .root.Release.Name }}
+  {{- with .component }}
+  app.kubernetes.io/component: {{ . }}
+  {{- end }}
+{{- end }}
+
+{{/* Egress to cluster DNS. */}}
+{{- define "imgproc.np.egressDNS" -}}
+- to:
+    - namespaceSelector:
+        {{- toYaml .Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml .Values.networkPolicy.dns.podSelector | nindent 8 }}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end }}
+
+{{/* Egress to the database: the bundled PostgreSQL pods, or the external port anywhere (its
+address is outside the cluster and unknown to the chart). Policies match the pod's port, not the
+Service's, hence the subcharts' fixed container ports 5432 and 6379. */}}
+{{- define "imgproc.np.egressDatabase" -}}
+{{- if .Values.postgresql.enabled }}
+- to:
+    - podSelector:
+        {{- include "imgproc.np.subchartSelector" (dict "root" . "chart" "postgresql" "component" "primary") | nindent 8 }}
+  ports:
+    - {protocol: TCP, port: 5432}
+{{- else }}
+- ports:
+    - {protocol: TCP, port: {{ .Values.externalDatabase.port }}}
+{{- end }}
+{{- end }}
+
+{{/* Egress to the broker, same idea. */}}
+{{- define "imgproc.np.egressBroker" -}}
+{{- $ep := include "imgproc.redis.endpoint" . | fromYaml }}
+{{- if .Values.redis.enabled }}
+- to:
+    - podSelector:
+        {{- include "imgproc.np.subchartSelector" (dict "root" . "chart" "redis" "component" "master") | nindent 8 }}
+  ports:
+    - {protocol: TCP, port: 6379}
+{{- else }}
+- ports:
+    - {protocol: TCP, port: {{ $ep.port | int }}}
+{{- end }}
+{{- end }}
+
+{{/* The ingress controller as a peer (namespace and pod selector together). */}}
+{{- define "imgproc.np.ingressControllerPeer" -}}
+- namespaceSelector:
+    {{- toYaml .Values.networkPolicy.ingressController.namespaceSelector | nindent 4 }}
+  podSelector:
+    {{- toYaml .Values.networkPolicy.ingressController.podSelector | nindent 4 }}
+{{- end }}
+
+{{/* Standard metadata of one component's policy. */}}
+{{- define "imgproc.np.metadata" -}}
+metadata:
+  name: {{ include "imgproc.componentName" . }}
+  labels:
+    {{- include "imgproc.componentLabels" . | nindent 4 }}
+{{- end }}

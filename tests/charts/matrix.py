@@ -1,0 +1,67 @@
+"""The value sets every chart test renders, and the objects each one expects to exist outside
+the chart (existingSecret, existingClaim)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Case:
+    values: dict[str, Any]
+    # Secrets/claims the user provides (the chart only references them).
+    external: dict[str, set[str]] = field(default_factory=dict)
+
+
+EXTERNAL_URLS = {
+    "postgresql": {"enabled": False},
+    "externalDatabase": {"url": "postgresql+psycopg2://imgproc:s3cret@db.example.com:5432/imgproc"},
+    "redis": {"enabled": False},
+    "externalRedis": {"url": "redis://:br0ker@redis.example.com:6380/2"},
+}
+
+EXTERNAL_HOSTS_WITH_SECRETS = {
+    "postgresql": {"enabled": False},
+    "externalDatabase": {"host": "db.example.com", "user": "app", "database": "images",
+                         "existingSecret": "db-credentials", "existingSecretPasswordKey": "pg-password"},
+    "redis": {"enabled": False},
+    "externalRedis": {"host": "redis.example.com", "port": 6379, "db": 1,
+                      "existingSecret": "redis-credentials", "existingSecretPasswordKey": "redis-password"},
+}
+
+CASES: dict[str, Case] = {
+    "defaults": Case({}),
+    "external-urls": Case(EXTERNAL_URLS),
+    "external-hosts-existing-secrets": Case(
+        EXTERNAL_HOSTS_WITH_SECRETS, {"Secret": {"db-credentials", "redis-credentials"}}),
+    "ingress": Case({"ingress": {"enabled": True, "className": "nginx", "host": "imgproc.example.com",
+                                 "tls": [{"secretName": "imgproc-tls", "hosts": ["imgproc.example.com"]}]}}),
+    "ingress-flower-off": Case({"ingress": {"enabled": True}, "flower": {"enabled": False}}),
+    "autoscaler-off": Case({"autoscaler": {"enabled": False}, "worker": {"replicaCount": 3}}),
+    "keda": Case({"keda": {"enabled": True}}),
+    "keda-external-urls": Case({**EXTERNAL_URLS, "keda": {"enabled": True}}),
+    "app-existing-secret": Case({"secrets": {"existingSecret": "imgproc-app"}}, {"Secret": {"imgproc-app"}}),
+    "redis-replicas": Case({"redis": {"replica": {"replicaCount": 2}}}),
+    "bare": Case({"networkPolicy": {"enabled": False}, "api": {"pdb": {"enabled": False}},
+                  "worker": {"pdb": {"enabled": False}}, "persistence": {"existingClaim": "shared-data"},
+                  "serviceAccount": {"create": False}, "postgresql": {"primary": {"persistence": {"enabled": False}}},
+                  "redis": {"master": {"persistence": {"enabled": False}}}},
+                 {"PersistentVolumeClaim": {"shared-data"}}),
+    "kind": Case(yaml.safe_load((ROOT / "k8s" / "values-kind.yaml").read_text())),
+}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
