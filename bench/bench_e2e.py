@@ -15,20 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from app import imaging
+from bench.bench_pipeline import pipeline_images_per_second
 from tests.fixtures.postgres import start_postgres
 from tests.fixtures.redis import start_redis
 from tests.fixtures.services import embedded_env, running_stack, server_env
 from tests.utils import images
-
-
-def pure_images_per_second(data: bytes, runs: int) -> float:
-    spec = imaging.Spec()
-    imaging.process(data, spec)  # warm-up
-    started = time.perf_counter()
-    for _ in range(runs):
-        imaging.process(data, spec)
-    return runs / (time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,7 +62,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=60)
     args = parser.parse_args()
     data = images.jpeg(1920, 1080)
-    pure = pure_images_per_second(data, runs=30)
+    pure = pipeline_images_per_second(data, runs=30)
     print(f"input: 1920x1080 JPEG, {len(data)} bytes; uploads per mode: {args.uploads}; worker concurrency 1")
     print(f"pure pipeline: {pure:.1f} images/s (one process)\n")
 
