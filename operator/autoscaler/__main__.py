@@ -1,0 +1,5 @@
+import sys
+
+from autoscaler.main import run
+
+sys.exit(run())

@@ -1,0 +1,207 @@
+"""Reading the Celery queue out of Redis: the only module that talks to the broker.
+
+Celery on kombu's Redis transport keeps, per queue ``q``:
+
+* waiting messages in the list ``q`` and, with priorities, in ``q\\x06\\x16<n>`` (n = 1..9;
+  the default steps are 3, 6, 9). ``waiting`` is the sum of ``LLEN`` over all of them.
+* delivered-but-unacknowledged messages (``acks_late``: the task is running or about to)
+  in the hash ``unacked``: ``delivery_tag -> JSON [message, exchange, routing_key]``, with
+  the index ``unacked_index`` (a zset of delivery times). The hash is shared by every queue
+  of the broker database, so ``in_flight`` counts only the entries that kombu would put back
+  on one of *our* queues: anonymous exchange -> the routing key is the queue; otherwise
+  the bindings ``_kombu.binding.<exchange>`` (members ``routing_key\\x06\\x16pattern\\x06\\x16queue``)
+  decide, as kombu's own restore does. An exchange without a binding table falls back to
+  "routing key or exchange is one of our queues" (Celery names both after the queue).
+  Entries left behind by a killed worker stay until kombu restores them (visibility
+  timeout), and they are counted: that work still has to be done by someone.
+
+Missing keys count as 0. Any Redis failure raises ``QueueUnavailable``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+from autoscaler.scaling import Observation, PolicyError
+
+SEP = "\x06\x16"
+PRIORITIES = range(1, 10)
+UNACKED_KEY = "unacked"
+BINDING_KEY = "_kombu.binding.{}"
+SOCKET_TIMEOUT = 2.0  # seconds; a poll must never hang on a dead broker
+
+
+class QueueUnavailable(Exception):
+    """Redis could not be read (connection refused, timeout, auth, wrong key type...)."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RedisSource:
+    """Where to read: parsed from ``spec.redis`` and ``spec.queues``."""
+
+    url: str
+    queues: tuple[str, ...]
+    key_prefix: str = ""
+    secret_ref: SecretRef | None = None
+    username: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> RedisSource:
+        problems: list[str] = []
+        conf = spec.get("redis") or {}
+        queues = spec.get("queues") or ["imgproc"]
+        if not isinstance(queues, list) or not all(isinstance(q, str) and q for q in queues):
+            problems.append("queues must be a list of non-empty names")
+        url = conf.get("url")
+        host = conf.get("host")
+        if bool(url) == bool(host):
+            problems.append("set exactly one of redis.url and redis.host")
+        elif host:
+            scheme = "rediss" if conf.get("tls") else "redis"
+            url = f"{scheme}://{host}:{int(conf.get('port', 6379))}/{int(conf.get('db', 0))}"
+        elif not str(url).startswith(("redis://", "rediss://")):
+            problems.append("redis.url must start with redis:// or rediss://")
+        ref = conf.get("secretRef")
+        secret = None
+        if ref:
+            if not (isinstance(ref, Mapping) and ref.get("name") and ref.get("key")):
+                problems.append("redis.secretRef needs name and key")
+            else:
+                secret = SecretRef(str(ref["name"]), str(ref["key"]))
+        if problems:
+            raise PolicyError(problems)
+        return cls(str(url), tuple(queues), str(conf.get("keyPrefix") or ""), secret, conf.get("username"))
+
+    def lists(self) -> list[str]:
+        """Every Redis list that can hold a waiting message of our queues."""
+        return [f"{self.key_prefix}{q}{suffix}" for q in self.queues
+                for suffix in ("", *(f"{SEP}{n}" for n in PRIORITIES))]
+
+
+@dataclass
+class QueueReader:
+    """A cached connection for one source; ``observe()`` never raises anything but
+    ``QueueUnavailable``. Build it again when the source or the password changes."""
+
+    source: RedisSource
+    password: str | None = None
+    client: redis.Redis = field(init=False)
+
+    def __post_init__(self) -> None:
+        kwargs: dict[str, Any] = dict(
+            socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=False,
+        )
+        options = parse_url(self.source.url)  # the URL would win over keyword arguments in from_url
+        if self.password is not None:
+            options["password"] = self.password
+        if self.source.username:
+            options["username"] = self.source.username
+        self.client = redis.Redis(connection_pool=redis.ConnectionPool(**options, **kwargs))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def observe(self) -> Observation:
+        try:
+            return Observation(waiting=self.waiting(), in_flight=self.in_flight())
+        except QueueUnavailable as exc:
+            return Observation.failed(str(exc))
+
+    def waiting(self) -> int:
+        names = self.source.lists()
+        with _errors():
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.llen(name)
+            return sum(int(n) for n in pipe.execute())
+
+    def in_flight(self) -> int:
+        prefix = self.source.key_prefix
+        with _errors():
+            routes: list[tuple[str, str]] = []
+            for _tag, raw in self.client.hscan_iter(f"{prefix}{UNACKED_KEY}", count=500):
+                route = _route(raw)
+                if route is not None:
+                    routes.append(route)
+            exchanges = sorted({ex for ex, _ in routes if ex})
+            tables: dict[str, list[tuple[str, str]]] = {}
+            if exchanges:
+                pipe = self.client.pipeline(transaction=False)
+                for ex in exchanges:
+                    pipe.smembers(f"{prefix}{BINDING_KEY.format(ex)}")
+                for ex, members in zip(exchanges, pipe.execute(), strict=True):
+                    tables[ex] = _bindings(members)
+        return count_ours(routes, tables, self.source.queues)
+
+
+def count_ours(
+    routes: Iterable[tuple[str, str]], tables: Mapping[str, list[tuple[str, str]]], queues: Iterable[str]
+) -> int:
+    """How many ``(exchange, routing_key)`` deliveries belong to ``queues`` (pure)."""
+    ours = set(queues)
+    total = 0
+    for exchange, routing_key in routes:
+        if not exchange:
+            hit = routing_key in ours
+        elif tables.get(exchange):
+            hit = any(queue in ours and rk == routing_key for rk, queue in tables[exchange])
+        else:
+            hit = routing_key in ours or exchange in ours
+        total += hit
+    return total
+
+
+def _route(raw: bytes) -> tuple[str, str] | None:
+    try:
+        entry = json.loads(raw)
+        return str(entry[1] or ""), str(entry[2] or "")
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None  # not a kombu entry: not ours to count
+
+
+def _bindings(members: Iterable[bytes]) -> list[tuple[str, str]]:
+    """``(routing_key, queue)`` pairs from kombu's binding set."""
+    pairs = []
+    for member in members:
+        parts = member.decode(errors="replace").split(SEP)
+        if len(parts) == 3:
+            pairs.append((parts[0], parts[2]))
+    return pairs
+
+
+class _errors:
+    """Turn every redis-py failure into QueueUnavailable with a short message."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and isinstance(exc, redis.RedisError | OSError):
+            raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return False
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{quote(user) + ':***@' if user else '***@'}{host}"
