@@ -54,6 +54,12 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_e2e
 
+reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
+	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
+
+loadtest: $(VENV)/.installed-test ## 1,000 uploads from 20 cookie users, 2 workers, on loopback
+	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
+
 screenshot: $(VENV)/.installed-test ## regenerate docs/screenshot.png (embedded stack + headless Chromium)
 	$(BIN)/python scripts/screenshot.py
 
@@ -61,4 +67,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench screenshot clean
+.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot clean

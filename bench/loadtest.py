@@ -85,8 +85,10 @@ async def _list_all(user: User) -> list[dict]:
 async def _await_completion(users: list[User], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pages = await asyncio.gather(*(_list_all(u) for u in users), return_exceptions=True)
-        for user, items in zip(users, pages, strict=True):
+        # Only users still waiting, once a second: the poll must not become the load.
+        waiting = [u for u in users if not set(u.sent_at) <= set(u.final)]
+        pages = await asyncio.gather(*(_list_all(u) for u in waiting), return_exceptions=True)
+        for user, items in zip(waiting, pages, strict=True):
             if isinstance(items, BaseException):
                 continue
             user.listed = {item["id"] for item in items}
@@ -94,8 +96,12 @@ async def _await_completion(users: list[User], timeout: float) -> None:
                 if item["status"] in TERMINAL:
                     user.final[item["id"]] = item
         if all(set(u.sent_at) <= set(u.final) for u in users):
-            return
-        await asyncio.sleep(0.5)
+            break
+        await asyncio.sleep(1.0)
+    # The isolation check reads every user's full list once more, after the last completion.
+    pages = await asyncio.gather(*(_list_all(u) for u in users))
+    for user, items in zip(users, pages, strict=True):
+        user.listed = {item["id"] for item in items}
 
 
 def _completed_at(item: dict) -> float:
