@@ -88,6 +88,7 @@ def finish_task(
     result_key: str | None,
     result_metadata: str | None,
     error: str | None,
+    commit: bool = True,
 ) -> bool:
     """Records a terminal outcome once. A late or repeated report of a finished task is a no-op."""
     result = session.execute(
@@ -101,20 +102,30 @@ def finish_task(
             updated_at=utcnow(),
         )
     )
-    session.commit()
+    if commit:
+        session.commit()
     return result.rowcount == 1
 
 
-def record_delivery(*, session: Session, delivery_id: str, keep: timedelta) -> bool:
-    """Remembers a webhook delivery id; False if it was seen before (a replay)."""
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < utcnow() - keep))
-    session.add(WebhookDelivery(id=delivery_id))
+def task_status(*, session: Session, task_id: int) -> TaskStatus | None:
+    return session.scalar(select(Task.status).where(Task.id == task_id))
+
+
+def record_delivery(*, session: Session, delivery_id: str) -> bool:
+    """Remembers a webhook delivery id in the current transaction; False if it was seen
+    before (a replay), in which case the transaction is rolled back."""
     try:
-        session.commit()
+        with session.begin_nested():
+            session.add(WebhookDelivery(id=delivery_id))
     except IntegrityError:
-        session.rollback()
         return False
     return True
+
+
+def prune_deliveries(*, session: Session, older_than: datetime) -> None:
+    """Delivery ids only matter within the signature's time window."""
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < older_than))
+    session.commit()
 
 
 def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int = 500) -> list[Task]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -18,11 +19,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import crud
 from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie, SecurityHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.migrate import assert_database_current
+from app.models import utcnow
 from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.reconciler import reconcile_once
 
@@ -35,6 +38,9 @@ MULTIPART_OVERHEAD = 64 * 1024
 async def _reconcile_forever(settings: Settings) -> None:
     def once() -> None:
         with session_scope() as session:
+            crud.prune_deliveries(
+                session=session, older_than=utcnow() - timedelta(seconds=2 * settings.WEBHOOK_TOLERANCE_SECONDS)
+            )
             reconcile_once(
                 session=session,
                 enqueue=enqueue_processing,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import httpx
 
 from app.core.config import Settings
@@ -18,10 +20,16 @@ class TaskGone(Exception):
     """The API no longer knows the task (deleted by its owner)."""
 
 
-def deliver(settings: Settings, body: bytes, *, timeout: float = 10.0) -> dict:
+@lru_cache
+def _client() -> httpx.Client:
+    # One keep-alive connection pool per worker process (created after the prefork fork).
+    return httpx.Client(timeout=10.0)
+
+
+def deliver(settings: Settings, body: bytes) -> dict:
     headers = {"Content-Type": "application/json", **sign(settings.webhook_secret(), body)}
     try:
-        response = httpx.post(settings.api_internal_url + WEBHOOK_PATH, content=body, headers=headers, timeout=timeout)
+        response = _client().post(settings.api_internal_url + WEBHOOK_PATH, content=body, headers=headers)
     except httpx.HTTPError as exc:
         raise ReportNotDelivered(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code == 404:

@@ -45,8 +45,9 @@ def celery_config(settings: Settings) -> dict:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_concurrency": settings.WORKER_CONCURRENCY,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events cost a broker publish each; Flower switches them on when it connects
+        # (its enable_events broadcast), so nothing is spent on them without a watcher.
+        "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
         # Reports the queue depth for the autoscaler: waiting messages stay in the list.
         "task_create_missing_queues": True,

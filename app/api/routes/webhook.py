@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
@@ -46,22 +44,25 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
         raise HTTPException(422, f"Invalid report: {exc.errors()[0]['msg']}") from exc
 
     def apply() -> WebhookAck:
-        keep = timedelta(seconds=2 * settings.WEBHOOK_TOLERANCE_SECONDS)
-        if not crud.record_delivery(session=session, delivery_id=delivery.delivery_id, keep=keep):
+        # One transaction: the delivery id and the outcome are recorded together.
+        if not crud.record_delivery(session=session, delivery_id=delivery.delivery_id):
+            session.rollback()
             raise HTTPException(401, "Webhook rejected: delivery already received (replay).")
-        task = crud.get_task(session=session, task_id=report.task_id)
-        if task is None:
-            raise HTTPException(404, "Task not found.")
+        reported = TaskStatus(report.status)
         applied = crud.finish_task(
             session=session,
-            task_id=task.id,
-            status=TaskStatus(report.status),
+            task_id=report.task_id,
+            status=reported,
             # The result location is derived from the id, whatever the report says.
-            result_key=Storage.result_key(task.id) if report.status == "completed" else None,
+            result_key=Storage.result_key(report.task_id) if reported is TaskStatus.COMPLETED else None,
             result_metadata=report.metadata.model_dump_json() if report.metadata else None,
-            error=(report.error or "processing failed") if report.status == "failed" else None,
+            error=(report.error or "processing failed") if reported is TaskStatus.FAILED else None,
+            commit=False,
         )
-        session.refresh(task)
-        return WebhookAck(task_id=task.id, status=task.status.value, applied=applied)
+        status = reported if applied else crud.task_status(session=session, task_id=report.task_id)
+        session.commit()
+        if status is None:
+            raise HTTPException(404, "Task not found.")
+        return WebhookAck(task_id=report.task_id, status=status.value, applied=applied)
 
     return await run_in_threadpool(apply)
