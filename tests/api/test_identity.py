@@ -51,7 +51,8 @@ def test_a_forged_cookie_or_the_stored_hash_is_a_new_identity(make_client):
     alice = make_client()
     task_id = upload(alice, images.jpeg()).json()["task_id"]
     token = alice.cookies[get_settings().COOKIE_NAME]
-    for forged in (hashlib.sha256(token.encode()).hexdigest(), token[:-1] + "A", "x" * 500):
+    altered = token[:-1] + ("B" if token.endswith("A") else "A")
+    for forged in (hashlib.sha256(token.encode()).hexdigest(), altered, "x" * 500):
         mallory = make_client()
         mallory.cookies.set(get_settings().COOKIE_NAME, forged)
         response = mallory.get(f"/api/isReady/{task_id}")
@@ -95,3 +96,22 @@ def test_unfinished_tasks_per_user_are_capped(configure, embedded, make_client):
     statuses = [upload(client, images.jpeg(32, 32)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert "unfinished" in upload(client, images.jpeg(32, 32)).json()["detail"]
+
+
+def test_cors_answers_only_listed_origins(configure, embedded, queue):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    configure(CORS_ORIGINS='["https://app.example"]')
+    preflight = {"Access-Control-Request-Method": "POST"}
+    with TestClient(create_app()) as client:
+        allowed = client.options("/api/newTask", headers={"Origin": "https://app.example", **preflight})
+        foreign = client.options("/api/newTask", headers={"Origin": "https://evil.example", **preflight})
+        listed_post = client.post(
+            "/api/newTask", files={"file": ("a.jpg", images.jpeg(32, 32))}, headers={"Origin": "https://app.example"}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert "access-control-allow-origin" not in foreign.headers
+    assert listed_post.status_code == 200  # an allowed origin passes the cross-site guard too
