@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import crud
-from app.api.middleware import BodySizeLimit, CrossSiteGuard, IssuedCookie, SecurityHeaders
+from app.api.middleware import BodySizeLimit, CrossSiteGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -113,8 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def frontend_redirect() -> RedirectResponse:
             return RedirectResponse("/frontend/")
 
-    # Outermost last: the size limit sees the raw body before anything parses it.
-    app.add_middleware(IssuedCookie)
+    # Outermost last: headers go on every response, the size limit's and the guard's too;
+    # the size limit sees the raw body before anything parses it.
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.CORS_ORIGINS, exempt_paths=(WEBHOOK_PREFIX,))
     if settings.CORS_ORIGINS:
         app.add_middleware(
@@ -129,5 +129,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
         advertised_limit=settings.MAX_UPLOAD_BYTES,
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ResponseHeaders)
     return app

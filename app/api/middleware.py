@@ -113,34 +113,12 @@ class CrossSiteGuard:
         await self.app(scope, receive, send)
 
 
-class IssuedCookie:
-    """Adds the Set-Cookie of an identity issued during this request to whatever
-    response goes out, errors included, so the client keeps the identity it was given."""
+class ResponseHeaders:
+    """Headers every response carries (no MIME sniffing, no framing, no referrer leaks),
+    plus the Set-Cookie of an identity issued during this request, on whatever response
+    goes out, errors included, so the client keeps the identity it was given."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        holder: dict[str, str] = {}
-        scope[ISSUED_COOKIE] = holder
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and "value" in holder:
-                headers = list(message.get("headers", []))
-                headers.append((b"set-cookie", holder["value"].encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-
-class SecurityHeaders:
-    """Headers every response carries: no MIME sniffing, no framing, no referrer leaks."""
-
-    HEADERS = [
+    SECURITY_HEADERS = [
         (b"x-content-type-options", b"nosniff"),
         (b"content-security-policy", b"frame-ancestors 'none'"),
         (b"referrer-policy", b"same-origin"),
@@ -153,10 +131,15 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        issued: dict[str, str] = {}
+        scope[ISSUED_COOKIE] = issued
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+                headers = [*message.get("headers", []), *self.SECURITY_HEADERS]
+                if "value" in issued:
+                    headers.append((b"set-cookie", issued["value"].encode("latin-1")))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
