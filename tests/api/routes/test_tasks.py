@@ -226,6 +226,7 @@ def test_result_url_carries_the_root_path_behind_a_prefix(configure, embedded, q
 def test_every_response_carries_the_security_headers(client):
     too_big = b"\xff" * (get_settings().MAX_UPLOAD_BYTES + 1)
     cross_site = client.post(UPLOAD, files={"file": ("a.jpg", b"x")}, headers={"Origin": "https://evil.example"})
-    for response in (client.get("/"), client.get("/api/tasks"), upload(client, b""), upload(client, too_big), cross_site):
+    responses = [client.get("/"), client.get("/api/tasks"), upload(client, b""), upload(client, too_big), cross_site]
+    for response in responses:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
