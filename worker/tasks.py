@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
 from app import crud, imaging
@@ -70,6 +73,32 @@ def report(outcome: OutcomeReport, storage: Storage) -> None:
         celery_app.send_task(REPORT_OUTCOME, args=[body.decode()])
 
 
+@lru_cache
+def _reporter() -> ThreadPoolExecutor:
+    # The report's HTTP round trip overlaps the next image instead of delaying it. A report
+    # lost with a killed process leaves the task `processing`; the API's reconciler re-sends it.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
+
+
+def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
+    try:
+        report(outcome, storage)
+    except Exception:  # broker down as well: the reconciler is the backstop
+        log.exception("task %s: report neither delivered nor queued", outcome.task_id)
+
+
+def report_in_background(outcome: OutcomeReport, storage: Storage) -> None:
+    _reporter().submit(_report_logging_errors, outcome, storage)
+
+
+@worker_process_shutdown.connect
+def flush_reports(**_: object) -> None:
+    """Waits for reports still on their way (warm shutdown of a pool process)."""
+    if _reporter.cache_info().currsize:
+        _reporter().shutdown(wait=True)
+        _reporter.cache_clear()
+
+
 # Database hiccups (PostgreSQL restart) are retried; image errors are not exceptions here.
 @celery_app.task(
     name=PROCESS_IMAGE,
@@ -94,7 +123,7 @@ def process_image(self: CeleryTask, task_id: int) -> str:
         outcome = OutcomeReport(task_id=task_id, status="failed", error="the uploaded file is missing from storage")
     else:
         outcome = run_pipeline(task_id, source, storage)
-    report(outcome, storage)
+    report_in_background(outcome, storage)
     return outcome.status
 
 

@@ -68,6 +68,7 @@ def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "already finished"
+    tasks.flush_reports()
     assert reported == []
 
 
@@ -78,6 +79,7 @@ def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch)
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "completed"
+    tasks.flush_reports()
     with session_scope() as session:
         task = crud.get_task(session=session, task_id=task_id)
         assert task.status is TaskStatus.PROCESSING and task.attempts == 1  # terminal via the webhook only
