@@ -2,7 +2,7 @@
 # One image for every role: `imgproc api` (default), worker, worker-probe, migrate, flower,
 # operator, smoke. Built by skaffold.yaml for kind; checked statically by tests/charts.
 #   docker build -t imgproc:dev .
-#   docker run --rm -p 8000:8000 imgproc:dev                (API, embedded SQLite mode)
+#   docker run --rm -p 8000:8000 imgproc:dev run            (API + worker, embedded SQLite mode)
 #   docker run --rm imgproc:dev worker                      (any other subcommand)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

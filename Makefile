@@ -25,7 +25,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 install: $(VENV)/.installed ## create .venv and install the service
 
-run: install ## serve API + worker on http://127.0.0.1:$(PORT) (SQLite, files in ./data)
+run: install ## serve API + worker on http://127.0.0.1:8000 (PORT=... to change; SQLite, files in ./data)
 	IMGPROC_PORT=$(PORT) $(BIN)/imgproc run
 
 dev: install ## like run, reloading the API on code changes
