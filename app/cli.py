@@ -37,6 +37,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=settings.PORT,
         proxy_headers=True,
         forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES),
+        root_path=settings.ROOT_PATH,
         log_config=None,
         timeout_graceful_shutdown=20,
         reload=getattr(args, "reload", False),

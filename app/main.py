@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Upload images; get web-ready JPEGs (EXIF-oriented, RGB, within 800x600, quality 85).",
         lifespan=lifespan,
-        root_path=settings.ROOT_PATH,
     )
     app.include_router(health.router)
     app.include_router(tasks.router)

@@ -211,12 +211,12 @@ def test_client_file_names_never_reach_the_file_system(client):
     assert len(stored) == 1 and stored[0].name.isalnum()
 
 
-def test_result_url_carries_the_root_path_behind_a_prefix(configure, embedded, queue):
+def test_result_url_carries_the_root_path_behind_a_prefix(embedded, queue):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
-    configure(ROOT_PATH="/imgproc")
+    # The server sets the root path (`imgproc api` passes IMGPROC_ROOT_PATH to uvicorn).
     with TestClient(create_app(), root_path="/imgproc") as client:
         task_id = upload(client, images.jpeg()).json()["task_id"]
         complete(client, task_id)
