@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures.services import running_stack, server_env, wait_for_terminal
+from tests.reliability.report import record
 from tests.utils import images
 
 pytestmark = pytest.mark.integration
@@ -150,10 +151,5 @@ def test_hostile_summary_has_no_server_errors(outcomes):
     tried = len(CORPUS)
     server_errors = sum(1 for name in CORPUS if isinstance(outcomes[name][0], int) and outcomes[name][0] >= 500)
     clean = sum(1 for name in CORPUS if outcomes[name][0] in CORPUS[name][2])
-    try:
-        from tests.reliability.report import record
-    except ImportError:  # the figures table is optional for this test
-        record = None
-    if record:
-        record("hostile", tried=tried, refused=clean, **{"5xx": server_errors})
+    record("hostile", tried=tried, refused=clean, **{"5xx": server_errors})
     assert server_errors == 0 and clean == tried
