@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from collections.abc import Sequence
 
 from PIL import Image
+
+from tests.utils.images import decode, encode  # noqa: F401 - shared helpers, re-exported for the imaging tests
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -19,12 +20,6 @@ GPS_LATITUDE_REF = 1
 GPS_LATITUDE = 2
 
 Corner = str  # "top-left", "top-right", "bottom-left", "bottom-right"
-
-
-def encode(image: Image.Image, image_format: str, **params: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, image_format, **params)
-    return buffer.getvalue()
 
 
 def gradient(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
@@ -74,12 +69,6 @@ def exif_with(orientation: int | None = None, *, gps: bool = False) -> Image.Exi
 
 def jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
     return encode(image, "JPEG", quality=95, exif=exif_with(orientation))
-
-
-def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 # ----------------------------------------------------------------------------- hand-made files
