@@ -69,15 +69,17 @@ def get_task(*, session: Session, task_id: int) -> Task | None:
     return session.get(Task, task_id)
 
 
-def mark_processing(*, session: Session, task_id: int) -> bool:
-    """Moves a non-terminal task to processing; False when it is already finished or gone."""
-    result = session.execute(
+def start_processing(*, session: Session, task_id: int) -> str | None:
+    """Moves a task that is not finished (or gone) to processing, in one statement, and
+    returns its source key; None for a finished or deleted task (a duplicate delivery)."""
+    source_key = session.scalar(
         update(Task)
         .where(Task.id == task_id, Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)))
         .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow())
+        .returning(Task.source_key)
     )
     session.commit()
-    return result.rowcount == 1
+    return source_key
 
 
 def finish_task(

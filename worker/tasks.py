@@ -111,12 +111,9 @@ def flush_reports(**_: object) -> None:
 def process_image(self: CeleryTask, task_id: int) -> str:
     storage = Storage(get_settings().storage_dir)
     with session_scope() as session:
-        task = crud.get_task(session=session, task_id=task_id)
-        if task is None:
-            return "gone"
-        if not crud.mark_processing(session=session, task_id=task_id):
-            return "already finished"  # a redelivered or reconciled duplicate
-        source_key = task.source_key
+        source_key = crud.start_processing(session=session, task_id=task_id)
+    if source_key is None:
+        return "already finished or deleted"  # a redelivered or reconciled duplicate
     try:
         source = storage.read(source_key)
     except FileNotFoundError:

@@ -67,7 +67,8 @@ def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
         )
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
-    assert tasks.process_image(task_id) == "already finished"
+    assert tasks.process_image(task_id) == "already finished or deleted"
+    assert tasks.process_image(task_id + 1000) == "already finished or deleted"  # deleted by its owner
     tasks.flush_reports()
     assert reported == []
 
