@@ -15,7 +15,7 @@ from app.api.middleware import ISSUED_COOKIE
 from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
 from app.models import User
-from app.ratelimit import RateLimiter
+from app.ratelimit import RateLimiter, make_limiter
 from app.storage import Storage
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -41,12 +41,14 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 
 @lru_cache
 def new_user_limiter() -> RateLimiter:
-    return RateLimiter(get_settings().NEW_USERS_PER_MINUTE_PER_IP, 60)
+    settings = get_settings()
+    return make_limiter(settings, "new-users", settings.NEW_USERS_PER_MINUTE_PER_IP, 60)
 
 
 @lru_cache
 def upload_limiter() -> RateLimiter:
-    return RateLimiter(get_settings().UPLOADS_PER_MINUTE_PER_USER, 60)
+    settings = get_settings()
+    return make_limiter(settings, "uploads", settings.UPLOADS_PER_MINUTE_PER_USER, 60)
 
 
 def too_many_requests(detail: str, retry_after: float) -> HTTPException:
