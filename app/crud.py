@@ -31,14 +31,24 @@ def create_user(*, session: Session) -> tuple[User, str]:
 
 
 def create_task(
-    *, session: Session, owner: User, filename: str, source_key: str, source_format: str, size: int
+    *,
+    session: Session,
+    owner: User,
+    filename: str,
+    source_key: str,
+    source_format: str,
+    size: int,
+    dimensions: tuple[int, int] | None = None,
 ) -> Task:
+    width, height = dimensions or (None, None)
     task = Task(
         owner_id=owner.id,
         filename=filename,
         source_key=source_key,
         source_format=source_format,
         original_size=size,
+        source_width=width,
+        source_height=height,
         enqueued_at=utcnow(),
     )
     session.add(task)

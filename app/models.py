@@ -55,6 +55,9 @@ class Task(Base):
     source_key: Mapped[str] = mapped_column(String(255))
     source_format: Mapped[str] = mapped_column(String(16))
     original_size: Mapped[int] = mapped_column(BigInteger)
+    # From the upload check (header), so a pending task can already show its dimensions.
+    source_width: Mapped[int | None] = mapped_column(Integer, default=None)
+    source_height: Mapped[int | None] = mapped_column(Integer, default=None)
     result_key: Mapped[str | None] = mapped_column(String(255), default=None)
     result_metadata: Mapped[str | None] = mapped_column(Text, default=None)  # JSON
     error: Mapped[str | None] = mapped_column(Text, default=None)

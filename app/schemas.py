@@ -108,7 +108,12 @@ def task_metadata(task: Task) -> TaskMetadata:
     if task.result_metadata:
         stored = json.loads(task.result_metadata)
         return TaskMetadata.model_validate({**stored, "original_size": task.original_size})
-    return TaskMetadata(original_size=task.original_size, source_format=task.source_format)
+    return TaskMetadata(
+        original_size=task.original_size,
+        source_format=task.source_format,
+        original_width=task.source_width,
+        original_height=task.source_height,
+    )
 
 
 def result_url(task: Task, root_path: str = "") -> str | None:

@@ -105,6 +105,7 @@ def new_task(
             source_key=source_key,
             source_format=info.format,
             size=len(data),
+            dimensions=(info.width, info.height),
         )
     except Exception:
         storage.delete(source_key)

@@ -44,6 +44,8 @@ def test_is_ready_has_the_legacy_shape_while_pending(client):
     metadata = json.loads(status["metadata"])
     assert metadata["original_size"] == len(images.jpeg())
     assert metadata["processed_size"] is None
+    # known from the upload check already
+    assert (metadata["original_width"], metadata["original_height"], metadata["source_format"]) == (1600, 1200, "JPEG")
 
 
 def test_completed_task_exposes_result_metadata_and_download(client):
