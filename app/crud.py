@@ -74,11 +74,6 @@ def count_unfinished_tasks(*, session: Session, owner: User) -> int:
     return session.scalar(query) or 0
 
 
-def get_task(*, session: Session, task_id: int) -> Task | None:
-    """Unscoped lookup, for the worker and the signed webhook only."""
-    return session.get(Task, task_id)
-
-
 def start_processing(*, session: Session, task_id: int) -> str | None:
     """Moves a task that is not finished (or gone) to processing, in one statement, and
     returns its source key; None for a finished or deleted task (a duplicate delivery)."""

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Task, TaskStatus
 
@@ -86,12 +86,6 @@ class OutcomeReport(BaseModel):
     result_path: str | None = None
     metadata: TaskMetadata | None = None
     error: str | None = Field(default=None, max_length=2000)
-
-    @field_validator("error")
-    @classmethod
-    def _failed_needs_reason(cls, value: str | None) -> str | None:
-        return value.strip() if value else value
-
 
 class WebhookAck(BaseModel):
     task_id: int

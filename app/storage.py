@@ -16,7 +16,7 @@ class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
         if not _KEY.fullmatch(key):
             raise ValueError(f"invalid storage key {key!r}")
         return self.root / key
@@ -32,7 +32,7 @@ class Storage:
 
     def write(self, key: str, data: bytes) -> None:
         """Atomic: readers see the old file or the whole new one, never a partial write."""
-        path = self._path(key)
+        path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -45,13 +45,10 @@ class Storage:
             tmp.unlink(missing_ok=True)
 
     def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
-
-    def path(self, key: str) -> Path:
-        return self._path(key)
+        return self.path(key).read_bytes()
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return self.path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self.path(key).unlink(missing_ok=True)

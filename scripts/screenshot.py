@@ -24,10 +24,11 @@ from PIL import Image  # noqa: E402
 
 from tests.frontend import browser, samples  # noqa: E402
 from tests.frontend.stack import embedded_stack  # noqa: E402
+from tests.utils import images  # noqa: E402
 
 # (file name, bytes): processed in this order, so the list shows them newest first.
 UPLOADS = [
-    ("scan-2019-broken.png", samples.corrupt_png()),  # ends up `failed`, with its error
+    ("scan-2019-broken.png", images.corrupt_png()),  # ends up `failed`, with its error
     ("city-at-dusk.png", samples.picture(1920, 1080, seed=11)),
     ("portrait-studio.jpg", samples.picture(2000, 3000, seed=5, fmt="JPEG")),
     ("holiday-beach-IMG_4031.jpg", samples.picture(4000, 3000, seed=8, fmt="JPEG")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -9,6 +10,25 @@ from typing import Literal
 
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@lru_cache
+def _local_secret(path: Path) -> bytes:
+    """The embedded mode's key, created once and shared through DATA_DIR by API and worker;
+    read once per process (it is needed for every report)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_text(secrets.token_urlsafe(32))
+        tmp.chmod(0o600)
+        # link, not rename: if two processes race, the first key wins and both read it
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
 
 
 class MissingWebhookSecret(RuntimeError):
@@ -133,14 +153,7 @@ class Settings(BaseSettings):
             raise MissingWebhookSecret(
                 "IMGPROC_WEBHOOK_SECRET must be set (at least 24 characters) when not in embedded mode."
             )
-        path = self.DATA_DIR.resolve() / "webhook-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            tmp.write_text(secrets.token_urlsafe(32))
-            tmp.chmod(0o600)
-            tmp.replace(path)
-        return path.read_text().strip().encode()
+        return _local_secret(self.DATA_DIR.resolve() / "webhook-secret")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

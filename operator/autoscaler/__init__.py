@@ -8,4 +8,3 @@ owns the name ``operator``.
 GROUP = "autoscaling.imgproc.dev"
 VERSION = "v1alpha1"
 PLURAL = "workerautoscalers"
-KIND = "WorkerAutoscaler"

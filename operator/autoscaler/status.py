@@ -115,7 +115,3 @@ def restored_state(status: Mapping[str, Any], *, now: float, current: int) -> Sc
         consecutive_failures=int(status.get("consecutiveFailures") or 0),
     )
 
-
-def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Equal apart from fields nobody reads twice (skip the patch when nothing changed)."""
-    return dict(a) == dict(b)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import math
 import random
-import struct
-import zlib
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -33,20 +31,6 @@ def picture(width: int, height: int, *, seed: int = 0, fmt: str = "PNG") -> byte
     buffer = io.BytesIO()
     image.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buffer.getvalue()
-
-
-def corrupt_png(width: int = 200, height: int = 100) -> bytes:
-    """A PNG whose header is valid but whose pixel data is not: accepted by the upload
-    check (which reads headers), refused by the worker, so the task ends up `failed`."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (10, 20, 30)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    at = data.find(b"IDAT")
-    length = struct.unpack(">I", data[at - 4 : at])[0]
-    payload = b"\x78\x9c" + b"\xff" * (length - 2)  # a zlib header, then garbage
-    data[at + 4 : at + 4 + length] = payload
-    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
-    return bytes(data)
 
 
 def truncated_png() -> bytes:

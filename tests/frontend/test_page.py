@@ -19,6 +19,7 @@ from selenium.webdriver.common.keys import Keys
 
 from tests.frontend import browser, samples
 from tests.frontend.stack import embedded_stack
+from tests.utils import images
 
 pytestmark = [
     pytest.mark.browser,
@@ -344,7 +345,7 @@ def test_rate_limit_is_explained_with_retry_after(page, stack, tmp_path):
 
 def test_failed_task_shows_its_error(page, stack, tmp_path):
     driver = page
-    data = samples.corrupt_png()
+    data = images.corrupt_png()
     with stack.client() as client:
         if client.post("/api/newTask", files={"file": ("probe.png", data)}).status_code != 200:
             pytest.skip("the upload check now refuses this file outright (covered by the 422 test)")

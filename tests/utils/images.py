@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 from PIL import Image
 
@@ -24,11 +26,19 @@ def jpeg(width: int = 1600, height: int = 1200, *, orientation: int | None = Non
     return encode(image, "JPEG", quality=90, exif=exif.tobytes())
 
 
-def png_rgba(width: int = 300, height: int = 200) -> bytes:
-    return encode(Image.new("RGBA", (width, height), (0, 0, 0, 0)), "PNG")
-
-
 def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def corrupt_png(width: int = 200, height: int = 100) -> bytes:
+    """A PNG whose header is valid but whose pixel data is not: accepted by the upload
+    check (which reads headers), refused by the worker, so the task ends up `failed`."""
+    data = bytearray(encode(Image.new("RGB", (width, height), (10, 20, 30)), "PNG"))
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    payload = b"\x78\x9c" + b"\xff" * (length - 2)  # a zlib header, then garbage
+    data[at + 4 : at + 4 + length] = payload
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    return bytes(data)

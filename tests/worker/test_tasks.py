@@ -6,7 +6,7 @@ import pytest
 
 from app import crud
 from app.core.db import session_scope
-from app.models import TaskStatus, User
+from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
 from app.storage import Storage
 from tests.utils import images
@@ -82,7 +82,7 @@ def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch)
     assert tasks.process_image(task_id) == "completed"
     tasks.flush_reports()
     with session_scope() as session:
-        task = crud.get_task(session=session, task_id=task_id)
+        task = session.get(Task, task_id)
         assert task.status is TaskStatus.PROCESSING and task.attempts == 1  # terminal via the webhook only
     assert reported[0].task_id == task_id and reported[0].metadata.width == 800
 
