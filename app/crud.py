@@ -142,7 +142,11 @@ def prune_deliveries(*, session: Session, older_than: datetime) -> None:
 
 
 def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int = 500) -> list[Task]:
-    """Tasks that should have finished by now: their message may have been lost."""
+    """Tasks that should have finished by now: their message may have been lost.
+
+    Locked until the transaction ends (PostgreSQL; SQLite has one writer anyway), and rows
+    another transaction holds are skipped: every API replica reconciles, and without the
+    lock two of them could re-send the same task before either recorded it."""
     query = (
         select(Task)
         .where(
@@ -151,6 +155,7 @@ def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int
         )
         .order_by(Task.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
 
