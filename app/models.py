@@ -42,6 +42,8 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_owner_id_id", "owner_id", "id"),
         Index("ix_tasks_status_updated_at", "status", "updated_at"),
+        # Ids are never reused (SQLite would otherwise hand a deleted newest id to the next task).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

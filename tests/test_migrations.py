@@ -18,25 +18,41 @@ def upgrade_stepwise(url: str) -> None:
         connection.execute(text("INSERT INTO users (id, token_hash, created_at) VALUES (1, 'h', CURRENT_TIMESTAMP)"))
         connection.execute(
             text(
-                "INSERT INTO tasks (id, owner_id, status, filename, source_key, source_format, original_size,"
-                " attempts, created_at, updated_at) VALUES (1, 1, 'pending', 'a', 'originals/x', 'PNG', 5, 0,"
+                "INSERT INTO tasks (owner_id, status, filename, source_key, source_format, original_size,"
+                " attempts, created_at, updated_at) VALUES (1, 'pending', 'a', 'originals/x', 'PNG', 5, 0,"
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
         )
+        first_id = connection.execute(text("SELECT max(id) FROM tasks")).scalar_one()
         command.upgrade(config, "head")
         columns = {column["name"] for column in inspect(connection).get_columns("tasks")}
-        row = connection.execute(text("SELECT original_size, source_width FROM tasks WHERE id = 1")).one()
+        row = connection.execute(
+            text("SELECT original_size, source_width FROM tasks WHERE id = :id"), {"id": first_id}
+        ).one()
+        indexes = {index["name"] for index in inspect(connection).get_indexes("tasks")}
+        # The newest task deleted: its id must not come back for the next one.
+        connection.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": first_id})
+        connection.execute(
+            text(
+                "INSERT INTO tasks (owner_id, status, filename, source_key, source_format, original_size,"
+                " attempts, created_at, updated_at) VALUES (1, 'pending', 'b', 'originals/y', 'PNG', 5, 0,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        next_id = connection.execute(text("SELECT max(id) FROM tasks")).scalar_one()
         command.downgrade(config, "base")
         tables = set(inspect(connection).get_table_names())
     engine.dispose()
     assert {"source_width", "source_height"} <= columns
     assert tuple(row) == (5, None)  # old rows keep their data; dimensions unknown
+    assert {"ix_tasks_owner_id_id", "ix_tasks_status_updated_at"} <= indexes
+    assert next_id > first_id
     assert tables <= {"alembic_version"}
 
 
 def test_revisions_upgrade_and_downgrade_on_sqlite(tmp_path):
     upgrade_stepwise(f"sqlite:///{tmp_path / 'm.sqlite3'}")
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 @pytest.mark.integration
