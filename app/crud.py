@@ -74,12 +74,17 @@ def count_unfinished_tasks(*, session: Session, owner: User) -> int:
     return session.scalar(query) or 0
 
 
-def start_processing(*, session: Session, task_id: int) -> str | None:
+def start_processing(*, session: Session, task_id: int, max_attempts: int) -> str | None:
     """Moves a task that is not finished (or gone) to processing, in one statement, and
-    returns its source key; None for a finished or deleted task (a duplicate delivery)."""
+    returns its source key. None for a finished or deleted task (a duplicate delivery), and
+    for one already tried ``max_attempts`` times (still unfinished: see :func:`task_status`)."""
     source_key = session.scalar(
         update(Task)
-        .where(Task.id == task_id, Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)))
+        .where(
+            Task.id == task_id,
+            Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+            Task.attempts < max_attempts,
+        )
         .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow())
         .returning(Task.source_key)
     )

@@ -43,9 +43,7 @@ def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport
     try:
         result = imaging.process(source, spec_from_settings())
     except imaging.ImageError as exc:
-        return OutcomeReport(task_id=task_id, status="failed", error=str(exc))
-    except SoftTimeLimitExceeded:
-        return OutcomeReport(task_id=task_id, status="failed", error="processing took longer than the time limit")
+        return failed(task_id, str(exc))
     key = storage.result_key(task_id)
     storage.write(key, result.data)
     metadata = TaskMetadata(
@@ -59,6 +57,23 @@ def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport
         processing_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return OutcomeReport(task_id=task_id, status="completed", result_path=key, metadata=metadata)
+
+
+def failed(task_id: int, reason: str) -> OutcomeReport:
+    return OutcomeReport(task_id=task_id, status="failed", error=reason)
+
+
+def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeReport:
+    """Whatever happens after the claim ends in an outcome, so no task is left `processing`."""
+    try:
+        return run_pipeline(task_id, storage.read(source_key), storage)
+    except FileNotFoundError:
+        return failed(task_id, "the uploaded file is missing from storage")
+    except SoftTimeLimitExceeded:
+        return failed(task_id, "processing took longer than the time limit")
+    except Exception as exc:  # storage failing (disk full), or a bug: reported, not retried forever
+        log.exception("task %s: unexpected failure", task_id)
+        return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
 
 
 def report(outcome: OutcomeReport, storage: Storage) -> None:
@@ -109,17 +124,18 @@ def flush_reports(**_: object) -> None:
     max_retries=None,
 )
 def process_image(self: CeleryTask, task_id: int) -> str:
-    storage = Storage(get_settings().storage_dir)
+    settings = get_settings()
+    storage = Storage(settings.storage_dir)
     with session_scope() as session:
-        source_key = crud.start_processing(session=session, task_id=task_id)
-    if source_key is None:
-        return "already finished or deleted"  # a redelivered or reconciled duplicate
-    try:
-        source = storage.read(source_key)
-    except FileNotFoundError:
-        outcome = OutcomeReport(task_id=task_id, status="failed", error="the uploaded file is missing from storage")
+        source_key = crud.start_processing(session=session, task_id=task_id, max_attempts=settings.MAX_TASK_ATTEMPTS)
+        status = crud.task_status(session=session, task_id=task_id) if source_key is None else None
+    if source_key is not None:
+        outcome = outcome_for(task_id, source_key, storage)
+    elif status is not None and not status.terminal:
+        # Every earlier attempt died with its worker (OOM, crash) or hit the hard time limit.
+        outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
     else:
-        outcome = run_pipeline(task_id, source, storage)
+        return "already finished or deleted"  # a redelivered or reconciled duplicate
     report_in_background(outcome, storage)
     return outcome.status
 

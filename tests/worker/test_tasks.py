@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import update
 
 from app import crud
 from app.core.db import session_scope
@@ -97,3 +98,38 @@ def test_an_undelivered_report_becomes_a_queued_retry(storage, monkeypatch, conf
     tasks.report(outcome, storage)
     assert sent == [("imgproc.report_outcome", [outcome.model_dump_json()])]
     assert json.loads(sent[0][1][0])["task_id"] == 3
+
+
+def test_a_storage_failure_ends_the_task_failed_with_a_reason(storage, monkeypatch):
+    from worker import tasks
+
+    task_id = make_task(storage, images.jpeg(64, 48))
+    results = storage.root / "results"
+    assert not results.exists()
+    results.write_bytes(b"")  # a file where the results directory belongs: every write fails
+    reported: list[OutcomeReport] = []
+    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    assert tasks.process_image(task_id) == "failed"
+    tasks.flush_reports()
+    assert [(r.task_id, r.status) for r in reported] == [(task_id, "failed")]
+    assert "could not finish" in reported[0].error
+
+
+def test_a_task_whose_attempts_all_died_is_failed_not_run_again(storage, monkeypatch, configure):
+    from worker import tasks
+
+    configure(MAX_TASK_ATTEMPTS=3)
+    task_id = make_task(storage, images.jpeg(64, 48))
+    with session_scope() as session:
+        # Three deliveries claimed it and died with their worker (OOM, hard time limit).
+        session.execute(update(Task).where(Task.id == task_id).values(status=TaskStatus.PROCESSING, attempts=3))
+        session.commit()
+    ran: list[bytes] = []
+    monkeypatch.setattr(tasks, "run_pipeline", lambda _id, source, _storage: ran.append(source))
+    reported: list[OutcomeReport] = []
+    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    assert tasks.process_image(task_id) == "failed"
+    tasks.flush_reports()
+    assert ran == []
+    assert [(r.task_id, r.status) for r in reported] == [(task_id, "failed")]
+    assert "attempted 3 times" in reported[0].error

@@ -135,6 +135,7 @@ IMGPROC_WORKER_CONCURRENCY: {{ .Values.worker.concurrency | quote }}
 IMGPROC_TASK_SOFT_TIME_LIMIT: {{ $c.taskSoftTimeLimit | quote }}
 IMGPROC_TASK_TIME_LIMIT: {{ $c.taskTimeLimit | quote }}
 IMGPROC_VISIBILITY_TIMEOUT: {{ $c.visibilityTimeout | quote }}
+IMGPROC_MAX_TASK_ATTEMPTS: {{ $c.maxTaskAttempts | quote }}
 IMGPROC_WORKER_HEARTBEAT_FILE: /tmp/worker-heartbeat
 IMGPROC_FLOWER_PORT: "5555"
 IMGPROC_FLOWER_URL_PREFIX: flower
