@@ -89,8 +89,8 @@ async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> 
     return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app() -> FastAPI:
+    settings = get_settings()
     app = FastAPI(
         title="imgproc",
         version="0.1.0",
@@ -112,9 +112,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def frontend_redirect() -> RedirectResponse:
             return RedirectResponse("/frontend/")
 
-    # Outermost last: headers go on every response, the size limit's and the guard's too;
-    # the size limit sees the raw body before anything parses it.
+    # Outermost last: headers go on every response, the size limit's and the guard's too; the
+    # size limit sees the raw body before anything parses it, and sits inside CORS so that an
+    # allowed cross-origin client can read its 413 (a browser hides a response without CORS headers).
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.CORS_ORIGINS, exempt_paths=(WEBHOOK_PREFIX,))
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
+        advertised_limit=settings.MAX_UPLOAD_BYTES,
+    )
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -123,10 +129,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["content-type"],
         )
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
-        advertised_limit=settings.MAX_UPLOAD_BYTES,
-    )
     app.add_middleware(ResponseHeaders)
     return app

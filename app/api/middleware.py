@@ -29,6 +29,11 @@ async def send_json(send: Send, status: int, detail: str, headers: Iterable[tupl
     await send({"type": "http.response.body", "body": body})
 
 
+def file_too_large(limit: int) -> str:
+    """The 413 detail, the same whether the stream or the route notices."""
+    return f"File too large: the limit is {limit} bytes."
+
+
 class BodySizeLimit:
     """Refuses request bodies over `max_bytes` with 413 as soon as the limit is crossed,
     with or without Content-Length (chunked), instead of buffering the whole body first."""
@@ -39,7 +44,7 @@ class BodySizeLimit:
         self.advertised_limit = advertised_limit  # the file limit users know, without envelope slack
 
     def _detail(self) -> str:
-        return f"File too large: the limit is {self.advertised_limit} bytes."
+        return file_too_large(self.advertised_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:

@@ -115,3 +115,20 @@ def test_cors_answers_only_listed_origins(configure, embedded, queue):
     assert allowed.headers["access-control-allow-credentials"] == "true"
     assert "access-control-allow-origin" not in foreign.headers
     assert listed_post.status_code == 200  # an allowed origin passes the cross-site guard too
+
+
+def test_an_allowed_origin_can_read_the_413_of_an_oversize_upload(configure, embedded, queue):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    configure(CORS_ORIGINS='["https://app.example"]', MAX_UPLOAD_BYTES=1000)
+    with TestClient(create_app()) as client:
+        response = client.post(
+            "/api/newTask",
+            files={"file": ("a.bin", b"\0" * 200_000)},
+            headers={"Origin": "https://app.example"},
+        )
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert response.json()["detail"] == "File too large: the limit is 1000 bytes."

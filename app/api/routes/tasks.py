@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from app import crud, imaging
 from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
+from app.api.middleware import file_too_large
 from app.models import Task, TaskStatus
 from app.queue import BrokerUnavailable, enqueue_processing
 from app.schemas import (
@@ -89,7 +90,7 @@ def new_task(
         )
     data = file.file.read(settings.MAX_UPLOAD_BYTES + 1)
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"File too large: the limit is {settings.MAX_UPLOAD_BYTES} bytes.")
+        raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
     try:
         info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
     except imaging.ImageError as exc:
