@@ -41,6 +41,15 @@ class Channel(kombu_sqlalchemy.Channel):
             self.session.rollback()
             return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
+    def _get(self, queue):  # type: ignore[no-untyped-def]
+        message = super()._get(queue)  # raises Empty when nothing waits
+        # kombu keeps every delivered message as an invisible row, forever, though nothing reads
+        # it again (an unacknowledged one goes back as a new row): the file and every poll's
+        # query would grow with each task.
+        self.session.query(self.message_cls).filter(self.message_cls.visible.is_(False)).delete()
+        self.session.commit()
+        return message
+
     # With acks_late the pool acknowledges from its result thread; tell the polling loop.
     def basic_ack(self, delivery_tag, multiple=False):  # type: ignore[no-untyped-def]
         super().basic_ack(delivery_tag, multiple=multiple)

@@ -70,3 +70,31 @@ def test_an_empty_queue_is_polled_at_the_interval_not_in_a_busy_loop(tmp_path: P
         with Consumer(channel, [QUEUE], callbacks=[lambda body, message: None]), pytest.raises(TimeoutError):
             connection.drain_events(timeout=1.0)
         assert 2 <= polls <= 1.0 / interval + 2
+
+
+def test_delivered_messages_do_not_pile_up_in_the_broker_file(tmp_path: Path) -> None:
+    with connect(tmp_path, 0.05) as connection:
+        publish(connection, 5)
+        channel = connection.channel()
+        received = []
+        with Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)]):
+            while len(received) < 5:
+                connection.drain_events(timeout=5)
+                received[-1].ack()
+        assert [message.payload for message in received] == [{"n": n} for n in range(5)]
+        assert channel.session.query(channel.message_cls).count() == 0
+
+
+def test_a_message_unacknowledged_when_the_channel_closes_is_delivered_again(tmp_path: Path) -> None:
+    # Deleting delivered rows must not lose work: kombu puts unacknowledged messages back on close.
+    with connect(tmp_path, 0.05) as connection:
+        publish(connection, 1)
+        channel = connection.channel()
+        with Consumer(channel, [QUEUE], callbacks=[lambda body, message: None]):
+            connection.drain_events(timeout=5)
+        channel.close()
+    with connect(tmp_path, 0.05) as connection:
+        redelivered = []
+        with Consumer(connection.channel(), [QUEUE], callbacks=[lambda body, message: redelivered.append(body)]):
+            connection.drain_events(timeout=5)
+        assert redelivered == [{"n": 0}]
