@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import pytest
 from PIL import Image, ImageFile
 
@@ -17,6 +20,7 @@ from app.imaging import (
     inspect,
     process,
 )
+from tests.utils.images import corrupt_png
 
 from .images import (
     RED,
@@ -153,14 +157,39 @@ def test_truncation_is_caught_from_the_header_for_other_formats(image_format: st
         inspect(data[: len(data) - 100], max_pixels=LIMIT)
 
 
-def test_header_only_checks_for_gif_are_completed_by_process() -> None:
-    # Documented limit of the cheap check: a GIF cut in its pixel data passes inspect(), and the
-    # worker's process() then reports it.
+@pytest.mark.parametrize("keep", [0.95, 0.5, 0.1])
+def test_truncated_gif_is_corrupt(keep: float) -> None:
     data = encode(gradient((64, 64)), "GIF")
-    truncated = data[: len(data) // 2]
-    assert inspect(truncated, max_pixels=LIMIT).format == "GIF"
+    with pytest.raises(CorruptImageError, match="GIF"):
+        inspect(data[: int(len(data) * keep)], max_pixels=LIMIT)
+
+
+def test_a_gif_cut_after_its_first_frame_is_accepted() -> None:
+    # Only the first frame is converted; damage after it is not the upload's business.
+    first, second = gradient((64, 64)), gradient((64, 64)).rotate(90)
+    animated = encode(first, "GIF", save_all=True, append_images=[second])
+    cut = animated[:-20]  # inside the second frame
+    assert inspect(cut, max_pixels=LIMIT).format == "GIF"
+    assert process(cut, Spec()).width == 64
+
+
+def test_png_whose_compressed_pixel_data_is_damaged_inside_intact_chunks_is_corrupt() -> None:
+    data = bytearray(encode(gradient((64, 64)), "PNG"))
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    payload = b"\x78\x9c" + b"\xff" * (length - 2)  # a zlib header, then garbage; CRC recomputed
+    data[at + 4 : at + 4 + length] = payload
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    with pytest.raises(CorruptImageError, match="PNG"):
+        inspect(bytes(data), max_pixels=LIMIT)
+
+
+def test_damage_only_a_decode_can_see_is_left_to_process() -> None:
+    # Documented limit of the upload check: valid compression around invalid PNG filter bytes.
+    data = corrupt_png()
+    assert inspect(data, max_pixels=LIMIT).format == "PNG"
     with pytest.raises(ImageError):
-        process(truncated, Spec())
+        process(data, Spec())
 
 
 def test_polyglot_jpeg_is_accepted() -> None:

@@ -33,12 +33,14 @@ def decode(data: bytes) -> Image.Image:
 
 
 def corrupt_png(width: int = 200, height: int = 100) -> bytes:
-    """A PNG whose header is valid but whose pixel data is not: accepted by the upload
-    check (which reads headers), refused by the worker, so the task ends up `failed`."""
+    """A PNG whose chunks and compression are intact but whose rows name a filter type that does
+    not exist: accepted by the upload check (which does not decode), refused by the worker, so
+    the task ends up `failed` with a reason."""
     data = bytearray(encode(Image.new("RGB", (width, height), (10, 20, 30)), "PNG"))
     at = data.find(b"IDAT")
     length = struct.unpack(">I", data[at - 4 : at])[0]
-    payload = b"\x78\x9c" + b"\xff" * (length - 2)  # a zlib header, then garbage
-    data[at + 4 : at + 4 + length] = payload
-    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    invalid_filter = 9  # PNG defines 0-4
+    payload = zlib.compress((bytes([invalid_filter]) + bytes(3 * width)) * height)
+    chunk = struct.pack(">I", len(payload)) + b"IDAT" + payload + struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    data[at - 4 : at + 8 + length] = chunk
     return bytes(data)
