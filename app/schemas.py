@@ -83,9 +83,12 @@ class OutcomeReport(BaseModel):
 
     task_id: int = Field(ge=1)
     status: Literal["completed", "failed"]
+    # Informational only: the API derives the location from the id and never trusts this. Kept
+    # because reports are validated strictly and older workers (or their queued retries) send it.
     result_path: str | None = None
     metadata: TaskMetadata | None = None
     error: str | None = Field(default=None, max_length=2000)
+
 
 class WebhookAck(BaseModel):
     task_id: int

@@ -76,13 +76,22 @@ def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeRepor
         return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
 
 
+def deliver_once(task_id: int, body: bytes, storage: Storage) -> str:
+    """One delivery attempt (ReportNotDelivered if unacknowledged). A task its owner deleted
+    while it was processed has no row left: its result file goes too."""
+    try:
+        deliver(get_settings(), body)
+    except TaskGone:
+        storage.delete(storage.result_key(task_id))
+        return "gone"
+    return "delivered"
+
+
 def report(outcome: OutcomeReport, storage: Storage) -> None:
     """One delivery attempt now; on failure the report becomes its own queued, retried task."""
     body = outcome.model_dump_json().encode()
     try:
-        deliver(get_settings(), body)
-    except TaskGone:
-        storage.delete(storage.result_key(outcome.task_id))  # deleted while we worked
+        deliver_once(outcome.task_id, body, storage)
     except ReportNotDelivered as exc:
         log.warning("task %s: report not delivered (%s); queued for retry", outcome.task_id, exc)
         celery_app.send_task(REPORT_OUTCOME, args=[body.decode()])
@@ -142,13 +151,9 @@ def process_image(self: CeleryTask, task_id: int) -> str:
 
 @celery_app.task(name=REPORT_OUTCOME, bind=True, max_retries=None)
 def report_outcome(self: CeleryTask, body: str) -> str:
+    task_id = OutcomeReport.model_validate_json(body).task_id
     try:
-        deliver(get_settings(), body.encode())
-    except TaskGone:
-        outcome = OutcomeReport.model_validate_json(body)
-        Storage(get_settings().storage_dir).delete(Storage.result_key(outcome.task_id))
-        return "gone"
+        return deliver_once(task_id, body.encode(), Storage(get_settings().storage_dir))
     except ReportNotDelivered as exc:
         countdown = min(MAX_REPORT_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))
         raise self.retry(countdown=countdown, exc=exc) from exc
-    return "delivered"

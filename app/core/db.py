@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.config import get_settings
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # API and worker are separate processes on one file: WAL lets readers run beside the
     # writer and busy_timeout makes writers queue instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
@@ -27,7 +27,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
-        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "connect", configure_sqlite)
         return engine
     return create_engine(
         url,

@@ -4,7 +4,7 @@ The stock transport hands every transport option to create_engine() (so none can
 set) and polls once a second, which caps a local worker at about one task a second.
 It also sleeps a whole polling interval while the worker is busy up to its prefetch limit,
 so every task waited on average half an interval after the previous one was acknowledged;
-here an acknowledgement ends that wait at once."""
+here an acknowledgement ends that wait at once. And it never deletes a delivered message."""
 
 from __future__ import annotations
 
@@ -17,20 +17,15 @@ from kombu.transport.virtual import Empty
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import IntegrityError
 
+from app.core.db import configure_sqlite
+
 SCHEME = "imgproc-sqlite"
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
-    cursor.close()
 
 
 class Channel(kombu_sqlalchemy.Channel):
     def _engine_from_config(self):  # type: ignore[no-untyped-def]
         engine = create_engine(self.connection.client.hostname, connect_args={"timeout": 15})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", configure_sqlite)  # the same file settings as the data
         return engine
 
     def _get_or_create(self, queue):  # type: ignore[no-untyped-def]

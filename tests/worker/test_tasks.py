@@ -133,3 +133,25 @@ def test_a_task_whose_attempts_all_died_is_failed_not_run_again(storage, monkeyp
     assert ran == []
     assert [(r.task_id, r.status) for r in reported] == [(task_id, "failed")]
     assert "attempted 3 times" in reported[0].error
+
+
+@pytest.mark.parametrize("path", ["report", "queued retry"])
+def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypatch, path):
+    from worker import tasks
+    from worker.reporting import TaskGone
+
+    storage.write(storage.result_key(5), b"jpeg")
+
+    def task_gone(_settings, _body):  # the API answers 404: its owner deleted it meanwhile
+        raise TaskGone("Task not found.")
+
+    monkeypatch.setattr(tasks, "deliver", task_gone)
+    queued: list = []
+    monkeypatch.setattr(tasks.celery_app, "send_task", lambda *args, **kwargs: queued.append(args))
+    outcome = OutcomeReport(task_id=5, status="completed", result_path="results/5.jpg")
+    if path == "report":
+        tasks.report(outcome, storage)
+    else:
+        assert tasks.report_outcome.run(outcome.model_dump_json()) == "gone"
+    assert not storage.exists(storage.result_key(5))
+    assert queued == []
