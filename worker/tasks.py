@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from celery import Task as CeleryTask
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
@@ -25,6 +25,7 @@ celery_app = get_celery_app()
 # Retries of a report back off up to this long between attempts, forever: an accepted
 # task must reach a terminal state once the API is back.
 MAX_REPORT_BACKOFF_SECONDS = 60
+TIME_LIMIT_REASON = "processing took longer than the time limit"
 
 
 def spec_from_settings() -> imaging.Spec:
@@ -70,7 +71,7 @@ def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeRepor
     except FileNotFoundError:
         return failed(task_id, "the uploaded file is missing from storage")
     except SoftTimeLimitExceeded:
-        return failed(task_id, "processing took longer than the time limit")
+        return failed(task_id, TIME_LIMIT_REASON)
     except Exception as exc:  # storage failing (disk full), or a bug: reported, not retried forever
         log.exception("task %s: unexpected failure", task_id)
         return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
@@ -123,9 +124,21 @@ def flush_reports(**_: object) -> None:
         _reporter.cache_clear()
 
 
+class ProcessImageTask(CeleryTask):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+        # At the hard time limit Celery kills the pool process (code stuck in C never saw the
+        # soft limit), acknowledges the message and calls this in the worker's main process.
+        # A rerun would only time out again: report the failure now, as a queued report so that
+        # the main process never waits on HTTP.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            body = failed(args[0], TIME_LIMIT_REASON).model_dump_json()
+            celery_app.send_task(REPORT_OUTCOME, args=[body])
+
+
 # Database hiccups (PostgreSQL restart) are retried; image errors are not exceptions here.
 @celery_app.task(
     name=PROCESS_IMAGE,
+    base=ProcessImageTask,
     bind=True,
     autoretry_for=(DBAPIError,),
     retry_backoff=True,
@@ -141,7 +154,7 @@ def process_image(self: CeleryTask, task_id: int) -> str:
     if source_key is not None:
         outcome = outcome_for(task_id, source_key, storage)
     elif status is not None and not status.terminal:
-        # Every earlier attempt died with its worker (OOM, crash) or hit the hard time limit.
+        # Every earlier run died with its worker (OOM, a crash) or its report was lost each time.
         outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
     else:
         return "already finished or deleted"  # a redelivered or reconciled duplicate

@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     # seconds (kombu's defaults, 10 x 10). Lower both only together with the visibility timeout.
     UNACKED_RESTORE_INTERVAL: int = Field(10, ge=1)
     UNACKED_RESTORE_THROTTLE: int = Field(10, ge=1)
-    # A task whose worker died or hit the hard time limit this many times (OOM on one image, a
-    # crash loop) is failed instead of being run again.
+    # A task whose runs died with their worker this many times (OOM on one image, a crash
+    # loop, lost reports) is failed instead of being run again.
     MAX_TASK_ATTEMPTS: int = Field(5, ge=1)
     # Tasks still pending/processing after this long are re-enqueued by the reconciler.
     RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)

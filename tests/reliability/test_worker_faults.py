@@ -98,3 +98,19 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
         assert counts["completed"] == 2
         assert attempts(stack, ids)[ids[0]] == 2
         assert "re-enqueued" not in full_log(stack, "api")  # the visibility restore did it, not the reconciler
+
+
+def test_a_task_killed_at_the_hard_time_limit_is_failed_at_once_not_rerun(fault_stack):
+    """Code stuck in C never sees the soft limit; the hard limit kills the pool process and
+    Celery acknowledges the message. The worker's main process reports the task failed with a
+    reason right away, instead of leaving it `processing` for the reconciler to rerun."""
+    started = time.monotonic()
+    limits = {"TASK_SOFT_TIME_LIMIT": 1, "TASK_TIME_LIMIT": 3, "TEST_PIPELINE_IGNORES_SOFT_LIMIT": 1}
+    with fault_stack(workers=1, delay=60, WORKER_CONCURRENCY=1, **limits) as stack, stack.client() as client:
+        ids = upload_many(client, 1)
+        counts = ledger(stack, client, ids, name="hard time limit kills a task", faults=1, timeout=30, started=started)
+        assert counts["failed"] == 1
+        assert status_of(client, ids[0])["error"] == "processing took longer than the time limit"
+        assert attempts(stack, ids) == {ids[0]: 1}
+        assert stack.workers[0].poll() is None, "the worker's main process must survive"
+        assert "Hard time limit" in full_log(stack, "worker0")
