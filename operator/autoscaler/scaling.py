@@ -7,7 +7,11 @@ Deployment plus the state to hand back on the next call. The rules, in order:
 1. **Pause.** The ``paused-replicas`` annotation sets that count; ``paused`` alone keeps the
    current one. Both win over everything below (KEDA semantics).
 2. **Redis unreadable.** Keep the current count until ``fallback.failureThreshold``
-   consecutive failures, then use ``fallback.replicas``. The first good read recovers.
+   consecutive failures, then aim for ``fallback.replicas``. The first good read recovers.
+   Either way the aim goes through the windows and steps below, and the pods busy at the
+   last good read are presumed busy still (KEDA's fallback goes through the HPA's behaviour
+   too): an outage neither flaps the count nor removes busy workers in one go, and a
+   recovery after a long outage still waits out the scale-down window.
 3. **Load.** ``load = waiting + in_flight``; the raw recommendation is
    ``ceil(load / tasksPerReplica)`` clamped to ``[max(min, 1), max]`` (the 1..N phase).
 4. **Stabilisation, HPA style.** Scale-up goes to the *smallest* recommendation within the
@@ -236,16 +240,19 @@ class ScalerState:
     last_active: float | None = None
     last_scale: float | None = None
     consecutive_failures: int = 0
+    busy: int = 0  # pods running tasks at the last good read; presumed busy while Redis is unreadable
+    # (time, replicas) that only scale-down must respect, for one scale-down window.
+    scale_down_floor: tuple[float, int] | None = None
 
     @classmethod
     def restored(
         cls, *, now: float, current: int, last_active: float | None = None,
         last_scale: float | None = None, consecutive_failures: int = 0,
     ) -> ScalerState:
-        """State after an operator restart: the in-memory recommendations are gone, so
-        pretend the current count was recommended just now. That holds scale-down for a full
-        window (never faster than before the restart); scale-up is unaffected."""
-        return cls(((now, current),), last_active, last_scale, consecutive_failures)
+        """State after an operator restart: the in-memory recommendations are gone, so the
+        current count holds scale-down for a full window (never faster than before the
+        restart); scale-up is not held back by it."""
+        return cls((), last_active, last_scale, consecutive_failures, scale_down_floor=(now, current))
 
 
 @dataclass(frozen=True)
@@ -301,37 +308,26 @@ def desired_replicas(
 
     if not observation.ok:
         fb = policy.fallback
-        if fb is not None and failures >= fb.failure_threshold:
-            return decide(fb.replicas, "Fallback",
-                          f"Redis unreadable {failures} times in a row ({observation.error}); "
-                          f"fallback to {fb.replicas} replicas", fallback=True)
+        fallback = fb if fb is not None and failures >= fb.failure_threshold else None
+        aim = fallback.replicas if fallback else _clamp(current, policy.min_replicas, policy.max_replicas)
+        target, _, state = _stabilised(policy, state, now, current, aim)
+        target = _clamp(max(target, min(state.busy, policy.max_replicas)), policy.min_replicas, policy.max_replicas)
+        if fallback:
+            toward = "" if target == fallback.replicas else f"; {target} for now (windows, steps, busy workers)"
+            return decide(target, "Fallback", f"Redis unreadable {failures} times in a row ({observation.error}); "
+                          f"fallback to {fallback.replicas} replicas{toward}", fallback=True, new_state=state)
         limit = f"{fb.failure_threshold}" if fb else "no fallback configured"
-        keep = _clamp(current, policy.min_replicas, policy.max_replicas)  # the bounds still hold
-        return decide(keep, "RedisUnavailable",
-                      f"Redis unreadable ({observation.error}); keeping {keep} replicas "
-                      f"(failure {failures}, threshold {limit})")
+        return decide(target, "RedisUnavailable",
+                      f"Redis unreadable ({observation.error}); keeping {target} replicas "
+                      f"(failure {failures}, threshold {limit})", new_state=state)
 
     waiting, in_flight = observation.waiting or 0, observation.in_flight or 0
     load = waiting + in_flight
     per = policy.tasks_per_replica
+    busy = math.ceil(in_flight / per)
     lower = max(policy.min_replicas, 1)
     recommendation = _clamp(math.ceil(load / per), lower, policy.max_replicas)
-    horizon = max(policy.scale_up.stabilization_window, policy.scale_down.stabilization_window)
-    history = tuple((t, r) for t, r in state.recommendations if now - t <= horizon and t <= now)
-    history += ((now, recommendation),)
-    state = replace(state, recommendations=history)
-
-    up_to = min(r for t, r in history if now - t <= policy.scale_up.stabilization_window)
-    down_to = max(r for t, r in history if now - t <= policy.scale_down.stabilization_window)
-    if current < up_to:
-        target = _step(current, up_to, policy.scale_up.max_step)
-        reason = "ScaleUp"
-    elif current > down_to:
-        target = _step(current, down_to, policy.scale_down.max_step)
-        reason = "ScaleDown"
-    else:
-        target = current
-        reason = "HoldStabilization" if recommendation < current else "Steady"
+    target, reason, state = _stabilised(policy, replace(state, busy=busy), now, current, recommendation)
 
     if policy.min_replicas == 0 and not active:
         idle_for = now - (last_active if last_active is not None else now)
@@ -343,7 +339,6 @@ def desired_replicas(
         elif target == current == 1:
             reason = "HoldCooldown"
 
-    busy = math.ceil(in_flight / per)
     if target < min(busy, policy.max_replicas):
         target, reason = min(busy, policy.max_replicas), "BusyWorkers"
     target = _clamp(target, policy.min_replicas, policy.max_replicas)
@@ -358,6 +353,29 @@ def desired_replicas(
     message = (f"load {load} (waiting {waiting} + in-flight {in_flight}) / {per} per replica "
                f"-> {raw}; replicas {current} -> {target} ({reason})")
     return decide(target, reason, message, recommendation=raw, new_state=state)
+
+
+def _stabilised(
+    policy: Policy, state: ScalerState, now: float, current: int, recommendation: int
+) -> tuple[int, str, ScalerState]:
+    """HPA-style windows and steps: up to the smallest recommendation of the scale-up window,
+    down to the largest of the scale-down window (and the restart floor), at most maxStep."""
+    horizon = max(policy.scale_up.stabilization_window, policy.scale_down.stabilization_window)
+    history = tuple((t, r) for t, r in state.recommendations if now - t <= horizon and t <= now)
+    history += ((now, recommendation),)
+    floor = state.scale_down_floor
+    if floor is not None and now - floor[0] > policy.scale_down.stabilization_window:
+        floor = None
+    state = replace(state, recommendations=history, scale_down_floor=floor)
+
+    up_to = min(r for t, r in history if now - t <= policy.scale_up.stabilization_window)
+    down_to = max([r for t, r in history if now - t <= policy.scale_down.stabilization_window]
+                  + ([floor[1]] if floor is not None else []))
+    if current < up_to:
+        return _step(current, up_to, policy.scale_up.max_step), "ScaleUp", state
+    if current > down_to:
+        return _step(current, down_to, policy.scale_down.max_step), "ScaleDown", state
+    return current, "HoldStabilization" if recommendation < current else "Steady", state
 
 
 def _clamp(value: int, low: int, high: int) -> int:

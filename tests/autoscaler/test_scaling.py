@@ -119,6 +119,46 @@ def test_fallback_flags_and_recovery() -> None:
     assert (back.fallback, back.ready, back.state.consecutive_failures) == (False, True, 0)
 
 
+def run(policy_: Policy, current: int, observations: list[Observation], start: ScalerState, *,
+        every: float = 5.0) -> list[int]:
+    """Replica counts after each poll, feeding each decision into the next."""
+    counts, s = [], start
+    for index, observation in enumerate(observations):
+        decision = desired_replicas(observation, policy_, current, NOW + index * every, s)
+        current, s = decision.replicas, decision.state
+        counts.append(current)
+    return counts
+
+
+def test_fallback_never_drops_the_workers_that_were_busy() -> None:
+    # 6 pods running 12 tasks, then Redis reads fail on and off: no flapping, nobody removed.
+    p = policy(min_replicas=1, fallback=Fallback(3, 2), scale_down=Behavior(60, max_step=1))
+    down = Observation.failed("timeout")
+    polls = [Observation(0, 12)] + ([down] * 3 + [Observation(0, 12)]) * 4
+    assert run(p, 6, polls, state(idle_for=0)) == [6] * len(polls)
+
+
+def test_fallback_scales_down_through_the_window_and_steps() -> None:
+    p = policy(min_replicas=1, fallback=Fallback(1, 2), scale_down=Behavior(60, max_step=1))
+    # 6 was recommended a second ago; Redis fails from then on.
+    counts = run(p, 6, [Observation.failed("refused")] * 20, state(history=((1, 6),), idle_for=0))
+    assert counts[:12] == [6] * 12  # inside the scale-down window of that recommendation
+    assert counts[12:16] == [5, 4, 3, 2] and counts[-1] == 2  # then one step per poll, to the fallback
+
+
+def test_recovery_after_a_long_outage_still_waits_for_the_scale_down_window() -> None:
+    p = policy(min_replicas=0, cooldown_period=0)
+    polls = [Observation(0, 12)] + [Observation.failed("refused")] * 24 + [Observation(0, 0)] * 14
+    counts = run(p, 6, polls, state(idle_for=0))
+    assert counts[25] == 6  # the first good read after 2 minutes: the outage's entries hold it
+    assert counts[-1] == 0  # once the window has passed
+
+
+def test_a_restart_does_not_hold_back_scale_up() -> None:
+    restored = ScalerState.restored(now=NOW, current=0)
+    assert desired_replicas(Observation(20, 0), policy(), 0, NOW, restored).replicas == 10
+
+
 def test_restart_holds_scale_down_for_one_window() -> None:
     restored = ScalerState.restored(now=NOW, current=5)
     held = desired_replicas(Observation(0, 0), policy(min_replicas=1), 5, NOW + 30, restored)
@@ -311,11 +351,12 @@ def test_fallback_after_threshold_then_recovery(p: Policy, current: int, s: Scal
     now = NOW
     for i in range(1, n + 1):
         decision = desired_replicas(Observation.failed("down"), p, current, now, s)
-        if i >= fb.failure_threshold:
-            assert (decision.replicas, decision.fallback) == (fb.replicas, True)
+        kept = max(p.min_replicas, min(current, p.max_replicas))
+        assert decision.fallback == (i >= fb.failure_threshold)
+        if decision.fallback:  # on the way to the fallback count, never past it
+            assert min(kept, fb.replicas) <= decision.replicas <= max(kept, fb.replicas)
         else:
-            assert decision.replicas == max(p.min_replicas, min(current, p.max_replicas))
-            assert not decision.fallback
+            assert decision.replicas == kept
         current, s, now = decision.replicas, decision.state, now + p.polling_interval
     recovered = desired_replicas(Observation(0, 0), p, current, now, s)
     assert recovered.ready and not recovered.fallback and recovered.state.consecutive_failures == 0

@@ -53,5 +53,5 @@ def test_error_status_only_touches_ready() -> None:
 
 def test_restored_state_keeps_cooldown_and_failures() -> None:
     state = restored_state({"lastActiveTime": iso(T0), "consecutiveFailures": 2}, now=T0 + 100, current=4)
-    assert state == ScalerState(((T0 + 100, 4),), T0, None, 2)
+    assert state == ScalerState((), T0, None, 2, scale_down_floor=(T0 + 100, 4))
     assert parse_time("garbage") is None and parse_time(None) is None
