@@ -18,6 +18,7 @@ import kopf
 from autoscaler import GROUP, PLURAL, VERSION, metrics
 from autoscaler.kube import Kube
 from autoscaler.reconcile import Autoscaler
+from autoscaler.scaling import DEFAULT_POLLING_INTERVAL
 from autoscaler.settings import configure
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,12 @@ async def scale_worker(body: kopf.Body, name: str, namespace: str, memo: kopf.Me
         while not stopped:
             try:
                 interval = await autoscaler.poll(body)
-            except Exception:  # a bug or an API outage must not stop scaling for good
+            except Exception as exc:  # a bug or an API outage must not stop scaling for good
                 logger.exception("poll failed; retrying")
-                interval = 5.0
+                try:
+                    interval = await autoscaler.poll_failed(body, exc)
+                except Exception:  # the API server itself is unreachable: the log is all we have
+                    interval = DEFAULT_POLLING_INTERVAL
             await stopped.wait(interval)
     finally:
         autoscaler.close()

@@ -39,7 +39,6 @@ class KubeError(Exception):
 @dataclass(frozen=True)
 class Scale:
     replicas: int  # spec.replicas: what the Deployment is asked to run
-    ready: int | None  # status.replicas: pods that exist (None when the status is empty)
 
 
 @dataclass
@@ -64,8 +63,7 @@ class Kube:
             scale = client.AppsV1Api(self.api).read_namespaced_deployment_scale(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT)
         spec_replicas = scale.spec.replicas if scale.spec and scale.spec.replicas is not None else 0
-        status_replicas = scale.status.replicas if scale.status else None
-        return Scale(int(spec_replicas), status_replicas)
+        return Scale(int(spec_replicas))
 
     def patch_scale(self, namespace: str, name: str, replicas: int) -> None:
         with _errors(f"deployment {namespace}/{name}", not_found="ScaleTargetNotFound", other="ScaleFailed"):

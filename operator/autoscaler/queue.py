@@ -73,9 +73,14 @@ class RedisSource:
             problems.append("set exactly one of redis.url and redis.host")
         elif host:
             scheme = "rediss" if conf.get("tls") else "redis"
-            url = f"{scheme}://{host}:{int(conf.get('port', 6379))}/{int(conf.get('db', 0))}"
-        elif not str(url).startswith(("redis://", "rediss://")):
+            url = f"{scheme}://{host}:{conf.get('port', 6379)}/{conf.get('db', 0)}"
+        if url and not str(url).startswith(("redis://", "rediss://")):
             problems.append("redis.url must start with redis:// or rediss://")
+        elif url:
+            try:
+                parse_url(str(url))
+            except ValueError as exc:  # a port or db that is not a number, for instance
+                problems.append(f"redis address {redacted(str(url))} is invalid: {exc}")
         ref = conf.get("secretRef")
         secret = None
         if ref:
@@ -112,10 +117,12 @@ class QueueReader:
             options["password"] = self.password
         if self.source.username:
             options["username"] = self.source.username
-        self.client = redis.Redis(connection_pool=redis.ConnectionPool(**options, **kwargs))
+        # Our timeouts win over the URL's query options: a poll must stay bounded.
+        self.client = redis.Redis(connection_pool=redis.ConnectionPool(**{**options, **kwargs}))
 
     def close(self) -> None:
         self.client.close()
+        self.client.connection_pool.disconnect()  # a pool passed in is not closed with the client
 
     def observe(self) -> Observation:
         try:

@@ -50,7 +50,6 @@ class Autoscaler:
     problem: str | None = None  # reason of the current problem; an event is posted when it changes
     paused: bool = False
     written: dict[str, Any] | None = None  # the last status we wrote
-    decisions: int = field(default=0)
 
     async def poll(self, body: Mapping[str, Any]) -> float:
         """Run one interval; returns the seconds to wait before the next one."""
@@ -83,7 +82,6 @@ class Autoscaler:
                 return policy.polling_interval
             self._scaled(body, decision, target)
         self.state = decision.state
-        self.decisions += 1
 
         status = decision_status(
             decision, previous=self.written or body.get("status") or {}, backlog=observation.waiting,
@@ -91,6 +89,17 @@ class Autoscaler:
         await self._write_status(status)
         self._report(body, decision, observation)
         return policy.polling_interval
+
+    async def poll_failed(self, body: Mapping[str, Any], exc: Exception) -> float:
+        """A poll that raised something unforeseen: say so in the status and an Event (not only
+        in the log), and try again at the object's own polling interval."""
+        meta = body.get("metadata") or {}
+        try:
+            interval = Policy.from_spec(body.get("spec") or {}, meta.get("annotations") or {}).polling_interval
+        except PolicyError:
+            interval = DEFAULT_POLLING_INTERVAL
+        await self._stop_short(body, "PollFailed", f"{type(exc).__name__}: {exc}", meta.get("generation"), time.time())
+        return interval
 
     def close(self) -> None:
         if self.reader is not None:

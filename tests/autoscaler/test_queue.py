@@ -204,12 +204,30 @@ def test_source_from_spec_reads_queues_prefix_and_secret() -> None:
 
 @pytest.mark.parametrize(
     "redis_spec",
-    [{}, {"url": "redis://a", "host": "b"}, {"url": "http://a"}, {"host": "a", "secretRef": {"name": "x"}}],
-    ids=["neither", "both", "bad-scheme", "secret-without-key"],
+    [{}, {"url": "redis://a", "host": "b"}, {"url": "http://a"}, {"host": "a", "secretRef": {"name": "x"}},
+     {"url": "redis://redis:port/0"}, {"host": "r", "port": "x"}],
+    ids=["neither", "both", "bad-scheme", "secret-without-key", "port-not-a-number", "host-port-not-a-number"],
 )
 def test_invalid_source_is_a_policy_error(redis_spec: dict) -> None:
     with pytest.raises(PolicyError):
         RedisSource.from_spec({"redis": redis_spec})
+
+
+def test_url_options_that_clash_with_the_readers_own_timeouts_are_overridden(broker: str) -> None:
+    # A URL with ?socket_timeout= used to raise TypeError on every poll (a stuck daemon).
+    observation = reader(f"{broker}?socket_timeout=5&health_check_interval=10").observe()
+    assert observation.ok
+
+
+def test_closing_a_reader_closes_its_connections(broker: str) -> None:
+    client = redis.Redis.from_url(broker)
+    before = len(client.client_list())
+    for _ in range(20):  # the operator rebuilds its reader after every failed read
+        one = reader(broker)
+        assert one.observe().ok
+        one.close()
+    assert len(client.client_list()) <= before
+    client.close()
 
 
 def test_redacted_hides_the_password() -> None:
