@@ -63,6 +63,8 @@ def test_install_notes_are_copy_pasteable(installed):
     assert "curl -fsS -c jar.txt -b jar.txt -F file=@photo.jpg $IMGPROC_URL/api/newTask" in notes
     assert f"kubectl -n {namespace} get workerautoscalers -w" in notes
     assert f"helm test {RELEASE} -n {namespace} --logs" in notes
+    # Plain-http Ingress with Secure cookies: curl would drop the cookie, and NOTES says so.
+    assert "config.cookieSecure is on but the Ingress has no TLS" in " ".join(notes.split())
 
 
 def test_installed_objects_exist_with_the_expected_fields(kube, installed):
