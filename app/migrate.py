@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.core.db import get_engine
@@ -37,13 +38,20 @@ def current_revision() -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+# Any constant shared by every process that migrates this database (pg_advisory_xact_lock key).
+_MIGRATION_LOCK = 0x696D6770726F63  # "imgproc"
+
+
 def upgrade(*, wait_seconds: float = 0) -> None:
     """Upgrades to head; waits up to `wait_seconds` for the database to accept connections
-    (a Helm pre-install hook runs before the database pod is ready)."""
+    (a Helm pre-install hook runs before the database pod is ready). On PostgreSQL one process
+    migrates at a time (several API pods start together); the others then find it done."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             with get_engine().begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
                 config = alembic_config()
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
