@@ -18,13 +18,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first: this layer stays cached while only the application code changes.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python - <<'PY' > requirements.txt
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(project["dependencies"] + project["optional-dependencies"]["operator"]))
 PY
 RUN pip wheel --wheel-dir /wheels -r requirements.txt
+COPY README.md ./
 COPY app ./app
 COPY worker ./worker
 COPY operator ./operator

@@ -901,3 +901,12 @@ def test_chart_metadata_and_vendored_subcharts():
     assert not list((CHART / "charts").glob("*.tgz")), "unpacked subcharts only (no helm dependency build)"
     templates = {p.parent.name for p in (CHART / "templates").rglob("*.yaml")}
     assert {"api", "worker", "flower", "operator", "migrations", "tests"} <= templates
+
+
+def test_redis_replicas_follow_the_master_on_its_service_port(render):
+    objects = render({"redis": {"service": {"port": 6380}, "replica": {"replicaCount": 1}}})
+    master = named(objects, "Service", f"{RELEASE}-redis")
+    assert [port["port"] for port in master["spec"]["ports"]] == [6380]
+    replica = named(objects, "StatefulSet", f"{RELEASE}-redis-replicas")
+    start = replica["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert f"replicaof {RELEASE}-redis 6380" in start

@@ -83,6 +83,14 @@ def test_image_is_built_in_two_stages_from_python_3_11_slim(parsed):
     assert any("pip wheel" in run for run in builder.all("RUN"))
 
 
+def test_the_dependency_layer_depends_on_pyproject_alone(parsed):
+    # Editing the README or the code must not rebuild every dependency wheel.
+    steps = parsed[1][0].instructions
+    dependencies = next(i for i, (kind, args) in enumerate(steps) if kind == "RUN" and "-r requirements.txt" in args)
+    copied = [args for keyword, args in steps[:dependencies] if keyword == "COPY"]
+    assert copied == ["pyproject.toml ./"]
+
+
 def test_final_stage_has_no_build_tools_and_no_sources(parsed):
     runtime = parsed[1][-1]
     for run in runtime.all("RUN"):

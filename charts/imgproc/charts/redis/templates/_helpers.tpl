@@ -104,7 +104,7 @@ spec:
               requirepass "${REDISCLI_AUTH}"
               {{- if eq .component "replica" }}
               masterauth "${REDISCLI_AUTH}"
-              replicaof {{ include "redis.fullname" $root }} 6379
+              replicaof {{ include "redis.fullname" $root }} {{ $root.Values.service.port }}
               replica-read-only yes
               {{- end }}
               EOF
