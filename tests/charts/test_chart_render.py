@@ -732,7 +732,7 @@ def test_keda_scaled_object_mirrors_the_autoscaler_settings(render):
     assert scaled["fallback"] == {"failureThreshold": 3, "replicas": 2}
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"] == {"address": "rel-redis:6379", "databaseIndex": "0", "listName": "imgproc",
+    assert trigger["metadata"] == {"address": f"rel-redis.{NAMESPACE}.svc:6379", "databaseIndex": "0", "listName": "imgproc",
                                    "listLength": "2", "activationListLength": "0"}
     auth = named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "rel-redis", "key": "password"}]
@@ -910,3 +910,41 @@ def test_redis_replicas_follow_the_master_on_its_service_port(render):
     replica = named(objects, "StatefulSet", f"{RELEASE}-redis-replicas")
     start = replica["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert f"replicaof {RELEASE}-redis 6380" in start
+
+
+KEDA_OPERATOR = Endpoint.pod("keda-operator", {"app": "keda-operator"}, "keda")
+
+
+def test_keda_reaches_the_bundled_redis_by_its_full_name_through_the_policies(render):
+    objects = render(CASES["keda"].values)
+    (scaled,) = by_kind(objects, "ScaledObject")
+    assert scaled["spec"]["triggers"][0]["metadata"]["address"] == f"{RELEASE}-redis.{NAMESPACE}.svc:6379"
+    policies, pods = by_kind(objects, "NetworkPolicy"), release_pods(objects)
+    assert traffic_allowed(policies, KEDA_OPERATOR, pods["redis-master"], 6379)
+    assert not traffic_allowed(policies, STRANGER, pods["redis-master"], 6379)
+    # Without KEDA nobody outside the release gets in.
+    plain = render(CASES["defaults"].values)
+    redis_master = release_pods(plain)["redis-master"]
+    assert not traffic_allowed(by_kind(plain, "NetworkPolicy"), KEDA_OPERATOR, redis_master, 6379)
+
+
+def test_an_external_database_url_decides_the_port_the_policies_open(render):
+    values = {**CASES["external-urls"].values,
+              "externalDatabase": {"url": "postgresql+psycopg2://u:pw@pgbouncer.example.com:6432/imgproc"}}
+    objects = render(values)
+    policies, pods = by_kind(objects, "NetworkPolicy"), release_pods(objects)
+    assert traffic_allowed(policies, pods["api"], EXTERNAL_DB, 6432)
+    assert not traffic_allowed(policies, pods["api"], EXTERNAL_DB, 5432)
+
+
+def test_the_operator_logs_in_as_the_redis_urls_acl_user(render):
+    values = {**CASES["external-urls"].values, "externalRedis": {"url": "redis://scaler:s3cret@redis.example.com:6380/2"}}
+    (autoscaler,) = by_kind(render(values), "WorkerAutoscaler")
+    redis = autoscaler["spec"]["redis"]
+    assert (redis["host"], redis["port"], redis["db"], redis["username"]) == ("redis.example.com", 6380, 2, "scaler")
+
+
+def test_percent_encoded_redis_credentials_are_refused_when_an_autoscaler_needs_them(render, helm_fails):
+    values = {**CASES["external-urls"].values, "externalRedis": {"url": "redis://:p%40ss@redis.example.com:6380/2"}}
+    assert "percent-encoded" in helm_fails(values)
+    assert render({**values, "autoscaler": {"enabled": False}})  # the workers decode the URL themselves

@@ -316,9 +316,14 @@ secretKey: {{ $r.auth.existingSecretPasswordKey }}
 {{- else if .Values.externalRedis.url }}
 {{- $url := urlParse .Values.externalRedis.url }}
 {{- $hostport := splitList ":" $url.host }}
+{{- if and (contains "%" $url.userinfo) (ne (include "imgproc.workerScaler" .) "") }}
+{{- fail "externalRedis.url: the autoscaler cannot use percent-encoded credentials from the URL as they are; give externalRedis.host/port/db with password or existingSecret instead" }}
+{{- end }}
 host: {{ first $hostport }}
 port: {{ if gt (len $hostport) 1 }}{{ last $hostport }}{{ else }}6379{{ end }}
 db: {{ trimPrefix "/" $url.path | default "0" }}
+{{- /* redis://user:password@host: an ACL user, which the operator must log in as too. */}}
+username: {{ if contains ":" $url.userinfo }}{{ regexReplaceAll ":.*$" $url.userinfo "" | quote }}{{ else }}""{{ end }}
 {{- /* The password inside the URL is split out into the chart's Secret for consumers that
        take host/port plus a secret reference (operator, KEDA). */}}
 secretName: {{ if $url.userinfo }}{{ include "imgproc.externalSecretName" . }}{{ end }}

@@ -41,8 +41,13 @@ Service's, hence the subcharts' fixed container ports 5432 and 6379. */}}
   ports:
     - {protocol: TCP, port: 5432}
 {{- else }}
+{{- $port := .Values.externalDatabase.port }}
+{{- with .Values.externalDatabase.url }}
+{{- $hostport := splitList ":" (urlParse .).host }}
+{{- $port = ternary (last $hostport) "5432" (gt (len $hostport) 1) }}
+{{- end }}
 - ports:
-    - {protocol: TCP, port: {{ .Values.externalDatabase.port }}}
+    - {protocol: TCP, port: {{ $port | int }}}
 {{- end }}
 {{- end }}
 
