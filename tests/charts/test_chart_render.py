@@ -732,8 +732,8 @@ def test_keda_scaled_object_mirrors_the_autoscaler_settings(render):
     assert scaled["fallback"] == {"failureThreshold": 3, "replicas": 2}
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"] == {"address": f"rel-redis.{NAMESPACE}.svc:6379", "databaseIndex": "0", "listName": "imgproc",
-                                   "listLength": "2", "activationListLength": "0"}
+    assert trigger["metadata"] == {"address": f"rel-redis.{NAMESPACE}.svc:6379", "databaseIndex": "0",
+                                   "listName": "imgproc", "listLength": "2", "activationListLength": "0"}
     auth = named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "rel-redis", "key": "password"}]
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
@@ -948,3 +948,11 @@ def test_percent_encoded_redis_credentials_are_refused_when_an_autoscaler_needs_
     values = {**CASES["external-urls"].values, "externalRedis": {"url": "redis://:p%40ss@redis.example.com:6380/2"}}
     assert "percent-encoded" in helm_fails(values)
     assert render({**values, "autoscaler": {"enabled": False}})  # the workers decode the URL themselves
+
+
+@pytest.mark.parametrize("service_type", ["NodePort", "LoadBalancer"])
+def test_an_api_service_exposed_outside_the_cluster_is_reachable_through_the_policies(render, service_type):
+    objects = render({"api": {"service": {"type": service_type}}})
+    policies, pods = by_kind(objects, "NetworkPolicy"), release_pods(objects)
+    assert traffic_allowed(policies, Endpoint.outside("a-client", "198.51.100.7"), pods["api"], 8000)
+    assert not traffic_allowed(policies, Endpoint.outside("a-client", "198.51.100.7"), pods["redis-master"], 6379)
