@@ -217,6 +217,9 @@ async function runUpload(job) {
   if (result.status === 200 && result.body && result.body.task_id) {
     setUploadState(row, "done", "Uploaded; processing…");
     announce(`${file.name} uploaded.`);
+    // Known as pending from now on, so its outcome is announced even if the worker is done
+    // before the list first shows it.
+    if (!lastStatus.has(result.body.task_id)) lastStatus.set(result.body.task_id, "pending");
     offset = 0; // new tasks are listed first: show the page they are on
     poller.kick();
     // The task list now shows the file; the upload line has done its job.
