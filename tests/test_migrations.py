@@ -9,6 +9,18 @@ from sqlalchemy import create_engine, inspect, text
 from app.migrate import alembic_config, head_revision
 
 
+def insert_task(connection) -> int:  # type: ignore[no-untyped-def]
+    """A task of user 1, in plain SQL (valid at every revision); returns its id."""
+    connection.execute(
+        text(
+            "INSERT INTO tasks (owner_id, status, filename, source_key, source_format, original_size,"
+            " attempts, created_at, updated_at) VALUES (1, 'pending', 'a', 'originals/x', 'PNG', 5, 0,"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+    )
+    return connection.execute(text("SELECT max(id) FROM tasks")).scalar_one()
+
+
 def upgrade_stepwise(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -16,14 +28,7 @@ def upgrade_stepwise(url: str) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
         connection.execute(text("INSERT INTO users (id, token_hash, created_at) VALUES (1, 'h', CURRENT_TIMESTAMP)"))
-        connection.execute(
-            text(
-                "INSERT INTO tasks (owner_id, status, filename, source_key, source_format, original_size,"
-                " attempts, created_at, updated_at) VALUES (1, 'pending', 'a', 'originals/x', 'PNG', 5, 0,"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
-        )
-        first_id = connection.execute(text("SELECT max(id) FROM tasks")).scalar_one()
+        first_id = insert_task(connection)
         command.upgrade(config, "head")
         columns = {column["name"] for column in inspect(connection).get_columns("tasks")}
         row = connection.execute(
@@ -32,14 +37,7 @@ def upgrade_stepwise(url: str) -> None:
         indexes = {index["name"] for index in inspect(connection).get_indexes("tasks")}
         # The newest task deleted: its id must not come back for the next one.
         connection.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": first_id})
-        connection.execute(
-            text(
-                "INSERT INTO tasks (owner_id, status, filename, source_key, source_format, original_size,"
-                " attempts, created_at, updated_at) VALUES (1, 'pending', 'b', 'originals/y', 'PNG', 5, 0,"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
-        )
-        next_id = connection.execute(text("SELECT max(id) FROM tasks")).scalar_one()
+        next_id = insert_task(connection)
         command.downgrade(config, "base")
         tables = set(inspect(connection).get_table_names())
     engine.dispose()
