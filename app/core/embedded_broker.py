@@ -4,7 +4,8 @@ The stock transport hands every transport option to create_engine() (so none can
 set) and polls once a second, which caps a local worker at about one task a second.
 It also sleeps a whole polling interval while the worker is busy up to its prefetch limit,
 so every task waited on average half an interval after the previous one was acknowledged;
-here an acknowledgement ends that wait at once. And it never deletes a delivered message."""
+here an acknowledgement ends that wait at once. Nor does it ever delete a delivered message;
+here it is deleted once delivered."""
 
 from __future__ import annotations
 
