@@ -40,11 +40,21 @@ flower: install ## Celery Flower on http://127.0.0.1:5555/flower/
 migrate: install ## upgrade the database schema
 	$(BIN)/imgproc migrate
 
-tools: ## build/locate helm, etcd and kube-apiserver for the Kubernetes tests (cached)
-	scripts/k8s-tools >/dev/null
+system-packages: ## the Debian packages the tests and the local cluster need (apt, as root)
+	scripts/system-packages
 
-test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, kube-apiserver)
+tools: system-packages ## build/locate the Kubernetes tools and the local cluster's parts (cached)
+	scripts/k8s-tools --cluster >/dev/null
+
+test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, a real cluster)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+cluster: tools ## a local single-node cluster (root) with the chart installed; prints the URL
+	scripts/cluster up >/dev/null
+	scripts/cluster deploy
+
+cluster-down: ## stop the local cluster and remove everything it made
+	scripts/cluster down
 
 lint: $(VENV)/.installed-test ## ruff
 	$(BIN)/ruff check app worker operator tests bench
@@ -67,4 +77,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench reliability loadtest screenshot clean
