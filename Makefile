@@ -76,8 +76,11 @@ lock: | $(BIN)/python ## regenerate requirements.lock (+ requirements-build.lock
 	  | $(BIN)/uv pip compile --quiet - --generate-hashes $(LOCK_TARGET) \
 	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements-build.lock
 
+images: ## build the local base, app, PostgreSQL and Redis images with buildah (scripts/images)
+	scripts/images all
+
 clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot lock clean
+.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot lock images clean
