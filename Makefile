@@ -5,6 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The lock files describe the image's Python (Dockerfile: Debian bookworm, CPython 3.11, x86_64).
+UV_VERSION := 0.13.9
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36
+# Keeps the pins that still satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade` moves all to the newest.
+LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -73,8 +78,19 @@ loadtest: $(VENV)/.installed-test ## 1,000 uploads from 20 cookie users, 2 worke
 screenshot: $(VENV)/.installed-test ## regenerate docs/screenshot.png (embedded stack + headless Chromium)
 	$(BIN)/python scripts/screenshot.py
 
+lock: | $(BIN)/python ## regenerate requirements.lock (+ requirements-build.lock) with hashes from pyproject.toml
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra operator --generate-hashes $(LOCK_TARGET) \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+	  | $(BIN)/uv pip compile --quiet - --generate-hashes $(LOCK_TARGET) \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements-build.lock
+
+images: ## build the local base, app, PostgreSQL and Redis images with buildah (scripts/images)
+	scripts/images all
+
 clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench reliability loadtest screenshot clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench reliability loadtest screenshot lock images clean
