@@ -135,6 +135,14 @@ def test_only_the_operator_mounts_a_service_account_token(objects):
 
 
 @case_names
+def test_no_pod_gets_service_link_variables(objects):
+    # Found on the real cluster: a Service named imgproc-flower made Kubernetes inject
+    # IMGPROC_FLOWER_PORT=tcp://..., which the settings then refused (helm test crashed).
+    for pod in pod_templates(objects):
+        assert pod.spec.get("enableServiceLinks") is False, pod.ref
+
+
+@case_names
 def test_imgproc_pods_write_only_to_a_size_limited_tmp_and_the_shared_volume(objects):
     for pod in pod_templates(objects):
         if pod.labels.get("app.kubernetes.io/name") != "imgproc":
