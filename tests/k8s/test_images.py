@@ -326,3 +326,53 @@ def test_redis_image_runs_the_chart_command_with_auth_and_aof_and_keeps_data(bui
     assert "42" in again.split() and "STOPPED-CLEANLY" in again, again
     assert any((tmp_path / "data" / "appendonlydir").iterdir())
     assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
+
+
+@pytest.fixture
+def containerd(tmp_path: Path) -> Iterator[str]:
+    """A throwaway containerd (its own root, state and socket; no CRI): the socket's path."""
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        _missing("containerd is not installed (apt-get install containerd)")
+    socket = tmp_path / "containerd.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f"""version = 2
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+""")
+    with open(tmp_path / "containerd.log", "w") as log:
+        process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if socket.exists() or process.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert socket.exists(), (tmp_path / "containerd.log").read_text()
+        yield str(socket)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        subprocess.run(["umount", "-R", str(tmp_path / "state")], capture_output=True)
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_user(built, containerd):
+    result = subprocess.run([str(SCRIPT), "import", built["redis"]], capture_output=True, text=True,
+                            timeout=600, env=os.environ | {"CONTAINERD_ADDRESS": containerd})
+    assert result.returncode == 0, result.stderr
+    ctr = ["ctr", "--address", containerd, "-n", "k8s.io"]
+    listed = subprocess.run([*ctr, "images", "ls", "-q"], capture_output=True, text=True, check=True).stdout
+    assert built["redis"] in listed.split()
+    ran = subprocess.run([*ctr, "run", "--rm", "--read-only", "--net-host", built["redis"], "imgproc-import-test",
+                          "sh", "-c", "id -u; id -g; touch /etc/x 2>/dev/null || echo read-only"],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split() == ["999", "1000", "read-only"], ran.stdout + ran.stderr
