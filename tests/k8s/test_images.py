@@ -376,3 +376,36 @@ def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_use
                           "sh", "-c", "id -u; id -g; touch /etc/x 2>/dev/null || echo read-only"],
                          capture_output=True, text=True, timeout=120)
     assert ran.stdout.split() == ["999", "1000", "read-only"], ran.stdout + ran.stderr
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(built, chart, tmp_path):
+    # Embedded mode (SQLite, in-process worker): no PostgreSQL/Redis needed, yet the real image,
+    # its user, the API Deployment's mounts and a read-only root.
+    deployment = chart[("Deployment", "rel-imgproc-api")]
+    pod = {"securityContext": deployment["spec"]["template"]["spec"]["securityContext"],
+           "spec": deployment["spec"]["template"]["spec"]}
+    (spec,) = pod["spec"]["containers"]
+    context = spec["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    user = f"{context['runAsUser']}:{context['runAsGroup']}"
+    volumes = kubelet_volumes(pod, spec, chart, tmp_path)
+    script = """
+        set -euo pipefail
+        export IMGPROC_DATA_DIR=/tmp/imgproc
+        tini -- imgproc run > /tmp/app.log 2>&1 &
+        pid=$!
+        trap 'cat /tmp/app.log' ERR
+        up='import urllib.request; urllib.request.urlopen("http://127.0.0.1:8000/livez", timeout=2)'
+        for _ in $(seq 240); do python -c "$up" 2>/dev/null && break; sleep 0.5; done
+        imgproc smoke --url http://127.0.0.1:8000 --timeout 120
+        echo SMOKE-OK
+        kill -TERM $pid
+        wait $pid || true
+    """
+    with container(built["app"]) as name:
+        out = run(name, script, user=user, volumes=volumes)
+        writes = root_fs_writes(name)
+    assert "SMOKE-OK" in out, out
+    assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
