@@ -409,3 +409,38 @@ def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(b
         writes = root_fs_writes(name)
     assert "SMOKE-OK" in out, out
     assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
+
+
+@pytest.mark.images
+def test_prune_keeps_the_current_images_and_the_newest_app_tags_and_nothing_else_of_ours(tmp_path):
+    if os.geteuid() != 0 or shutil.which("buildah") is None:
+        _missing("buildah runs as root here")
+    env = os.environ | {"IMGPROC_IMAGES_DIR": str(tmp_path / "store"), "IMGPROC_IMAGES_KEEP": "2"}
+
+    def store(*args: str) -> str:
+        result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def commit(image: str) -> None:  # a tiny image of one file, each with its own creation time
+        name = store("buildah", "from", "scratch").strip()
+        (tmp_path / "file").write_text(image)
+        store("buildah", "copy", name, str(tmp_path / "file"), "/file")
+        store("buildah", "commit", "--rm", name, image)
+
+    for tag in ("a", "b", "c"):
+        commit(f"localhost/imgproc:{tag}")
+    commit("localhost/imgproc-debian:bookworm-000000000000")  # superseded recipe
+    commit("localhost/imgproc-redis:7-debian")
+    commit("localhost/someone-else:1")
+    leftover = store("buildah", "from", "localhost/imgproc:a").strip()
+    store("prune")
+    remaining = set(store("buildah", "images", "--format", "{{.Name}}:{{.Tag}}").split())
+    assert remaining == {"localhost/imgproc:b", "localhost/imgproc:c", "localhost/imgproc-redis:7-debian",
+                         "localhost/someone-else:1"}
+    assert leftover not in store("buildah", "containers", "--format", "{{.ContainerName}}")
+    archive = tmp_path / "redis.tar"
+    store("archive", "localhost/imgproc-redis:7-debian", str(archive))
+    assert archive.stat().st_size > 0
+    store("buildah", "rm", "--all")
+    store("buildah", "rmi", "--all", "--force")
