@@ -412,7 +412,7 @@ def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(b
 
 
 @pytest.mark.images
-def test_prune_keeps_the_current_images_and_the_newest_app_tags_and_nothing_else_of_ours(tmp_path):
+def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not_ours(tmp_path):
     if os.geteuid() != 0 or shutil.which("buildah") is None:
         _missing("buildah runs as root here")
     env = os.environ | {"IMGPROC_IMAGES_DIR": str(tmp_path / "store"), "IMGPROC_IMAGES_KEEP": "2"}
@@ -433,12 +433,13 @@ def test_prune_keeps_the_current_images_and_the_newest_app_tags_and_nothing_else
     commit("localhost/imgproc-debian:bookworm-000000000000")  # superseded recipe
     commit("localhost/imgproc-redis:7-debian")
     commit("localhost/someone-else:1")
-    leftover = store("buildah", "from", "localhost/imgproc:a").strip()
+    store("buildah", "tag", "localhost/imgproc:c", "localhost/imgproc:c-again")  # a kept image's other tag
+    working = store("buildah", "from", "localhost/someone-else:1").strip()  # e.g. the cluster's add-on build
     store("prune")
     remaining = set(store("buildah", "images", "--format", "{{.Name}}:{{.Tag}}").split())
-    assert remaining == {"localhost/imgproc:b", "localhost/imgproc:c", "localhost/imgproc-redis:7-debian",
-                         "localhost/someone-else:1"}
-    assert leftover not in store("buildah", "containers", "--format", "{{.ContainerName}}")
+    assert remaining == {"localhost/imgproc:b", "localhost/imgproc:c", "localhost/imgproc:c-again",
+                         "localhost/imgproc-redis:7-debian", "localhost/someone-else:1"}
+    assert working in store("buildah", "containers", "--format", "{{.ContainerName}}").split()
     archive = tmp_path / "redis.tar"
     store("archive", "localhost/imgproc-redis:7-debian", str(archive))
     assert archive.stat().st_size > 0
