@@ -445,3 +445,32 @@ def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not
     assert archive.stat().st_size > 0
     store("buildah", "rm", "--all")
     store("buildah", "rmi", "--all", "--force")
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
+    # The layer cache must notice the change: buildah 1.28 reused a `RUN --mount=from=builder`
+    # install after the builder stage had changed, and shipped the previous wheel.
+    tree = tmp_path / "repo"
+    for path in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "requirements.lock",
+                 "requirements-build.lock", "app", "worker", "operator", "scripts", "k8s/images/base"):
+        source = ROOT / path
+        if source.is_dir():
+            shutil.copytree(source, tree / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, tree / path)
+    token = secrets.token_hex(8)
+    with open(tree / "app" / "__init__.py", "a") as init:
+        init.write(f"# rebuild probe {token}\n")
+    image = "localhost/imgproc:rebuild-probe"
+    try:
+        result = subprocess.run([str(tree / "scripts" / "images"), "app", "rebuild-probe"], capture_output=True,
+                                text=True, timeout=BUILD_TIMEOUT)
+        assert result.returncode == 0, result.stderr[-4000:]
+        with container(image) as name:
+            installed = run(name, "cat /opt/venv/lib/python3.11/site-packages/app/__init__.py", user="10001:10001")
+        assert token in installed
+    finally:
+        images("buildah", "rmi", image, check=False)
