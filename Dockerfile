@@ -10,8 +10,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: compilers live here only -----------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
-# A virtualenv in both stages: the same paths on the official image (/usr/local/bin/python3)
-# and on a Debian base (/usr/bin/python3, whose system site is closed to pip by PEP 668).
+# The image's virtualenv is made here and copied whole into the runtime stage: one path,
+# /opt/venv, on the official image (/usr/local/bin/python3) and on a Debian base
+# (/usr/bin/python3, whose system site is closed to pip by PEP 668); both stages start from
+# the same ${PYTHON_IMAGE}, so its interpreter is where the venv expects it.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -21,20 +23,24 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/venv
+# /opt/build only holds the build backend, so it stays out of the image's venv.
+RUN python3 -m venv /opt/venv \
+ && python3 -m venv /opt/build
 WORKDIR /src
 # Dependencies first, from the lock files alone (`make lock` writes them from pyproject.toml):
 # exact versions, and pip refuses any file whose sha256 is not in the lock.
 COPY requirements.lock requirements-build.lock ./
-RUN pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock \
- && pip install --require-hashes -r requirements-build.lock \
- && cp requirements.lock /wheels/
+RUN pip install --require-hashes -r requirements.lock \
+ && /opt/build/bin/pip install --require-hashes -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
 COPY operator ./operator
-# The build backend is the locked setuptools installed above, not one fetched unhashed.
-RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+# The wheel is built by the locked setuptools (not one fetched unhashed) and installed without
+# dependencies, which are all in already: `pip check` proves them complete for the extra.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist . \
+ && pip install --no-index --find-links=/dist --no-deps "imgproc[operator]" \
+ && pip check
 
 # --- runtime: no compilers, no build files, non-root ---------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -51,14 +57,10 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 imgproc \
  && useradd --system --uid 10001 --gid imgproc --home-dir /home/imgproc --create-home \
       --shell /usr/sbin/nologin imgproc
-# Install from the builder's wheels through a bind mount: the wheels never become a layer.
-# The dependencies are checked against the lock's hashes once more; imgproc itself is the
-# wheel just built; `pip check` proves the set complete and consistent.
-RUN python3 -m venv /opt/venv
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels --require-hashes -r /wheels/requirements.lock \
- && pip install --no-index --find-links=/wheels --no-deps "imgproc[operator]" \
- && pip check
+# The builder's virtualenv: the locked dependencies and imgproc, without compilers, sources
+# or wheel files. (A copy, not a `RUN --mount=from=builder` install: buildah 1.28's layer cache
+# reuses such a RUN after the builder stage has changed, and installs a stale wheel.)
+COPY --from=builder /opt/venv /opt/venv
 # /data: shared storage mount point (IMGPROC_STORAGE_DIR); writable by the app user when no
 # volume is mounted (docker run).
 RUN install -d -o 10001 -g 10001 /data

@@ -326,3 +326,151 @@ def test_redis_image_runs_the_chart_command_with_auth_and_aof_and_keeps_data(bui
     assert "42" in again.split() and "STOPPED-CLEANLY" in again, again
     assert any((tmp_path / "data" / "appendonlydir").iterdir())
     assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
+
+
+@pytest.fixture
+def containerd(tmp_path: Path) -> Iterator[str]:
+    """A throwaway containerd (its own root, state and socket; no CRI): the socket's path."""
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        _missing("containerd is not installed (apt-get install containerd)")
+    socket = tmp_path / "containerd.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f"""version = 2
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+""")
+    with open(tmp_path / "containerd.log", "w") as log:
+        process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if socket.exists() or process.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert socket.exists(), (tmp_path / "containerd.log").read_text()
+        yield str(socket)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        subprocess.run(["umount", "-R", str(tmp_path / "state")], capture_output=True)
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_user(built, containerd):
+    result = subprocess.run([str(SCRIPT), "import", built["redis"]], capture_output=True, text=True,
+                            timeout=600, env=os.environ | {"CONTAINERD_ADDRESS": containerd})
+    assert result.returncode == 0, result.stderr
+    ctr = ["ctr", "--address", containerd, "-n", "k8s.io"]
+    listed = subprocess.run([*ctr, "images", "ls", "-q"], capture_output=True, text=True, check=True).stdout
+    assert built["redis"] in listed.split()
+    ran = subprocess.run([*ctr, "run", "--rm", "--read-only", "--net-host", built["redis"], "imgproc-import-test",
+                          "sh", "-c", "id -u; id -g; touch /etc/x 2>/dev/null || echo read-only"],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split() == ["999", "1000", "read-only"], ran.stdout + ran.stderr
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(built, chart, tmp_path):
+    # Embedded mode (SQLite, in-process worker): no PostgreSQL/Redis needed, yet the real image,
+    # its user, the API Deployment's mounts and a read-only root.
+    deployment = chart[("Deployment", "rel-imgproc-api")]
+    pod = {"securityContext": deployment["spec"]["template"]["spec"]["securityContext"],
+           "spec": deployment["spec"]["template"]["spec"]}
+    (spec,) = pod["spec"]["containers"]
+    context = spec["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    user = f"{context['runAsUser']}:{context['runAsGroup']}"
+    volumes = kubelet_volumes(pod, spec, chart, tmp_path)
+    script = """
+        set -euo pipefail
+        export IMGPROC_DATA_DIR=/tmp/imgproc
+        tini -- imgproc run > /tmp/app.log 2>&1 &
+        pid=$!
+        trap 'cat /tmp/app.log' ERR
+        up='import urllib.request; urllib.request.urlopen("http://127.0.0.1:8000/livez", timeout=2)'
+        for _ in $(seq 240); do python -c "$up" 2>/dev/null && break; sleep 0.5; done
+        imgproc smoke --url http://127.0.0.1:8000 --timeout 120
+        echo SMOKE-OK
+        kill -TERM $pid
+        wait $pid || true
+    """
+    with container(built["app"]) as name:
+        out = run(name, script, user=user, volumes=volumes)
+        writes = root_fs_writes(name)
+    assert "SMOKE-OK" in out, out
+    assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
+
+
+@pytest.mark.images
+def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not_ours(tmp_path):
+    if os.geteuid() != 0 or shutil.which("buildah") is None:
+        _missing("buildah runs as root here")
+    env = os.environ | {"IMGPROC_IMAGES_DIR": str(tmp_path / "store"), "IMGPROC_IMAGES_KEEP": "2"}
+
+    def store(*args: str) -> str:
+        result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def commit(image: str) -> None:  # a tiny image of one file, each with its own creation time
+        name = store("buildah", "from", "scratch").strip()
+        (tmp_path / "file").write_text(image)
+        store("buildah", "copy", name, str(tmp_path / "file"), "/file")
+        store("buildah", "commit", "--rm", name, image)
+
+    for tag in ("a", "b", "c"):
+        commit(f"localhost/imgproc:{tag}")
+    commit("localhost/imgproc-debian:bookworm-000000000000")  # superseded recipe
+    commit("localhost/imgproc-redis:7-debian")
+    commit("localhost/someone-else:1")
+    store("buildah", "tag", "localhost/imgproc:c", "localhost/imgproc:c-again")  # a kept image's other tag
+    working = store("buildah", "from", "localhost/someone-else:1").strip()  # e.g. the cluster's add-on build
+    store("prune")
+    remaining = set(store("buildah", "images", "--format", "{{.Name}}:{{.Tag}}").split())
+    assert remaining == {"localhost/imgproc:b", "localhost/imgproc:c", "localhost/imgproc:c-again",
+                         "localhost/imgproc-redis:7-debian", "localhost/someone-else:1"}
+    assert working in store("buildah", "containers", "--format", "{{.ContainerName}}").split()
+    archive = tmp_path / "redis.tar"
+    store("archive", "localhost/imgproc-redis:7-debian", str(archive))
+    assert archive.stat().st_size > 0
+    store("buildah", "rm", "--all")
+    store("buildah", "rmi", "--all", "--force")
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
+    # The layer cache must notice the change: buildah 1.28 reused a `RUN --mount=from=builder`
+    # install after the builder stage had changed, and shipped the previous wheel.
+    tree = tmp_path / "repo"
+    for path in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "requirements.lock",
+                 "requirements-build.lock", "app", "worker", "operator", "scripts", "k8s/images/base"):
+        source = ROOT / path
+        if source.is_dir():
+            shutil.copytree(source, tree / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, tree / path)
+    token = secrets.token_hex(8)
+    with open(tree / "app" / "__init__.py", "a") as init:
+        init.write(f"# rebuild probe {token}\n")
+    image = "localhost/imgproc:rebuild-probe"
+    try:
+        result = subprocess.run([str(tree / "scripts" / "images"), "app", "rebuild-probe"], capture_output=True,
+                                text=True, timeout=BUILD_TIMEOUT)
+        assert result.returncode == 0, result.stderr[-4000:]
+        with container(image) as name:
+            installed = run(name, "cat /opt/venv/lib/python3.11/site-packages/app/__init__.py", user="10001:10001")
+        assert token in installed
+    finally:
+        images("buildah", "rmi", image, check=False)
