@@ -531,9 +531,11 @@ def test_ingress_never_routes_the_webhook_to_the_api(render, case):
             # The sink: the API pods (so it has endpoints: Traefik drops routes without any and
             # the path would fall through to /api), on a port nothing listens on.
             sink = named(objects, "Service", backend)["spec"]
-            api_pods = [p for p in pod_templates(objects) if selector_matches({"matchLabels": sink["selector"]}, p.labels)]
+            selector = {"matchLabels": sink["selector"]}
+            api_pods = [p for p in pod_templates(objects) if selector_matches(selector, p.labels)]
             assert api_pods, backend
-            listening = {port["containerPort"] for pod in api_pods for c in pod.containers() for port in c.get("ports", [])}
+            listening = {port["containerPort"] for pod in api_pods for c in pod.containers()
+                         for port in c.get("ports", [])}
             assert {port["targetPort"] for port in sink["ports"]}.isdisjoint(listening), sink
 
 

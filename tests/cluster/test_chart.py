@@ -113,9 +113,9 @@ def test_the_webhook_is_not_reachable_through_the_ingress(release: Release, live
             assert "detail" not in response.text
     # The worker reaches it inside the cluster (an unsigned report is refused by the app itself).
     worker = release.pods("worker")[0]["metadata"]["name"]
-    api = endpoints(release)["api"]
-    answer = live_cluster.exec_python(release.namespace, worker, (
-        "import httpx; print(httpx.post('http://%s:%d/api/webhook/task-complete', json={}).status_code)" % api))
+    host, port = endpoints(release)["api"]
+    script = f"import httpx; print(httpx.post('http://{host}:{port}/api/webhook/task-complete', json={{}}).status_code)"
+    answer = live_cluster.exec_python(release.namespace, worker, script)
     assert answer.stdout.strip() == "401", answer
 
 
@@ -193,8 +193,8 @@ def test_network_policies_are_enforced_from_inside_pods(release: Release, live_c
 def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, live_cluster: LiveCluster):
     before = {p["metadata"]["name"] for p in release.pods("api") + release.pods("worker")}
     # A second tag of the same image: the Deployments roll as for a new release of the app.
-    live_cluster.run(str(CLUSTER), "tag", f"localhost/imgproc:{APP_IMAGE_TAG}", f"localhost/imgproc:{APP_IMAGE_TAG}-next",
-                     timeout=300)
+    image = f"localhost/imgproc:{APP_IMAGE_TAG}"
+    live_cluster.run(str(CLUSTER), "tag", image, f"{image}-next", timeout=300)
     stop = threading.Event()
     accepted: list[int] = []
     refusals: list[tuple[int, str | None]] = []

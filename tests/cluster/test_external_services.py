@@ -28,7 +28,8 @@ def database_servers(namespace: str, password: str) -> list[dict]:
         container = {
             "name": name, "image": image, "imagePullPolicy": "Never", "env": env,
             "ports": [{"containerPort": port}],
-            "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "run", "mountPath": "/var/run/postgresql"}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                             {"name": "run", "mountPath": "/var/run/postgresql"}],
             **RESTRICTED,
         }
         if args:
