@@ -54,6 +54,9 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_e2e
 
+bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~5 min)
+	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
+
 reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
 
@@ -67,4 +70,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot clean
+.PHONY: help install run dev worker flower migrate tools test lint bench bench-peers reliability loadtest screenshot clean
