@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
 
 from app import crud, imaging
 from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
 from app.api.middleware import file_too_large
-from app.models import Task, TaskStatus
+from app.api.uploads import UploadedFile, read_file_field
+from app.core.config import Settings
+from app.models import Task, TaskStatus, User
 from app.queue import BrokerUnavailable, enqueue_processing
 from app.schemas import (
     ErrorResponse,
@@ -22,6 +26,7 @@ from app.schemas import (
     is_ready,
     task_public,
 )
+from app.storage import Storage
 
 router = APIRouter(
     tags=["tasks"],
@@ -60,9 +65,32 @@ _UPLOAD_ERRORS = {
 }
 
 
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "title": "Body_new_task_api_newTask_post",
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "title": "File",
+                        "type": "string",
+                        "contentMediaType": "application/octet-stream",
+                        "description": "The image: JPEG, PNG, WebP, GIF, BMP or TIFF.",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/api/newTask",
     response_model=NewTaskResponse,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
         400: {"model": ErrorResponse, "description": "The multipart body could not be parsed."},
         413: {"model": ErrorResponse, "description": "The upload exceeds the size limit."},
@@ -72,14 +100,24 @@ _UPLOAD_ERRORS = {
         503: {"model": ErrorResponse, "description": "The queue or database is unreachable; retry later."},
     },
 )
-def new_task(
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF.")],
+async def new_task(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
 ) -> NewTaskResponse:
-    """Upload an image; it is processed in the background. Poll /api/isReady/{task_id}."""
+    """Upload an image (multipart field `file`); it is processed in the background. Poll
+    /api/isReady/{task_id}, or wait for the outcome with `?wait=`."""
+    # Read in the event loop, into memory (the body is bounded while it streams), then one hop
+    # to the thread pool for everything that blocks.
+    upload = await read_file_field(request, "file", max_bytes=settings.MAX_UPLOAD_BYTES)
+    return await run_in_threadpool(_accept_upload, upload, user, session, storage, settings)
+
+
+def _accept_upload(
+    upload: UploadedFile, user: User, session: Session, storage: Storage, settings: Settings
+) -> NewTaskResponse:
     wait = upload_limiter().acquire(f"user:{user.id}")
     if wait:
         raise too_many_requests("Upload rate limit reached; retry later.", wait)
@@ -88,8 +126,8 @@ def new_task(
             f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
             5,
         )
-    data = file.file.read(settings.MAX_UPLOAD_BYTES + 1)
-    if len(data) > settings.MAX_UPLOAD_BYTES:
+    data = upload.data
+    if upload.too_large:
         raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
     try:
         info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
@@ -102,7 +140,7 @@ def new_task(
         task = crud.create_task(
             session=session,
             owner=user,
-            filename=_display_name(file.filename),
+            filename=_display_name(upload.filename),
             source_key=source_key,
             source_format=info.format,
             size=len(data),
