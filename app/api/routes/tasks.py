@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from app import crud, imaging
 from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
 from app.api.middleware import file_too_large
+from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core.config import Settings
 from app.models import Task, TaskStatus, User
@@ -38,6 +40,7 @@ router = APIRouter(
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
 NOT_FOUND = "Task not found."
+MAX_STATUS_WAIT_SECONDS = 30
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
 }
@@ -135,7 +138,7 @@ def _accept_upload(
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
     source_key = storage.new_original_key()
-    storage.write(source_key, data)
+    storage.write(source_key, data, keep_cached=False)  # the API never reads an original again
     try:
         task = crud.create_task(
             session=session,
@@ -162,10 +165,63 @@ def _accept_upload(
     return NewTaskResponse(task_id=task.id, message="Task created successfully")
 
 
+StatusWait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_STATUS_WAIT_SECONDS,
+        description=(
+            "Long poll: wait up to this many seconds for the task to finish and answer as soon as it"
+            " has (or with its current state when the time is up). 0, the default: answer at once."
+        ),
+    ),
+]
+
+
+async def _task_when_ready(
+    request: Request, session: Session, user: User, task_id: int, wait: float, recheck: float
+) -> Task:
+    """The owned task, once it is terminal or ``wait`` seconds have passed. While waiting no
+    database connection is held; the task is re-read when the webhook announces its outcome (this
+    replica) and every ``recheck`` seconds (outcomes applied by other replicas), and a client that
+    went away stops the wait."""
+    if wait <= 0:
+        return await run_in_threadpool(_owned_task, session, user, task_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with waiting_for(task_id) as waiter:  # before the first read: no outcome slips in between
+        task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+        while not task.status.terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await waiter.wait(min(remaining, recheck))
+            if await request.is_disconnected():
+                break
+            task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+    return task
+
+
+def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
+    """Reads the task in a fresh transaction and gives the connection back to the pool."""
+    try:
+        return _owned_task(session, user, task_id)
+    finally:
+        session.close()
+
+
 @router.get("/api/isReady/{task_id}", response_model=IsReadyResponse, responses=_errors)
-def is_ready_status(task_id: TaskId, user: CurrentUser, session: SessionDep) -> IsReadyResponse:
-    """Legacy status shape: `metadata` is a JSON-encoded string."""
-    return is_ready(_owned_task(session, user, task_id))
+async def is_ready_status(
+    task_id: TaskId,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    wait: StatusWait = 0,
+) -> IsReadyResponse:
+    """Legacy status shape: `metadata` is a JSON-encoded string. `?wait=N` waits for the outcome."""
+    task = await _task_when_ready(request, session, user, task_id, wait, settings.STATUS_WAIT_RECHECK_SECONDS)
+    return is_ready(task)
 
 
 @router.get("/api/tasks", response_model=TasksPublic)
@@ -183,8 +239,17 @@ def list_tasks(
 
 
 @router.get("/api/tasks/{task_id}", response_model=TaskPublic, responses=_errors)
-def get_task(task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep) -> TaskPublic:
-    return task_public(_owned_task(session, user, task_id), request.scope.get("root_path", ""))
+async def get_task(
+    task_id: TaskId,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    wait: StatusWait = 0,
+) -> TaskPublic:
+    """One task. `?wait=N` waits up to N seconds for it to finish."""
+    task = await _task_when_ready(request, session, user, task_id, wait, settings.STATUS_WAIT_RECHECK_SECONDS)
+    return task_public(task, request.scope.get("root_path", ""))
 
 
 @router.get(
