@@ -18,7 +18,14 @@ from app.models import User
 from app.ratelimit import RateLimiter, make_limiter
 from app.storage import Storage
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# FastAPI runs a plain `def` dependency in the thread pool, a hand-off that costs more than these
+# cached look-ups themselves (each request used several); async ones run in the event loop.
+async def settings_dependency() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 
 
 def get_session() -> Iterator[Session]:
@@ -36,7 +43,11 @@ def get_storage() -> Storage:
     return Storage(get_settings().storage_dir)
 
 
-StorageDep = Annotated[Storage, Depends(get_storage)]
+async def storage_dependency() -> Storage:
+    return get_storage()
+
+
+StorageDep = Annotated[Storage, Depends(storage_dependency)]
 
 
 @lru_cache
