@@ -99,7 +99,7 @@ def test_a_finished_task_is_answered_at_once(slow_recheck, client, path):
     assert outcome_waiters.waiting_count() == 0
 
 
-@pytest.mark.parametrize("wait", ["-1", "30.5", "600", "soon"])
+@pytest.mark.parametrize("wait", ["-1", "30.5", "600", "soon", "nan", "inf"])
 def test_the_wait_is_bounded(client, wait):
     task_id = upload(client, images.jpeg()).json()["task_id"]
     response = client.get(f"/api/tasks/{task_id}", params={"wait": wait})
