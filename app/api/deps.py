@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from http.cookies import SimpleCookie
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app import crud
@@ -28,11 +29,19 @@ async def settings_dependency() -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
     # No commit here: code after `yield` runs after the response is sent, so every write
     # that a response depends on is committed explicitly in the route.
-    with get_sessionmaker()() as session:
+    # Async, so that making the session (no I/O: it connects on first use) costs no thread-pool
+    # hop; closing one that holds a connection rolls it back, which is I/O, so that goes there.
+    session = get_sessionmaker()()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
