@@ -14,7 +14,9 @@ photo-like JPEG, made in-process), fitting within 800x600 at quality 85:
   (servers started by the test fixtures' code on free loopback ports).
 
 One closed-loop client: ``--concurrency`` threads share ``--images`` requests (after one warm-up
-request per thread, not counted), each thread waiting for its image before sending the next. For
+request per thread, not counted), each thread waiting for its image before sending the next. All
+services run for the whole bench and the images are sent in ``--rounds`` rounds that alternate
+between the services, so that a noisy neighbour slows them alike; figures are over all rounds. For
 imgproc an image is: upload, wait for the task to end (long poll ``?wait=30``; a server without it
 answers at once and the client then polls every 100 ms, like the page did), download the result.
 Every run is bounded in time (``--time-limit``).
@@ -36,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +146,15 @@ class LoadResult:
     cpu: dict[str, float] = field(default_factory=dict)
     status_requests: int = 0
     timed_out: bool = False
+
+    def add(self, other: LoadResult) -> None:
+        self.images += other.images
+        self.failures += other.failures
+        self.seconds += other.seconds
+        self.status_requests += other.status_requests
+        self.timed_out = self.timed_out or other.timed_out
+        for role, cpu in other.cpu.items():
+            self.cpu[role] = self.cpu.get(role, 0.0) + cpu
 
     @property
     def rate(self) -> float:
@@ -510,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--time-limit", type=float, default=180, help="seconds per service and input")
+    parser.add_argument("--rounds", type=int, default=3, help="the images are sent in this many alternating rounds")
+    parser.add_argument("--time-limit", type=float, default=180, help="seconds per service, input and round")
     parser.add_argument("--only", default=",".join(SERVICES), help=f"comma-separated subset of {SERVICES}")
     args = parser.parse_args(argv)
     wanted = [name for name in args.only.split(",") if name]
@@ -546,24 +558,36 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(note)
 
-    def measure(target: Target) -> LoadResult:
-        return run_load(target, images=args.images, concurrency=args.concurrency, time_limit=args.time_limit)
+    def measure(target: Target, images: int) -> LoadResult:
+        return run_load(target, images=images, concurrency=args.concurrency, time_limit=args.time_limit)
 
     rows: list[Row] = []
     try:
-        for service, (start, path_for, binary) in peers.items():
-            with start(binary, inputs_dir, workdir) as (url, roles):
+        with ExitStack() as running:
+            # Every service is up for the whole run, and the rounds alternate between them, so
+            # that a neighbour's load on a shared machine hits them all alike (measured one at a
+            # time, services drifted 2-3x apart between runs). Idle services cost little: the
+            # embedded worker's broker poll, the reconcilers.
+            targets: dict[tuple[str, str], Target] = {}
+            for service, (start, path_for, binary) in peers.items():
+                url, roles = running.enter_context(start(binary, inputs_dir, workdir))
                 for label, (name, _) in inputs.items():
-                    print(f"{service}: {label} ...", flush=True)
-                    rows.append(Row(service, label, measure(UrlTarget(url, path_for(name), roles))))
-        ours = {"imgproc-embedded": imgproc_embedded, "imgproc-servers": imgproc_servers}
-        for service, start in ours.items():
-            if service not in wanted:
-                continue
-            with start(workdir / service) as (stack, roles):
-                for label, (_, data) in inputs.items():
-                    print(f"{service}: {label} ...", flush=True)
-                    rows.append(Row(service, label, measure(ImgprocTarget(stack, data, roles))))
+                    targets[service, label] = UrlTarget(url, path_for(name), roles)
+            ours = {"imgproc-embedded": imgproc_embedded, "imgproc-servers": imgproc_servers}
+            for service, start in ours.items():
+                if service in wanted:
+                    stack, roles = running.enter_context(start(workdir / service))
+                    for label, (_, data) in inputs.items():
+                        targets[service, label] = ImgprocTarget(stack, data, roles)
+            totals = {key: LoadResult() for key in targets}
+            per_round = [args.images // args.rounds + (i < args.images % args.rounds) for i in range(args.rounds)]
+            for index, images in enumerate(per_round, 1):
+                for label in inputs:
+                    for (service, input_label), target in targets.items():
+                        if input_label == label:
+                            print(f"round {index}/{args.rounds}: {service}, {label}, {images} images", flush=True)
+                            totals[service, label].add(measure(target, images))
+            rows = [Row(service, label, result) for (service, label), result in totals.items()]
     finally:
         with suppress(OSError):
             shutil.rmtree(workdir, ignore_errors=True)
