@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -358,7 +359,33 @@ def spawned(argv: list[str], port: int, log: Path, env: dict[str, str] | None = 
         wait_for_port(port, timeout=60)
         yield process
     finally:
-        ServiceStack.stop_process(process)
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM to the peer's whole process group (its own session), then SIGKILL: thumbor's
+    forked processes outlive their parent when only the parent is signalled."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(process.pid):
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.1)
+        if not _group_alive(process.pid):
+            break
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
