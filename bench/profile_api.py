@@ -3,8 +3,9 @@ runs, and every sample is attributed to a request type and to its innermost func
 
     python -m bench.profile_api [--mode embedded|servers] [--input 12mp|1080p] [--images 60]
 
-Needs py-spy (the ``bench`` extra: ``pip install -e '.[bench]'``; root or ptrace permission). Each request type's share of the busy samples is
-scaled to the API process's CPU per image measured from /proc (as bench_peers measures it).
+Needs py-spy (the ``bench`` extra: ``pip install -e '.[bench]'``; root or ptrace permission).
+Each request type's share of the busy samples is scaled to the API process's CPU per image
+measured from /proc (as bench_peers measures it).
 """
 
 from __future__ import annotations
