@@ -54,7 +54,7 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_e2e
 
-bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~5 min)
+bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~2 min)
 	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
 reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
