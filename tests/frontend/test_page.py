@@ -24,7 +24,7 @@ from tests.utils import images
 pytestmark = [
     pytest.mark.browser,
     # CI installs Chromium; only a machine without it skips.
-    pytest.mark.skipif(not browser.CHROMIUM.is_file(), reason="needs /usr/bin/chromium (apt: chromium)"),
+    pytest.mark.skipif(not browser.CHROMIUM.is_file(), reason="needs /usr/bin/chromium (scripts/system-packages)"),
 ]
 
 # Small limits so that 413 and 429 can be provoked with small files. Each test is a new
