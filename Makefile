@@ -69,6 +69,9 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_e2e
 
+bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~2 min)
+	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
+
 reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
 
@@ -93,4 +96,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench reliability loadtest screenshot lock images clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench bench-peers reliability loadtest screenshot lock images clean
