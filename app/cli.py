@@ -89,6 +89,17 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
+    if args.uninstall:
+        from autoscaler.kube import Kube
+        from autoscaler.settings import OperatorConfig
+        from autoscaler.uninstall import delete_autoscalers
+
+        kube = Kube.from_environment()
+        try:
+            left = delete_autoscalers(kube, OperatorConfig.load().namespace, args.uninstall, timeout=args.timeout)
+        finally:
+            kube.close()
+        return 1 if left else 0
     from autoscaler.main import run
 
     return run() or 0
@@ -157,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--max-age", type=float, default=60)
     probe.set_defaults(func=cmd_worker_probe)
     sub.add_parser("flower", help="run Celery Flower").set_defaults(func=cmd_flower)
-    sub.add_parser("operator", help="run the autoscaling operator").set_defaults(func=cmd_operator)
+    operator = sub.add_parser("operator", help="run the autoscaling operator")
+    operator.add_argument("--uninstall", metavar="SELECTOR",
+                          help="instead: delete the WorkerAutoscalers matching this label selector and wait until "
+                               "the operator released them (the chart's pre-delete hook)")
+    operator.add_argument("--timeout", type=float, default=60, help="with --uninstall: seconds to wait")
+    operator.set_defaults(func=cmd_operator)
     sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_reconcile)
     smoke = sub.add_parser("smoke", help="check a running API: health and one upload round trip")
     smoke.add_argument("--url", required=True)

@@ -7,7 +7,9 @@ chart's Role has to allow:
 * ``get``/``patch`` ``deployments/scale`` (never the Deployment itself),
 * ``patch`` ``workerautoscalers/status``,
 * ``get`` on the one Secret named in ``spec.redis.secretRef`` (resourceNames in the Role),
-* ``get``/``patch`` ``workerautoscalers`` to take kopf's finalizer off at shutdown.
+* ``get``/``patch`` ``workerautoscalers`` to take kopf's finalizer off at shutdown,
+* ``list``/``delete`` ``workerautoscalers`` for the chart's pre-delete hook (``imgproc operator
+  --uninstall``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,23 @@ class Kube:
                                   "resourceVersion": meta.get("resourceVersion")}}
             api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
                                                field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT)
+
+    def autoscaler_names(self, namespace: str, selector: str) -> list[str]:
+        api = client.CustomObjectsApi(self.api)
+        with _errors(f"{PLURAL} in {namespace}", not_found="Gone"):
+            listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector,
+                                                       _request_timeout=REQUEST_TIMEOUT)
+        return sorted(item["metadata"]["name"] for item in listed.get("items", []))
+
+    def delete_autoscaler(self, namespace: str, name: str) -> None:
+        api = client.CustomObjectsApi(self.api)
+        try:
+            with _errors(f"{PLURAL} {namespace}/{name}", not_found="Gone"):
+                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                    _request_timeout=REQUEST_TIMEOUT)
+        except KubeError as exc:
+            if exc.reason != "Gone":
+                raise
 
 
 class _errors:

@@ -10,6 +10,9 @@ import kopf
 
 from autoscaler import GROUP
 
+# Our own finalizer name instead of kopf.zalando.org/KopfFinalizerMarker.
+FINALIZER = f"{GROUP}/finalizer"
+
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -46,8 +49,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # The Role is namespaced: no CRD/namespace watching (it would need cluster-wide RBAC).
     # The CRD must exist when the operator starts; the chart installs it first (crds/).
     settings.scanning.disabled = True
-    # Our own finalizer name instead of kopf.zalando.org/KopfFinalizerMarker.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     # Re-establish watches regularly so a silently dropped connection cannot go unnoticed.

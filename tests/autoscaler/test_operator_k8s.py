@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -16,8 +19,8 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from autoscaler import GROUP, PLURAL, VERSION
-from tests.autoscaler.harness import consumed_unacked, publish
-from tests.autoscaler.k8s_env import POLL, SECRET, WORKER, Autoscaled, require_password
+from tests.autoscaler.harness import ROOT, consumed_unacked, publish
+from tests.autoscaler.k8s_env import POLL, RELEASE, SECRET, WORKER, Autoscaled, require_password
 from tests.fixtures.kube import KubeTestBed
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
@@ -36,6 +39,8 @@ def test_operator_role_allows_what_it_needs_and_nothing_more(autoscaled: Callabl
         ("patch", PLURAL, GROUP, "", WORKER),
         ("get", "secrets", "", "", SECRET),
         ("create", "events", "", "", ""),
+        ("list", PLURAL, GROUP, "", ""),  # the pre-delete hook (imgproc operator --uninstall)
+        ("delete", PLURAL, GROUP, "", WORKER),
     ]
     denied = [
         ("delete", "deployments", "apps", "", WORKER),
@@ -46,7 +51,6 @@ def test_operator_role_allows_what_it_needs_and_nothing_more(autoscaled: Callabl
         ("list", "secrets", "", "", ""),
         ("create", "pods", "", "", ""),
         ("create", PLURAL, GROUP, "", ""),
-        ("delete", PLURAL, GROUP, "", WORKER),
         ("update", "roles", "rbac.authorization.k8s.io", "", ""),
     ]
     for verb, resource, group, sub, name in allowed:
@@ -240,3 +244,52 @@ def test_deleting_the_autoscaler_while_running(autoscaled: Callable[..., Autosca
     env.eventually(gone, 10, "deleted (kopf stops the daemon and drops its finalizer)")
     env.eventually(lambda: f'name="{WORKER}"' not in env.operator.metrics(), 5, "metric series dropped")
     assert env.replicas() == 1  # deleting the autoscaler leaves the Deployment as it is
+
+
+# --------------------------------------------------------------------------- the chart's pre-delete hook
+
+FINALIZER = "autoscaling.imgproc.dev/finalizer"
+
+
+def uninstall(env: Autoscaled, timeout: float) -> subprocess.CompletedProcess:
+    """``imgproc operator --uninstall`` as the chart's hook runs it: the operator's ServiceAccount."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("IMGPROC_", "KUBERNETES_"))}
+    environ |= {"KUBECONFIG": str(env.operator.kubeconfig), "IMGPROC_OPERATOR_NAMESPACE": env.namespace}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "operator", "--uninstall", f"app.kubernetes.io/instance={RELEASE}",
+         "--timeout", str(timeout)], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout + 60)
+
+
+def gone(env: Autoscaled) -> bool:
+    try:
+        env.obj()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def test_uninstall_hook_lets_the_running_operator_release_its_autoscaler(
+        autoscaled: Callable[..., Autoscaled]) -> None:
+    env = autoscaled(min=1)
+    env.eventually(lambda: FINALIZER in env.obj()["metadata"].get("finalizers", []), 15, "kopf's finalizer")
+    started = time.monotonic()
+    done = uninstall(env, timeout=30)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert gone(env)
+    assert "removing its finalizer" not in done.stdout + done.stderr  # the operator itself released it
+    assert took < 20, f"{took:.1f}s"
+    assert env.replicas() == 1  # the Deployment is helm's to delete, not the hook's
+
+
+def test_uninstall_hook_removes_a_finalizer_no_operator_will_release(autoscaled: Callable[..., Autoscaled]) -> None:
+    env = autoscaled(min=1)
+    env.eventually(lambda: FINALIZER in env.obj()["metadata"].get("finalizers", []), 15, "kopf's finalizer")
+    assert env.operator.stop() == 0
+    # What an operator that lost its credentials leaves behind (helm uninstall without the hook).
+    client.CustomObjectsApi(env.kube.api_client).patch_namespaced_custom_object(
+        GROUP, VERSION, env.namespace, PLURAL, WORKER, {"metadata": {"finalizers": [FINALIZER]}})
+    done = uninstall(env, timeout=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no operator released it" in done.stdout + done.stderr
+    assert gone(env)

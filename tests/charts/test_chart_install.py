@@ -101,7 +101,7 @@ def test_every_pod_template_passes_enforced_pod_security(kube, installed):
     template, dry-run, in the namespace that enforces "restricted"."""
     namespace = installed["namespace"]
     templates = pod_templates(installed["objects"] + installed["hooks"])
-    assert len(templates) == 8  # 4 Deployments, 2 StatefulSets, the Job and the test Pod
+    assert len(templates) == 9  # 4 Deployments, 2 StatefulSets, 2 hook Jobs and the test Pod
     for pod in templates:
         name = pod.owner["metadata"]["name"]
         spec = dict(pod.spec)
@@ -126,7 +126,8 @@ def test_pod_security_enforcement_is_live(kube, installed):
 
 def test_hooks_are_accepted_by_the_api_server(kube, installed):
     kinds = sorted((h["kind"], h["metadata"]["annotations"]["helm.sh/hook"]) for h in installed["hooks"])
-    assert kinds == [("Job", "post-install,pre-upgrade"), ("Pod", "test")]
+    assert kinds == [("Job", "post-install,pre-upgrade"), ("Job", "pre-delete"), ("NetworkPolicy", "pre-delete"),
+                     ("Pod", "test")]
     for hook in installed["hooks"]:
         kube.create(hook, installed["namespace"], dry_run=True)
 
@@ -166,7 +167,9 @@ def test_operator_rbac_grants_exactly_what_the_operator_needs(kube, installed):
     assert not can("get", "secrets", name=FULLNAME)
     assert not can("list", "secrets")
     assert not can("list", "pods") and not can("create", "pods", subresource="exec")
+    assert can("delete", "workerautoscalers", group, name=WORKER)  # the pre-delete hook
     assert not can("create", "workerautoscalers", group) and not can("delete", "workerautoscalers", group)
+    assert not can("delete", "workerautoscalers", group, name="another-release-worker")
     assert not can("list", "workerautoscalers", group, ns="default")
     assert not can("list", "namespaces", ns="")
     assert not can("list", "customresourcedefinitions", "apiextensions.k8s.io", ns="")
@@ -210,7 +213,8 @@ def test_upgrade_keeps_generated_secrets_and_the_autoscaled_replica_count_and_un
     assert apps.read_namespaced_deployment(f"{FULLNAME}-api", namespace).spec.replicas == 3
     assert apps.read_namespaced_deployment(WORKER, namespace).spec.replicas == 5, "helm reset the autoscaler's count"
 
-    kube.helm("uninstall", RELEASE, "--namespace", namespace)
+    # No kubelet, so the pre-delete hook Job would never finish (tests/cluster runs it on real pods).
+    kube.helm("uninstall", RELEASE, "--namespace", namespace, "--no-hooks")
     assert apps.list_namespaced_deployment(namespace).items == []
     assert apps.list_namespaced_stateful_set(namespace).items == []
     remaining_secrets = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}

@@ -129,9 +129,13 @@ def test_every_container_is_hardened(objects):
 
 @case_names
 def test_only_the_operator_mounts_a_service_account_token(objects):
+    # ...and its pre-delete hook, which runs as the operator to release the WorkerAutoscalers.
+    operator_pods = (OPERATOR, f"{OPERATOR}-uninstall")
     for pod in pod_templates(objects):
-        expected = workload_name(pod) == OPERATOR
+        expected = workload_name(pod) in operator_pods
         assert pod.spec.get("automountServiceAccountToken") is expected, pod.ref
+        if expected:
+            assert pod.spec["serviceAccountName"] == OPERATOR, pod.ref
 
 
 @case_names
@@ -607,7 +611,7 @@ def test_network_policies_allow_exactly_the_documented_flows(render):
     objects = render(CASES["redis-replicas"].values)
     policies = by_kind(objects, "NetworkPolicy")
     pods = release_pods(objects)
-    assert set(pods) == {"api", "worker", "flower", "operator", "migrations", "smoke-test",
+    assert set(pods) == {"api", "worker", "flower", "operator", "operator-uninstall", "migrations", "smoke-test",
                          "postgresql-primary", "redis-master", "redis-replica"}
     allowed = {
         ("api", "postgresql-primary", 5432), ("api", "redis-master", 6379),
@@ -617,7 +621,8 @@ def test_network_policies_allow_exactly_the_documented_flows(render):
         ("redis-replica", "redis-master", 6379), ("smoke-test", "api", 8000),
     }
     ports = {"api": [8000], "flower": [5555], "operator": [8080, 9100], "postgresql-primary": [5432],
-             "redis-master": [6379], "redis-replica": [6379], "worker": [], "migrations": [], "smoke-test": []}
+             "redis-master": [6379], "redis-replica": [6379], "worker": [], "migrations": [], "smoke-test": [],
+             "operator-uninstall": []}
     for source in pods.values():
         for destination in pods.values():
             for port in ports[destination.name]:
@@ -631,11 +636,13 @@ def test_network_policies_allow_exactly_the_documented_flows(render):
             flow = (destination.name, port)
             assert traffic_allowed(policies, INGRESS_CONTROLLER, destination, port) == expected, flow
             assert not traffic_allowed(policies, STRANGER, destination, port), (destination.name, port)
-    # Egress beyond the release: DNS for everyone, the Kubernetes API for the operator only.
+    # Egress beyond the release: DNS for everyone, the Kubernetes API for the operator (and its
+    # pre-delete hook) only.
     for source in pods.values():
         if source.name != "redis-master" and source.name != "postgresql-primary":
             assert traffic_allowed(policies, source, DNS, 53, "UDP"), source.name
-        assert traffic_allowed(policies, source, API_SERVER, 6443) == (source.name == "operator"), source.name
+        expected = source.name in ("operator", "operator-uninstall")
+        assert traffic_allowed(policies, source, API_SERVER, 6443) == expected, source.name
         assert not traffic_allowed(policies, source, EXTERNAL_DB, 5432), source.name
 
 
@@ -697,6 +704,7 @@ def test_operator_role_is_least_privilege(render):
         ("autoscaling.imgproc.dev", "workerautoscalers", "list", "*any*"),
         ("autoscaling.imgproc.dev", "workerautoscalers", "watch", "*any*"),
         ("autoscaling.imgproc.dev", "workerautoscalers", "patch", "*any*"),
+        ("autoscaling.imgproc.dev", "workerautoscalers", "delete", WORKER),  # the pre-delete hook
         ("autoscaling.imgproc.dev", "workerautoscalers/status", "patch", "*any*"),
         ("apps", "deployments/scale", "get", WORKER), ("apps", "deployments/scale", "patch", WORKER),
         ("apps", "deployments", "get", WORKER),

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release
+from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
 from tests.frontend import browser, samples
 from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
 from tests.utils.images import decode, jpeg
@@ -243,7 +243,10 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
 
 
 def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_cluster: LiveCluster):
-    release.helm("uninstall", release.name, "--wait", timeout=300)
+    # The pre-delete hook lets the operator release its WorkerAutoscaler first; before it, the
+    # object kept kopf's finalizer forever (the operator's token was deleted with the release).
+    with timed("helm uninstall --wait"):
+        release.helm("uninstall", release.name, "--wait", timeout=300)
     kinds = "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,ingresses,networkpolicies," \
             "poddisruptionbudgets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,workerautoscalers"
     deadline = time.monotonic() + 120
@@ -261,3 +264,6 @@ def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_clust
     kept = {name for name in left if name.startswith("PersistentVolumeClaim/")}
     assert kept, "the claims the chart documents as kept are gone"
     assert set(left) - kept == {f"Secret/{release.name}-postgresql", f"Secret/{release.name}-redis"}, left
+    # Nothing holds the namespace up: the documented "drop everything" finishes.
+    with timed("kubectl delete namespace"):
+        live_cluster.kubectl("delete", "namespace", release.namespace, "--wait", "--timeout=120s", timeout=150)
