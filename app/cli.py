@@ -62,7 +62,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.webhook_secret()  # refuse to start without a way to report outcomes
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    if settings.STORAGE_BACKEND == "filesystem":
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
     app.worker_main(worker_argv(settings, *args.celery_args))
     return 0
 

@@ -28,6 +28,7 @@ from app.migrate import assert_database_current
 from app.models import utcnow
 from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.reconciler import reconcile_once
+from app.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/api/webhook/"
@@ -63,7 +64,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.webhook_secret()  # fail at start-up, not at the first report
     await run_in_threadpool(assert_database_current)
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    if settings.STORAGE_BACKEND == "filesystem":
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
     reconciler = asyncio.create_task(_reconcile_forever(settings))
     try:
         yield
@@ -76,6 +78,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "The database is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
+async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("storage unavailable: %s", exc)
+    return JSONResponse(
+        {"detail": "File storage is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
     )
 
 
@@ -103,6 +112,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     for exc_type in (OperationalError, PoolTimeout, DBAPIError):
         app.add_exception_handler(exc_type, _database_unavailable)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
 
     frontend = resources.files("app") / "static" / "frontend"
     if frontend.is_dir():

@@ -16,7 +16,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
 from app.models import User
 from app.ratelimit import RateLimiter, make_limiter
-from app.storage import Storage
+from app.storage import Storage, get_storage
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -29,11 +29,6 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-@lru_cache
-def get_storage() -> Storage:
-    return Storage(get_settings().storage_dir)
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]

@@ -9,18 +9,18 @@ from app import crud
 from app.core.db import session_scope
 from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
-from app.storage import Storage
+from app.storage import FileSystemStorage
 from tests.utils import images
 
 
 @pytest.fixture
-def storage(embedded) -> Storage:
+def storage(embedded) -> FileSystemStorage:
     from app.core.config import get_settings
 
-    return Storage(get_settings().storage_dir)
+    return FileSystemStorage(get_settings().storage_dir)
 
 
-def make_task(storage: Storage, data: bytes) -> int:
+def make_task(storage: FileSystemStorage, data: bytes) -> int:
     key = storage.new_original_key()
     storage.write(key, data)
     with session_scope() as session:
