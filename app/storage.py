@@ -146,6 +146,10 @@ class FileSystemStorage:
         self.path(key).unlink(missing_ok=True)
 
     def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"{self.root}: {exc}") from exc
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"{self.root} is not a writable directory")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.redis", "tests.fixtures.kube"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.redis", "tests.fixtures.s3", "tests.fixtures.kube"]
 
 # Tests must never pick up a developer's own configuration.
 for _name in [n for n in os.environ if n.startswith("IMGPROC_") and not n.startswith("IMGPROC_TEST_")]:
