@@ -5,8 +5,9 @@ real S3-compatible store: SeaweedFS on loopback), against the pure pipeline on t
     python -m bench.bench_e2e [--uploads 60]
 
 Throughput: the queue is filled with the worker stopped, then one warm worker drains it
-(timed by the tasks' completion times, the same clock on both backends); tasks/s is compared with the pure pipeline's images/s in this process (the difference is
-what the queue, the database, the file writes and the webhook cost). The same Celery setup
+(timed by the tasks' completion times, the same clock on both backends); tasks/s is compared
+with the pure pipeline's images/s in this process (the difference is what the queue, the
+database, the storage writes and the webhook cost). The same Celery setup
 running a no-op task (bench.celery_floor) drains a queue too: the part of the overhead that
 Celery itself takes with the reliability settings the service requires. Latency: uploads at
 a steady pace below capacity, upload-to-completed p50/p95. Servers run on loopback only."""
