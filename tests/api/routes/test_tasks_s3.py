@@ -90,6 +90,7 @@ def test_another_users_task_is_404_before_anything_is_signed(use_s3, queue, monk
     real = S3Storage.signed_url
     monkeypatch.setattr(S3Storage, "signed_url", lambda self, key, **kw: signed.append(key) or real(self, key, **kw))
     app = create_app()
+    signed.clear()  # the page's image origin is worked out once at start-up
     with TestClient(app, follow_redirects=False) as alice, TestClient(app, follow_redirects=False) as bob:
         task_id = upload(alice, images.jpeg()).json()["task_id"]
         complete(alice, task_id, images.jpeg(80, 60))
@@ -160,3 +161,15 @@ def test_delete_during_an_outage_is_503_and_keeps_the_task(use_s3, queue, s3_ser
         assert json.loads(response.text)["detail"]
         assert client.get(f"/api/tasks/{task_id}").status_code == 200
     assert len(s3_server.keys(s3_prefix)) == 1
+
+
+def test_the_page_admits_images_from_the_signed_url_origin_only_when_signing(use_s3, s3_server, queue):
+    from app.main import create_app
+
+    with TestClient(create_app()) as client:
+        page = client.get("/frontend/")
+    assert page.status_code == 200
+    assert f"img-src 'self' {s3_server.endpoint_url} blob: data:" in page.text
+    use_s3(S3_SIGNED_URLS="false")
+    with TestClient(create_app()) as client:
+        assert "img-src 'self' blob: data:" in client.get("/frontend/").text
