@@ -6,7 +6,9 @@
 
 Both keep the same promises: a reader sees the old object or the whole new one, never part
 of one; keys come from `new_original_key`/`result_key` and nothing else; a missing object is
-FileNotFoundError; an unreachable store is StorageUnavailable (retry later), never anything else.
+FileNotFoundError. An unreachable or refusing object store is StorageUnavailable (retry later:
+the API answers 503, the worker retries the run). The file system keeps its OSError semantics
+(a full disk fails the task with a reason, as it always did).
 """
 
 from __future__ import annotations
