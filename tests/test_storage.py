@@ -255,17 +255,3 @@ def test_the_client_is_made_once_per_process_and_again_after_a_fork(s3_server, m
     assert answer == b"1"
     assert storage.read("results/21.jpg") == b"child"
     assert storage.client is first
-
-
-def test_s3_settings_are_checked_at_start_up():
-    with pytest.raises(ValueError, match="IMGPROC_S3_BUCKET must be set"):
-        Settings(STORAGE_BACKEND="s3")
-    with pytest.raises(ValueError, match="http:// or https://"):
-        Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL="minio:9000")
-    with pytest.raises(ValueError, match="S3_CA_BUNDLE names no file"):
-        Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE="/nonexistent/ca.pem")
-    assert Settings(STORAGE_BACKEND="s3", S3_BUCKET="b").s3_addressing_style == "virtual"  # AWS
-    assert Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL="http://x").s3_addressing_style == "path"
-    assert Settings(S3_ENDPOINT_URL="http://x", S3_FORCE_PATH_STYLE="false").s3_addressing_style == "virtual"
-    assert Settings(S3_PREFIX="/a/b/").s3_prefix == "a/b/" and Settings().s3_prefix == ""
-    assert Settings().STORAGE_BACKEND == "filesystem"
