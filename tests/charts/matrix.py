@@ -83,3 +83,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+# The kind values with the S3 overlay (what the cluster runs with storage.backend=s3).
+CASES["kind-s3"] = Case(deep_merge(CASES["kind"].values,
+                                   yaml.safe_load((ROOT / "k8s" / "values-s3.yaml").read_text())))

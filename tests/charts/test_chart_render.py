@@ -357,14 +357,15 @@ def test_api_and_worker_share_the_webhook_secret_and_storage(render):
     assert named(objects, "ConfigMap", FULLNAME)["data"]["IMGPROC_STORAGE_BACKEND"] == "filesystem"
 
 
-S3_CASES = ["s3-external", "s3-aws-workload-identity", "object-store", "object-store-exposed"]
+S3_CASES = ["s3-external", "s3-aws-workload-identity", "object-store", "object-store-exposed", "kind-s3"]
 
 
 @pytest.mark.parametrize("case", S3_CASES)
 def test_with_s3_no_shared_claim_exists_and_api_and_workers_mount_no_shared_volume(render, case):
     objects = render(CASES[case].values)
     claims = {o["metadata"]["name"] for o in by_kind(objects, "PersistentVolumeClaim")}
-    assert claims == ({f"{FULLNAME}-object-store"} if case.startswith("object-store") else set())
+    bundled = bool(CASES[case].values.get("objectStore", {}).get("enabled"))
+    assert claims == ({f"{FULLNAME}-object-store"} if bundled else set())
     for name in (API, WORKER):
         spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
         assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v], name
