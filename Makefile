@@ -40,8 +40,9 @@ flower: install ## Celery Flower on http://127.0.0.1:5555/flower/
 migrate: install ## upgrade the database schema
 	$(BIN)/imgproc migrate
 
-tools: ## build/locate helm, etcd and kube-apiserver for the Kubernetes tests (cached)
+tools: ## build/locate helm, etcd, kube-apiserver and versitygw for the tests (cached)
 	scripts/k8s-tools >/dev/null
+	scripts/versitygw >/dev/null
 
 test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, kube-apiserver)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
-"""The storage contract, run against both backends: the file system, and a real
-S3-compatible server (SeaweedFS, tests/fixtures/s3.py) that checks signatures."""
+"""The storage contract, run against both backends: the file system, and real S3-compatible
+servers that check signatures (SeaweedFS, and versitygw as the chart bundles it;
+tests/fixtures/s3.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from app.storage import FileSystemStorage, S3Storage, Storage, StorageUnavailabl
 from tests.fixtures.ports import free_port
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "seaweedfs", "versitygw"])
 def storage(request, tmp_path, monkeypatch) -> Storage:
     if request.param == "filesystem":
         return FileSystemStorage(tmp_path / "storage")
     request.applymarker(pytest.mark.integration)
-    server = request.getfixturevalue("s3_server")
+    server = request.getfixturevalue("s3_server" if request.param == "seaweedfs" else "versitygw_server")
     for name, value in server.credentials_env.items():
         monkeypatch.setenv(name, value)
     prefix = request.getfixturevalue("s3_prefix")
@@ -137,16 +138,16 @@ pytest_s3 = pytest.mark.integration
 
 
 @pytest_s3
-def test_keys_live_under_the_prefix(s3_server, monkeypatch, s3_prefix):
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix.rstrip("/"))
+def test_keys_live_under_the_prefix(any_s3_server, monkeypatch, s3_prefix):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix.rstrip("/"))
     storage.write("results/5.jpg", b"x")
-    assert s3_server.keys(s3_prefix) == [f"{s3_prefix}results/5.jpg"]
+    assert any_s3_server.keys(s3_prefix) == [f"{s3_prefix}results/5.jpg"]
     assert list(storage.list_keys("results/")) == ["results/5.jpg"]
 
 
 @pytest_s3
-def test_a_signed_url_serves_the_object_with_the_named_headers(s3_server, monkeypatch, s3_prefix):
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_SIGNED_URL_SECONDS=120)
+def test_a_signed_url_serves_the_object_with_the_named_headers(any_s3_server, monkeypatch, s3_prefix):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_SIGNED_URL_SECONDS=120)
     storage.write("results/9.jpg", b"\xff\xd8jpeg", content_type="image/jpeg")
     url = storage.signed_url("results/9.jpg", filename="imgproc-9.jpg", cache_seconds=86400)
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Expires=120" in url
@@ -165,8 +166,8 @@ def _tampered(url: str, **changes: str) -> str:
 
 
 @pytest_s3
-def test_a_tampered_signed_url_is_refused_by_the_server(s3_server, monkeypatch, s3_prefix):
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix)
+def test_a_tampered_signed_url_is_refused_by_the_server(any_s3_server, monkeypatch, s3_prefix):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix)
     storage.write("results/10.jpg", b"secret")
     storage.write("results/11.jpg", b"other")
     url = storage.signed_url("results/10.jpg", filename="a.jpg", cache_seconds=60)
@@ -179,8 +180,8 @@ def test_a_tampered_signed_url_is_refused_by_the_server(s3_server, monkeypatch, 
 
 
 @pytest_s3
-def test_an_expired_signed_url_is_refused_by_the_server(s3_server, monkeypatch, s3_prefix):
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_SIGNED_URL_SECONDS=1)
+def test_an_expired_signed_url_is_refused_by_the_server(any_s3_server, monkeypatch, s3_prefix):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_SIGNED_URL_SECONDS=1)
     storage.write("results/12.jpg", b"x")
     url = storage.signed_url("results/12.jpg", filename="a.jpg", cache_seconds=60)
     assert httpx.get(url).status_code == 200
@@ -189,11 +190,11 @@ def test_an_expired_signed_url_is_refused_by_the_server(s3_server, monkeypatch, 
 
 
 @pytest_s3
-def test_signed_urls_name_the_public_endpoint_and_still_verify(s3_server, monkeypatch, s3_prefix):
+def test_signed_urls_name_the_public_endpoint_and_still_verify(any_s3_server, monkeypatch, s3_prefix):
     """Signed by a second client set up for the host browsers reach (here: localhost instead of
     127.0.0.1, the same server), so the signature covers the public host."""
-    public = s3_server.endpoint_url.replace("127.0.0.1", "localhost")
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_PUBLIC_ENDPOINT_URL=public)
+    public = any_s3_server.endpoint_url.replace("127.0.0.1", "localhost")
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix, S3_PUBLIC_ENDPOINT_URL=public)
     storage.write("results/13.jpg", b"x")
     url = storage.signed_url("results/13.jpg", filename="a.jpg", cache_seconds=60)
     assert url.startswith(public + "/")
@@ -202,14 +203,14 @@ def test_signed_urls_name_the_public_endpoint_and_still_verify(s3_server, monkey
 
 
 @pytest_s3
-def test_signed_urls_can_be_switched_off(s3_server, monkeypatch):
-    storage = s3_storage(s3_server, monkeypatch, S3_SIGNED_URLS="false")
+def test_signed_urls_can_be_switched_off(any_s3_server, monkeypatch):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_SIGNED_URLS="false")
     assert storage.signed_url("results/1.jpg", filename="a.jpg", cache_seconds=60) is None
 
 
 @pytest_s3
-def test_wrong_credentials_are_unavailable_not_a_crash(s3_server, monkeypatch):
-    storage = s3_storage(s3_server, monkeypatch)
+def test_wrong_credentials_are_unavailable_not_a_crash(any_s3_server, monkeypatch):
+    storage = s3_storage(any_s3_server, monkeypatch)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     storage._clients = None  # a process that started with the wrong secret
     with pytest.raises(StorageUnavailable):
@@ -233,8 +234,8 @@ def test_an_unreachable_store_is_storage_unavailable(monkeypatch):
 
 
 @pytest_s3
-def test_the_client_is_made_once_per_process_and_again_after_a_fork(s3_server, monkeypatch, s3_prefix):
-    storage = s3_storage(s3_server, monkeypatch, S3_PREFIX=s3_prefix)
+def test_the_client_is_made_once_per_process_and_again_after_a_fork(any_s3_server, monkeypatch, s3_prefix):
+    storage = s3_storage(any_s3_server, monkeypatch, S3_PREFIX=s3_prefix)
     storage.write("results/20.jpg", b"parent")
     first = storage.client
     assert storage.client is first  # one client, reused
