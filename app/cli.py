@@ -64,6 +64,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings.webhook_secret()  # refuse to start without a way to report outcomes
     if settings.STORAGE_BACKEND == "filesystem":
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        from app.storage import get_storage
+
+        get_storage()  # a wrong setting (the CA bundle) stops the worker now, not each task; no I/O
     app.worker_main(worker_argv(settings, *args.celery_args))
     return 0
 

@@ -181,6 +181,9 @@ class S3Storage:
         self.public_endpoint_url = settings.S3_PUBLIC_ENDPOINT_URL or self.endpoint_url
         self.region = settings.S3_REGION
         self.addressing_style = settings.s3_addressing_style
+        # Checked here, not in Settings: only the processes that use storage mount the bundle.
+        if settings.S3_CA_BUNDLE is not None and not settings.S3_CA_BUNDLE.is_file():
+            raise ValueError(f"IMGPROC_S3_CA_BUNDLE names no file: {settings.S3_CA_BUNDLE}")
         self.ca_bundle = str(settings.S3_CA_BUNDLE) if settings.S3_CA_BUNDLE else None
         self.signed_urls = settings.S3_SIGNED_URLS
         self.signed_url_seconds = settings.S3_SIGNED_URL_SECONDS

@@ -256,3 +256,12 @@ def test_the_client_is_made_once_per_process_and_again_after_a_fork(any_s3_serve
     assert answer == b"1"
     assert storage.read("results/21.jpg") == b"child"
     assert storage.client is first
+
+
+def test_a_missing_ca_bundle_stops_the_processes_that_use_storage(tmp_path):
+    settings = Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE=tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="IMGPROC_S3_CA_BUNDLE names no file"):
+        make_storage(settings)
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    storage = make_storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE=tmp_path / "ca.pem"))
+    assert storage.ca_bundle == str(tmp_path / "ca.pem")

@@ -205,8 +205,6 @@ class Settings(BaseSettings):
                 url = getattr(self, name)
                 if url and not url.startswith(("http://", "https://")):
                     raise ValueError(f"IMGPROC_{name} must be an http:// or https:// URL, got {url!r}.")
-            if self.S3_CA_BUNDLE is not None and not self.S3_CA_BUNDLE.is_file():
-                raise ValueError(f"IMGPROC_S3_CA_BUNDLE names no file: {self.S3_CA_BUNDLE}.")
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_TASK_SOFT_TIME_LIMIT must be shorter than IMGPROC_TASK_TIME_LIMIT.")
         return self
