@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -265,3 +266,24 @@ def test_a_missing_ca_bundle_stops_the_processes_that_use_storage(tmp_path):
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     storage = make_storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE=tmp_path / "ca.pem"))
     assert storage.ca_bundle == str(tmp_path / "ca.pem")
+
+
+
+@pytest_s3
+def test_an_endpoint_with_a_private_ca_is_verified_with_the_configured_bundle(tmp_path, monkeypatch):
+    from tests.fixtures.s3 import S3Server, make_private_ca
+
+    server = S3Server(tmp_path / "tls-s3", tls=make_private_ca(tmp_path / "ca"))
+    server.start()
+    try:
+        storage = s3_storage(server, monkeypatch, S3_CA_BUNDLE=str(server.tls[0]))
+        assert storage.endpoint_url.startswith("https://")
+        storage.write("results/1.jpg", b"over tls")
+        assert storage.read("results/1.jpg") == b"over tls"
+        url = storage.signed_url("results/1.jpg", filename="a.jpg", cache_seconds=60)
+        assert httpx.get(url, verify=ssl.create_default_context(cafile=server.tls[0])).content == b"over tls"
+        untrusting = s3_storage(server, monkeypatch, S3_MAX_ATTEMPTS=1)  # the system CAs only
+        with pytest.raises(StorageUnavailable, match="SSL|certificate"):
+            untrusting.read("results/1.jpg")
+    finally:
+        server.stop()
