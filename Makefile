@@ -5,6 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The lock files describe the image's Python (Dockerfile: Debian bookworm, CPython 3.11, x86_64).
+UV_VERSION := 0.13.9
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36
+# Keeps the pins that still satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade` moves all to the newest.
+LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -40,12 +45,22 @@ flower: install ## Celery Flower on http://127.0.0.1:5555/flower/
 migrate: install ## upgrade the database schema
 	$(BIN)/imgproc migrate
 
-tools: ## build/locate helm, etcd, kube-apiserver and versitygw for the tests (cached)
-	scripts/k8s-tools >/dev/null
+system-packages: ## the Debian packages the tests and the local cluster need (apt, as root)
+	scripts/system-packages
+
+tools: system-packages ## build/locate the Kubernetes tools, the local cluster's parts and versitygw (cached)
+	scripts/k8s-tools --cluster >/dev/null
 	scripts/versitygw >/dev/null
 
-test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, kube-apiserver)
+test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, a real cluster)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+cluster: tools ## a local single-node cluster (root) with the chart installed; prints the URL
+	scripts/cluster up >/dev/null
+	scripts/cluster deploy
+
+cluster-down: ## stop the local cluster and remove everything it made
+	scripts/cluster down
 
 lint: $(VENV)/.installed-test ## ruff
 	$(BIN)/ruff check app worker operator tests bench
@@ -54,6 +69,9 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures (both st
 	$(BIN)/pip install -q -e '.[bench]'
 	@# The end-to-end figures are printed even when a pipeline target is missed; make still fails then.
 	$(BIN)/python -m bench.bench_pipeline; status=$$?; $(BIN)/python -m bench.bench_e2e && exit $$status
+
+bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~2 min)
+	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
 reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
@@ -64,8 +82,19 @@ loadtest: $(VENV)/.installed-test ## 1,000 uploads from 20 cookie users, 2 worke
 screenshot: $(VENV)/.installed-test ## regenerate docs/screenshot.png (embedded stack + headless Chromium)
 	$(BIN)/python scripts/screenshot.py
 
+lock: | $(BIN)/python ## regenerate requirements.lock (+ requirements-build.lock) with hashes from pyproject.toml
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra operator --generate-hashes $(LOCK_TARGET) \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+	  | $(BIN)/uv pip compile --quiet - --generate-hashes $(LOCK_TARGET) \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements-build.lock
+
+images: ## build the local base, app, PostgreSQL and Redis images with buildah (scripts/images)
+	scripts/images all
+
 clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate tools test lint bench reliability loadtest screenshot clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench bench-peers reliability loadtest screenshot lock images clean

@@ -16,9 +16,25 @@ def sample_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+# A new pod's traffic may be refused for a moment: NetworkPolicy enforcers program a new pod's
+# address after it starts (about a second with kube-router on the local cluster).
+CONNECT_PATIENCE = 30.0
+
+
+def first_health_check(client: httpx.Client) -> dict:
+    deadline = time.monotonic() + CONNECT_PATIENCE
+    while True:
+        try:
+            return client.get("/").json()
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def smoke(base_url: str, *, timeout: float) -> int:
     with httpx.Client(base_url=base_url.rstrip("/"), timeout=10) as client:
-        health = client.get("/").json()
+        health = first_health_check(client)
         if health.get("status") != "healthy":
             print(f"unhealthy: {health}", file=sys.stderr)
             return 1

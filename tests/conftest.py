@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.redis", "tests.fixtures.s3", "tests.fixtures.kube"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.redis",
+    "tests.fixtures.s3",
+    "tests.fixtures.kube",
+    "tests.fixtures.cluster",
+]
 
 # Tests must never pick up a developer's own configuration.
 for _name in [n for n in os.environ if n.startswith("IMGPROC_") and not n.startswith("IMGPROC_TEST_")]:
@@ -59,3 +65,21 @@ def embedded(configure, tmp_path: Path) -> Path:
 @pytest.fixture
 def pg_database(postgres_server) -> str:
     return postgres_server.create_database(f"t_{secrets.token_hex(4)}")
+
+
+# A component the suite needs but the machine lacks makes a test skip on a developer's machine
+# (with the reason "needs ..." or "... missing ..."); under CI it fails instead, so a run that
+# silently tested less cannot pass.
+MISSING_COMPONENT = ("needs ", " is missing", " are missing")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    outcome = yield
+    report = outcome.get_result()
+    if not (os.environ.get("CI") and report.skipped and isinstance(report.longrepr, tuple)):
+        return
+    reason = report.longrepr[2].removeprefix("Skipped: ")
+    if reason.startswith(MISSING_COMPONENT[0]) or any(word in reason for word in MISSING_COMPONENT[1:]):
+        report.outcome = "failed"
+        report.longrepr = f"under CI a missing component fails the test: {reason}"

@@ -67,6 +67,15 @@ def test_bytes_written_read_back_whole(storage):
     assert b"".join(storage.iter_bytes(key)) == b"hello"
 
 
+@pytest.mark.parametrize("keep_cached", [True, False])
+def test_a_write_is_whole_with_or_without_keeping_it_cached(storage, keep_cached):
+    key = new_original_key()
+    data = bytes(range(256)) * 4096
+    storage.write(key, data, keep_cached=keep_cached)
+    assert storage.read(key) == data
+    assert list(storage.list_keys("originals/")) == [key]
+
+
 def test_a_file_object_is_copied_in_chunks_including_a_multipart_sized_one(storage):
     data = os.urandom(9 * 1024 * 1024 + 123)  # above the 8 MiB multipart threshold
     key = new_original_key()
@@ -116,7 +125,9 @@ def test_delete_removes_the_object(storage):
     assert list(storage.list_keys("originals/")) == []
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "originals/../../x", "originals/a/b", "other/x", "results/1.png", ""])
+@pytest.mark.parametrize(
+    "key", ["../etc/passwd", "originals/../../x", "originals/a/b", "results/a/b.jpg", "other/x", "results/1.png", ""]
+)
 def test_only_server_made_keys_are_accepted(storage, key):
     for call in (storage.read, storage.stat, storage.delete, lambda k: storage.write(k, b"x")):
         with pytest.raises(ValueError, match="invalid storage key"):
@@ -125,6 +136,16 @@ def test_only_server_made_keys_are_accepted(storage, key):
 
 def test_the_store_answers_its_readiness_check(storage):
     storage.check()
+
+
+@pytest.mark.parametrize("keep_cached", [True, False])
+def test_a_file_write_leaves_no_temporary_file(tmp_path, keep_cached):
+    storage = FileSystemStorage(tmp_path)
+    key = new_original_key()
+    storage.write(key, b"x" * 100_000, keep_cached=keep_cached)
+    storage.write(key, b"new", keep_cached=keep_cached)
+    assert storage.read(key) == b"new"
+    assert [path.name for path in (tmp_path / "originals").iterdir()] == [key.split("/")[1]]  # dot files too
 
 
 def test_the_file_system_has_no_signed_urls(tmp_path):

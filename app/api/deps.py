@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from http.cookies import SimpleCookie
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app import crud
@@ -18,20 +19,39 @@ from app.models import User
 from app.ratelimit import RateLimiter, make_limiter
 from app.storage import Storage, get_storage
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# FastAPI runs a plain `def` dependency in the thread pool, a hand-off that costs more than these
+# cached look-ups themselves (each request used several); async ones run in the event loop.
+async def settings_dependency() -> Settings:
+    return get_settings()
 
 
-def get_session() -> Iterator[Session]:
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+
+
+async def get_session() -> AsyncIterator[Session]:
     # No commit here: code after `yield` runs after the response is sent, so every write
     # that a response depends on is committed explicitly in the route.
-    with get_sessionmaker()() as session:
+    # Async, so that making the session (no I/O: it connects on first use) costs no thread-pool
+    # hop; closing one that holds a connection rolls it back, which is I/O, so that goes there.
+    session = get_sessionmaker()()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-StorageDep = Annotated[Storage, Depends(get_storage)]
+async def storage_dependency() -> Storage:
+    return get_storage()
+
+
+StorageDep = Annotated[Storage, Depends(storage_dependency)]
 
 
 @lru_cache

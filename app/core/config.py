@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     UPLOADS_PER_MINUTE_PER_USER: int = Field(120, ge=1)
     NEW_USERS_PER_MINUTE_PER_IP: int = Field(60, ge=1)
 
+    # --- status long polls (?wait=) ------------------------------------------------------
+    # A waiting status request is woken at once by an outcome this replica applies; outcomes
+    # applied by another replica are seen by re-reading the task this often.
+    STATUS_WAIT_RECHECK_SECONDS: float = Field(1.0, gt=0, le=30)
+
     # --- processing ----------------------------------------------------------------------
     OUTPUT_MAX_WIDTH: int = Field(800, ge=1)
     OUTPUT_MAX_HEIGHT: int = Field(600, ge=1)

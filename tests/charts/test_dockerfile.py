@@ -1,6 +1,7 @@
 """Static checks of the Dockerfile (no Docker here): two stages, compilers only in the builder,
-a numeric non-root user, tini as PID 1 in exec form, and a build context that holds only what
-the image needs."""
+a numeric non-root user, tini as PID 1 in exec form, dependencies from a lock file with hashes
+that matches pyproject.toml, and a build context that holds only what the image needs. The
+image is built for real by scripts/images (tests/k8s/test_images.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.charts.rendering import ROOT
 
@@ -83,12 +86,114 @@ def test_image_is_built_in_two_stages_from_python_3_11_slim(parsed):
     assert any("pip wheel" in run for run in builder.all("RUN"))
 
 
-def test_the_dependency_layer_depends_on_pyproject_alone(parsed):
-    # Editing the README or the code must not rebuild every dependency wheel.
+def test_the_dependency_layer_depends_on_the_lock_files_alone(parsed):
+    # Editing the README, pyproject's metadata or the code must not rebuild every dependency wheel.
     steps = parsed[1][0].instructions
-    dependencies = next(i for i, (kind, args) in enumerate(steps) if kind == "RUN" and "-r requirements.txt" in args)
+    dependencies = next(i for i, (kind, args) in enumerate(steps) if kind == "RUN" and "-r requirements.lock" in args)
     copied = [args for keyword, args in steps[:dependencies] if keyword == "COPY"]
-    assert copied == ["pyproject.toml ./"]
+    assert copied == ["requirements.lock requirements-build.lock ./"]
+
+
+def _pip_commands(run: str) -> list[list[str]]:
+    """The arguments of each `pip ...` (or `/some/venv/bin/pip ...`) command in a RUN."""
+    found = (re.search(r"(?:^|\s)(?:\S*/)?pip\s(.*)", part, re.S) for part in re.split(r"&&|;", run))
+    return [shlex.split(match.group(1)) for match in found if match]
+
+
+def cmd_arg(cmd: list[str], option: str) -> str:
+    return cmd[cmd.index(option) + 1]
+
+
+def test_every_download_is_checked_against_the_lock_hashes(parsed):
+    builder, runtime = parsed[1]
+    commands = [cmd for run in builder.all("RUN") for cmd in _pip_commands(run)]
+    assert [cmd[0] for cmd in commands] == ["install", "install", "wheel", "install", "check"], commands
+    for cmd in commands:
+        if cmd[0] == "check" or "--no-index" in cmd:
+            continue
+        # The project's own wheel: no dependencies, and the locked setuptools as its backend.
+        if cmd[-1] == ".":
+            assert {"--no-deps", "--no-build-isolation"} <= set(cmd), cmd
+            continue
+        assert "--require-hashes" in cmd and "-r" in cmd, cmd
+        assert cmd_arg(cmd, "-r") in ("requirements.lock", "requirements-build.lock"), cmd
+    # imgproc itself (with the operator extra) from the wheel just built, and nothing else.
+    (app,) = [cmd for cmd in commands if "--no-index" in cmd]
+    assert app[0] == "install" and "--no-deps" in app and app[-1] == "imgproc[operator]"
+    assert not [cmd for run in runtime.all("RUN") for cmd in _pip_commands(run)]
+
+
+def test_both_stages_use_one_virtualenv_so_any_python_3_11_base_works(parsed):
+    # The official image has /usr/local/bin/python, Debian's only /usr/bin/python3 (and PEP 668).
+    global_args, (builder, runtime) = parsed
+    assert builder.base == runtime.base == "${PYTHON_IMAGE}", "the venv's interpreter is in both"
+    for stage in (builder, runtime):
+        env = " ".join(stage.all("ENV"))
+        assert "PATH=/opt/venv/bin:$PATH" in env and "VIRTUAL_ENV=/opt/venv" in env
+    assert any("python3 -m venv /opt/venv" in run for run in builder.all("RUN"))
+    # The build backend lives in a venv of its own, which the runtime stage does not copy.
+    assert any("python3 -m venv /opt/build" in run for run in builder.all("RUN"))
+
+
+def _locked(path) -> dict[str, tuple[str, list[str]]]:
+    """{name: (version, [sha256...])} of a pip-compile/uv requirements file with hashes."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split(" --hash=")
+        name, _, version = spec.strip().partition("==")
+        assert version, f"{path.name}: {line!r} is not pinned with =="
+        pins[canonicalize_name(name.split("[")[0])] = (version, [o.strip() for o in options])
+    return pins
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-build.lock"])
+def test_the_lock_files_pin_every_package_with_hashes(lock):
+    pins = _locked(ROOT / lock)
+    assert pins
+    for name, (_version, hashes) in pins.items():
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
+    header = (ROOT / lock).read_text().splitlines()[:3]
+    assert any(line.strip() == "#    make lock" for line in header), "the lock names the command that regenerates it"
+
+
+def _satisfied(requirements: list[str], pins: dict[str, tuple[str, list[str]]]) -> None:
+    for requirement in map(Requirement, requirements):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} is missing from the lock: run `make lock`"
+        assert requirement.specifier.contains(pins[name][0], prereleases=True), (
+            f"{name}=={pins[name][0]} does not satisfy {requirement}: run `make lock`")
+
+
+def test_the_lock_matches_pyproject_dependencies_and_the_operator_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _locked(ROOT / "requirements.lock")
+    _satisfied(project["dependencies"] + project["optional-dependencies"]["operator"], pins)
+    # Extras of dependencies are locked too (uvicorn[standard] -> uvloop, celery[redis] -> redis).
+    assert {"uvloop", "httptools", "redis"} <= pins.keys()
+    # The test and bench extras stay out of the image.
+    for extra in ("test", "bench"):
+        for requirement in map(Requirement, project["optional-dependencies"][extra]):
+            needed_at_run_time = {"pyyaml"}  # uvicorn[standard] reads YAML logging configs
+            assert canonicalize_name(requirement.name) not in pins.keys() - needed_at_run_time, requirement
+
+
+def test_the_build_lock_matches_the_build_system():
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    _satisfied(build["requires"], _locked(ROOT / "requirements-build.lock"))
+
+
+def test_make_lock_targets_the_image_python(parsed):
+    # The lock is resolved for the interpreter and platform of the image, not the developer's.
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^lock:", makefile, re.M)
+    target = re.search(r"^LOCK_TARGET := (.*)$", makefile, re.M).group(1)
+    version = re.fullmatch(r"python:(3\.\d+)-slim.*", parsed[0]["PYTHON_IMAGE"]).group(1)
+    assert f"--python-version {version}" in target and "x86_64-manylinux" in target
+    assert makefile.count("--generate-hashes") == 2
 
 
 def test_final_stage_has_no_build_tools_and_no_sources(parsed):
@@ -97,11 +202,9 @@ def test_final_stage_has_no_build_tools_and_no_sources(parsed):
         words = set(re.split(r"[\s;&|]+", run))
         assert not words & set(BUILD_TOOLS), run
         assert not any(w.endswith("-dev") for w in words), run
-    # The application arrives as wheels from the builder, not as a source tree.
-    assert runtime.all("COPY") == []
-    (install,) = [r for r in runtime.all("RUN") if "pip install" in r]
-    assert "--mount=type=bind,from=builder" in install and "--no-index" in install
-    assert '"imgproc[operator]"' in install
+        assert "pip" not in words, "the runtime stage installs no Python package itself"
+    # The application arrives in the builder's virtualenv, not as a source tree or wheel files.
+    assert runtime.all("COPY") == ["--from=builder /opt/venv /opt/venv"]
 
 
 def test_final_stage_runs_as_a_numeric_non_root_user(parsed):

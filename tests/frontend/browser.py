@@ -18,7 +18,8 @@ def available() -> bool:
 
 
 @contextmanager
-def chromium(*, width: int = 1200, height: int = 900, profile_dir: Path | None = None) -> Iterator:
+def chromium(*, width: int = 1200, height: int = 900, profile_dir: Path | None = None,
+             extra_args: tuple[str, ...] = ()) -> Iterator:
     """A fresh browser with its own profile (so its own cookie jar) and console logging on."""
     os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
     from selenium import webdriver
@@ -45,6 +46,7 @@ def chromium(*, width: int = 1200, height: int = 900, profile_dir: Path | None =
             "--force-device-scale-factor=1",
             f"--window-size={width},{height}",
             f"--user-data-dir={profile}",
+            *extra_args,
         ):
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -24,7 +24,7 @@ from tests.utils import images
 pytestmark = [
     pytest.mark.browser,
     # CI installs Chromium; only a machine without it skips.
-    pytest.mark.skipif(not browser.CHROMIUM.is_file(), reason="needs /usr/bin/chromium (apt: chromium)"),
+    pytest.mark.skipif(not browser.CHROMIUM.is_file(), reason="needs /usr/bin/chromium (scripts/system-packages)"),
 ]
 
 # Small limits so that 413 and 429 can be provoked with small files. Each test is a new
@@ -409,20 +409,38 @@ LIST_REQUESTS_JS = (
 )
 
 
+FETCH_LOG_JS = """
+    window.__fetches = [];
+    const realFetch = window.fetch;
+    window.fetch = (resource, init) => {
+      window.__fetches.push([String(resource), Date.now()]);
+      return realFetch(resource, init);
+    };
+"""
+
+
 def test_status_updates_live_and_polling_pauses_while_hidden(page, stack, tmp_path):
     driver = page
     worker = stack.workers.pop()
     stack.stop_process(worker)  # no worker: the upload stays pending
     try:
+        driver.execute_script(FETCH_LOG_JS)
         choose_files(driver, samples.write(tmp_path, "waiting.png", samples.picture(300, 200, seed=6)))
         (row,) = wait_for_tasks(driver, 1, terminal=False)
         assert row["status"] == "pending" and row["badge"] == "Pending", row
         driver.execute_script("window.__sameDocument = true")
 
-        # Unfinished work: the list is polled (fast, backing off to at most every 5 s).
+        # Unfinished work: the page waits for the task with one long poll instead of polling.
+        def waiting_request(d):
+            urls = [url for url, _ in d.execute_script("return window.__fetches")]
+            return any(f"/api/tasks/{row['id']}?wait=" in url for url in urls)
+
+        wait_for(driver, waiting_request, timeout=5, message="a long poll for the pending task")
         before = driver.execute_script(LIST_REQUESTS_JS)
+        fetches = len(driver.execute_script("return window.__fetches"))
         time.sleep(2)
-        assert driver.execute_script(LIST_REQUESTS_JS) - before >= 1
+        assert driver.execute_script(LIST_REQUESTS_JS) == before  # no list polling while it waits
+        assert len(driver.execute_script("return window.__fetches")) == fetches
 
         # A background tab polls nothing, and coming back refreshes at once. The page's own
         # fetch() calls are logged with the visibility at call time (reading counters from
@@ -441,19 +459,21 @@ def test_status_updates_live_and_polling_pauses_while_hidden(page, stack, tmp_pa
         )
         page_tab = driver.current_window_handle
         driver.switch_to.new_window("tab")
-        time.sleep(6)  # longer than the slowest poll interval while work is unfinished
+        time.sleep(6)  # a hidden tab neither polls nor keeps its long poll open
         driver.close()
         driver.switch_to.window(page_tab)
 
         def refreshed_after_showing(d):
             log = d.execute_script("return window.__log")
-            return log if ["vis", "visible"] in log and log[-1][0] == "fetch" else None
+            shown = log.index(["vis", "visible"]) if ["vis", "visible"] in log else None
+            after = [entry for entry in log[shown:] if entry[0] == "fetch"] if shown is not None else []
+            return (log, after[0]) if after else None
 
-        log = wait_for(driver, refreshed_after_showing, timeout=3, message="a refresh on becoming visible")
+        log, first_after = wait_for(driver, refreshed_after_showing, timeout=3, message="a refresh on becoming visible")
         assert log[0] == ["vis", "hidden"], log
         hidden_calls = [entry for entry in log if entry[0] == "fetch" and entry[2] == "hidden"]
         assert hidden_calls == [], log
-        assert "/api/tasks?" in log[-1][1] and log[-1][2] == "visible", log
+        assert "/api/tasks?" in first_after[1] and first_after[2] == "visible", log
     finally:
         stack.start_worker()
 

@@ -173,15 +173,144 @@ def test_a_gif_cut_after_its_first_frame_is_accepted() -> None:
     assert process(cut, Spec()).width == 64
 
 
-def test_png_whose_compressed_pixel_data_is_damaged_inside_intact_chunks_is_corrupt() -> None:
+def test_png_whose_compressed_pixel_data_is_damaged_inside_intact_chunks_is_left_to_process() -> None:
+    # The upload check no longer inflates the pixel stream; the worker's decode refuses it.
     data = bytearray(encode(gradient((64, 64)), "PNG"))
     at = data.index(b"IDAT")
     length = struct.unpack(">I", data[at - 4 : at])[0]
     payload = b"\x78\x9c" + b"\xff" * (length - 2)  # a zlib header, then garbage; CRC recomputed
     data[at + 4 : at + 4 + length] = payload
     data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    assert inspect(bytes(data), max_pixels=LIMIT).format == "PNG"
     with pytest.raises(CorruptImageError, match="PNG"):
-        inspect(bytes(data), max_pixels=LIMIT)
+        process(bytes(data), Spec())
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, position = [], 8
+    while position < len(data):
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        chunks.append((data[position + 4 : position + 8], data[position + 8 : position + 8 + length]))
+        position += 12 + length
+    return chunks
+
+
+def _png_from(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    framed = (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks
+    )
+    return b"\x89PNG\r\n\x1a\n" + b"".join(framed)
+
+
+def test_png_without_iend_is_truncated() -> None:
+    chunks = _png_chunks(encode(gradient((64, 64)), "PNG"))
+    with pytest.raises(CorruptImageError, match="PNG file is truncated"):
+        inspect(_png_from([chunk for chunk in chunks if chunk[0] != b"IEND"]), max_pixels=LIMIT)
+
+
+def test_png_without_image_data_is_corrupt() -> None:
+    chunks = _png_chunks(encode(gradient((64, 64)), "PNG"))
+    with pytest.raises(CorruptImageError, match="no image data"):
+        inspect(_png_from([chunk for chunk in chunks if chunk[0] != b"IDAT"]), max_pixels=LIMIT)
+
+
+def test_png_chunk_with_an_invalid_type_is_corrupt() -> None:
+    chunks = _png_chunks(encode(gradient((64, 64)), "PNG"))
+    chunks.insert(-1, (b"a\x00c!", b"x"))  # after the image data, where Pillow's open() does not look
+    with pytest.raises(CorruptImageError, match="invalid chunk header"):
+        inspect(_png_from(chunks), max_pixels=LIMIT)
+
+
+def test_png_with_trailing_bytes_after_iend_is_accepted() -> None:
+    assert inspect(encode(gradient((64, 64)), "PNG") + b"trailer", max_pixels=LIMIT).format == "PNG"
+
+
+def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """(marker, body) for each segment before the first scan's data, and the rest from SOS on."""
+    segments, position = [], 2
+    while data[position + 1] != 0xDA:
+        length = struct.unpack(">H", data[position + 2 : position + 4])[0]
+        segments.append((data[position + 1], data[position + 4 : position + 2 + length]))
+        position += 2 + length
+    return segments, data[position:]
+
+
+def _jpeg_from(segments: list[tuple[int, bytes]], rest: bytes) -> bytes:
+    framed = (bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body for marker, body in segments)
+    return b"\xff\xd8" + b"".join(framed) + rest
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("keep", [0.999, 0.9, 0.5, 0.2, 0.05])
+def test_a_jpeg_cut_anywhere_is_refused(keep: float, progressive: bool) -> None:
+    data = encode(gradient((256, 256)), "JPEG", progressive=progressive, exif=Image.Exif().tobytes())
+    with pytest.raises(CorruptImageError, match="JPEG file is corrupt or truncated"):
+        inspect(data[: int(len(data) * keep)], max_pixels=LIMIT)
+
+
+def test_a_jpeg_cut_inside_its_headers_is_refused() -> None:
+    data = encode(gradient((64, 64)), "JPEG")
+    sos = data.index(b"\xff\xda")
+    for end in (sos - 40, sos - 3, sos + 5):  # inside a Huffman table, just before the scan, in its header
+        with pytest.raises(CorruptImageError, match="JPEG"):
+            inspect(data[:end], max_pixels=LIMIT)
+
+
+def test_jpeg_whose_quantisation_table_is_missing_is_corrupt() -> None:
+    segments, rest = _jpeg_segments(encode(gradient((64, 64)), "JPEG"))
+    without = [(marker, body) for marker, body in segments if marker != 0xDB]
+    with pytest.raises(CorruptImageError, match="quantisation table 0 is used but never defined"):
+        inspect(_jpeg_from(without, rest), max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("marker", "damage", "message"),
+    [
+        (0xC4, lambda body: body[:-3], "Huffman table segment has the wrong length"),
+        (0xC0, lambda body: body[:7] + bytes([0x55]) + body[8:], "component list is invalid"),
+    ],
+    ids=["dht-short", "sof-sampling"],  # damage Pillow's header parser lets through
+)
+def test_jpeg_with_a_damaged_table_or_frame_header_is_corrupt(marker: int, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    segments, rest = _jpeg_segments(encode(gradient((64, 64)), "JPEG"))
+    damaged = [(m, damage(body) if m == marker else body) for m, body in segments]
+    with pytest.raises(CorruptImageError, match=message):
+        inspect(_jpeg_from(damaged, rest), max_pixels=LIMIT)
+
+
+def test_jpeg_with_garbage_between_segments_is_corrupt() -> None:
+    data = encode(gradient((64, 64)), "JPEG")
+    sos = data.index(b"\xff\xda")
+    with pytest.raises(CorruptImageError, match="a marker was expected"):
+        inspect(data[:sos] + b"garbage" + data[sos:], max_pixels=LIMIT)
+
+
+def test_jpeg_whose_scan_comes_before_its_frame_header_is_corrupt() -> None:
+    segments, rest = _jpeg_segments(encode(gradient((64, 64)), "JPEG"))
+    frame = [segment for segment in segments if segment[0] == 0xC0]
+    others = [segment for segment in segments if segment[0] != 0xC0]
+    with pytest.raises(CorruptImageError, match="JPEG"):
+        inspect(_jpeg_from(others, rest.replace(b"\xff\xd9", b"")) + _jpeg_from(frame, b"")[2:], max_pixels=LIMIT)
+
+
+def test_jpeg_with_a_trailer_after_its_end_marker_is_accepted() -> None:
+    data = encode(gradient((64, 64)), "JPEG") + b"camera maker's trailer \xff\xd8"
+    assert inspect(data, max_pixels=LIMIT).format == "JPEG"
+    assert process(data, Spec()).width == 64
+
+
+def test_damage_inside_jpeg_compressed_data_is_left_to_process() -> None:
+    # What the structural check cannot see: the entropy-coded bytes are never read at upload. The
+    # worker's decode either refuses them (a failed task with a reason) or, as libjpeg does for
+    # most bit errors, conceals them; both are a terminal outcome.
+    data = bytearray(encode(gradient((256, 256)), "JPEG"))
+    start = data.index(b"\xff\xda") + 20
+    data[start : len(data) - 2] = bytes(len(data) - 2 - start)  # zeros: valid, meaningless codes
+    assert inspect(bytes(data), max_pixels=LIMIT).format == "JPEG"
+    try:
+        assert process(bytes(data), Spec()).width == 256
+    except ImageError as exc:
+        assert "JPEG" in str(exc)
 
 
 def test_damage_only_a_decode_can_see_is_left_to_process() -> None:

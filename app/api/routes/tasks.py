@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from app import crud, imaging
 from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
 from app.api.middleware import file_too_large
-from app.models import Task, TaskStatus
+from app.api.outcome_waiters import waiting_for
+from app.api.uploads import UploadedFile, read_file_field
+from app.core.config import Settings
+from app.models import Task, TaskStatus, User
 from app.queue import BrokerUnavailable, enqueue_processing
 from app.schemas import (
     ErrorResponse,
@@ -23,7 +29,7 @@ from app.schemas import (
     is_ready,
     task_public,
 )
-from app.storage import StorageUnavailable, new_original_key, result_key
+from app.storage import Storage, StorageUnavailable, new_original_key, result_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -36,6 +42,7 @@ router = APIRouter(
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
 NOT_FOUND = "Task not found."
+MAX_STATUS_WAIT_SECONDS = 30
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
 }
@@ -63,7 +70,7 @@ _UPLOAD_ERRORS = {
 }
 
 
-def _discard(storage: StorageDep, key: str) -> None:
+def _discard(storage: Storage, key: str) -> None:
     """Best effort on an error path: the error being answered matters more than this one."""
     try:
         storage.delete(key)
@@ -71,9 +78,32 @@ def _discard(storage: StorageDep, key: str) -> None:
         log.warning("could not remove %s: %s", key, exc)
 
 
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "title": "Body_new_task_api_newTask_post",
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "title": "File",
+                        "type": "string",
+                        "contentMediaType": "application/octet-stream",
+                        "description": "The image: JPEG, PNG, WebP, GIF, BMP or TIFF.",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/api/newTask",
     response_model=NewTaskResponse,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
         400: {"model": ErrorResponse, "description": "The multipart body could not be parsed."},
         413: {"model": ErrorResponse, "description": "The upload exceeds the size limit."},
@@ -83,14 +113,24 @@ def _discard(storage: StorageDep, key: str) -> None:
         503: {"model": ErrorResponse, "description": "The queue, database or storage is unreachable; retry later."},
     },
 )
-def new_task(
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF.")],
+async def new_task(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
 ) -> NewTaskResponse:
-    """Upload an image; it is processed in the background. Poll /api/isReady/{task_id}."""
+    """Upload an image (multipart field `file`); it is processed in the background. Poll
+    /api/isReady/{task_id}, or wait for the outcome with `?wait=`."""
+    # Read in the event loop, into memory (the body is bounded while it streams), then one hop
+    # to the thread pool for everything that blocks.
+    upload = await read_file_field(request, "file", max_bytes=settings.MAX_UPLOAD_BYTES)
+    return await run_in_threadpool(_accept_upload, upload, user, session, storage, settings)
+
+
+def _accept_upload(
+    upload: UploadedFile, user: User, session: Session, storage: Storage, settings: Settings
+) -> NewTaskResponse:
     wait = upload_limiter().acquire(f"user:{user.id}")
     if wait:
         raise too_many_requests("Upload rate limit reached; retry later.", wait)
@@ -99,8 +139,8 @@ def new_task(
             f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
             5,
         )
-    data = file.file.read(settings.MAX_UPLOAD_BYTES + 1)
-    if len(data) > settings.MAX_UPLOAD_BYTES:
+    data = upload.data
+    if upload.too_large:
         raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
     try:
         info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
@@ -108,15 +148,13 @@ def new_task(
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
     source_key = new_original_key()
-    # Copied from the spooled upload in chunks; an unreachable store is a 503 (app.main) with
-    # nothing stored (a write is atomic) and no row yet.
-    file.file.seek(0)
-    storage.write(source_key, file.file)
+    # An unreachable store is a 503 (app.main) with nothing stored (a write is atomic) and no row yet.
+    storage.write(source_key, data, keep_cached=False)  # the API never reads an original again
     try:
         task = crud.create_task(
             session=session,
             owner=user,
-            filename=_display_name(file.filename),
+            filename=_display_name(upload.filename),
             source_key=source_key,
             source_format=info.format,
             size=len(data),
@@ -138,10 +176,63 @@ def new_task(
     return NewTaskResponse(task_id=task.id, message="Task created successfully")
 
 
+StatusWait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_STATUS_WAIT_SECONDS,
+        description=(
+            "Long poll: wait up to this many seconds for the task to finish and answer as soon as it"
+            " has (or with its current state when the time is up). 0, the default: answer at once."
+        ),
+    ),
+]
+
+
+async def _task_when_ready(
+    request: Request, session: Session, user: User, task_id: int, wait: float, recheck: float
+) -> Task:
+    """The owned task, once it is terminal or ``wait`` seconds have passed. While waiting no
+    database connection is held; the task is re-read when the webhook announces its outcome (this
+    replica) and every ``recheck`` seconds (outcomes applied by other replicas), and a client that
+    went away stops the wait."""
+    if wait <= 0:
+        return await run_in_threadpool(_owned_task, session, user, task_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with waiting_for(task_id) as waiter:  # before the first read: no outcome slips in between
+        task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+        while not task.status.terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await waiter.wait(min(remaining, recheck))
+            if await request.is_disconnected():
+                break
+            task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+    return task
+
+
+def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
+    """Reads the task in a fresh transaction and gives the connection back to the pool."""
+    try:
+        return _owned_task(session, user, task_id)
+    finally:
+        session.close()
+
+
 @router.get("/api/isReady/{task_id}", response_model=IsReadyResponse, responses=_errors)
-def is_ready_status(task_id: TaskId, user: CurrentUser, session: SessionDep) -> IsReadyResponse:
-    """Legacy status shape: `metadata` is a JSON-encoded string."""
-    return is_ready(_owned_task(session, user, task_id))
+async def is_ready_status(
+    task_id: TaskId,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    wait: StatusWait = 0,
+) -> IsReadyResponse:
+    """Legacy status shape: `metadata` is a JSON-encoded string. `?wait=N` waits for the outcome."""
+    task = await _task_when_ready(request, session, user, task_id, wait, settings.STATUS_WAIT_RECHECK_SECONDS)
+    return is_ready(task)
 
 
 @router.get("/api/tasks", response_model=TasksPublic)
@@ -159,8 +250,17 @@ def list_tasks(
 
 
 @router.get("/api/tasks/{task_id}", response_model=TaskPublic, responses=_errors)
-def get_task(task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep) -> TaskPublic:
-    return task_public(_owned_task(session, user, task_id), request.scope.get("root_path", ""))
+async def get_task(
+    task_id: TaskId,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    wait: StatusWait = 0,
+) -> TaskPublic:
+    """One task. `?wait=N` waits up to N seconds for it to finish."""
+    task = await _task_when_ready(request, session, user, task_id, wait, settings.STATUS_WAIT_RECHECK_SECONDS)
+    return task_public(task, request.scope.get("root_path", ""))
 
 
 @router.get(

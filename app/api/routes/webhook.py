@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app import crud
 from app.api.deps import SessionDep, SettingsDep
+from app.api.outcome_waiters import notify_outcome
 from app.core.webhook_signing import SignatureError, verify
 from app.models import TaskStatus
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
@@ -61,6 +62,8 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
         )
         status = reported if applied else crud.task_status(session=session, task_id=report.task_id)
         session.commit()
+        if applied:
+            notify_outcome(report.task_id)  # after the commit: a woken waiter reads the outcome
         if status is None:
             raise HTTPException(404, "Task not found.")
         return WebhookAck(task_id=report.task_id, status=status.value, applied=applied)

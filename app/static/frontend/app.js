@@ -8,9 +8,11 @@ const ROOT = new URL("../", document.baseURI);
 const API = new URL("api/", ROOT);
 
 const PAGE_SIZE = 20;
-const PARALLEL_UPLOADS = 2; // leaves browser connections free for polling and thumbnails
-const POLL_FAST_MS = 1000; // something is unfinished and just changed
-const POLL_SLOW_MS = 5000; // ceiling of the back-off while work is unfinished but quiet
+const PARALLEL_UPLOADS = 2; // leaves browser connections free for the status wait and thumbnails
+const WAIT_SECONDS = 25; // long poll (?wait=): the server answers as soon as the task is done
+const WAIT_TOO_SHORT_MS = 500; // a wait answered sooner without an outcome: fall back to the timer
+const POLL_FAST_MS = 1000; // fallback when the long poll is not available: unfinished, just changed
+const POLL_SLOW_MS = 5000; // ceiling of that fallback's back-off while work is unfinished but quiet
 const POLL_IDLE_MS = 30000; // everything terminal: only catches uploads from other tabs
 const POLL_ERROR_MAX_MS = 30000;
 const TERMINAL = new Set(["completed", "failed"]);
@@ -311,6 +313,7 @@ async function refresh() {
 function render(page) {
   let changed = false;
   let unfinished = false;
+  let oldestUnfinished = null; // queued first, so usually the next to finish
   const seen = new Set();
 
   page.items.forEach((task, index) => {
@@ -330,7 +333,10 @@ function render(page) {
       announce(task.status === "failed" && task.error ? `${name}: failed. ${task.error}` : `${name}: ${task.status}.`);
     }
     lastStatus.set(task.id, task.status);
-    if (!TERMINAL.has(task.status)) unfinished = true;
+    if (!TERMINAL.has(task.status)) {
+      unfinished = true;
+      if (oldestUnfinished === null || task.id < oldestUnfinished) oldestUnfinished = task.id;
+    }
   });
 
   for (const [id, row] of rows) {
@@ -349,7 +355,7 @@ function render(page) {
   el.newer.disabled = offset === 0;
   el.older.disabled = offset + PAGE_SIZE >= total;
   listedOnce = true;
-  return { changed, unfinished };
+  return { changed, unfinished, oldestUnfinished };
 }
 
 function createTaskRow(id) {
@@ -468,10 +474,27 @@ async function deleteTask(row, button) {
 
 // ---------------------------------------------------------------- polling
 
-// One timer. Fast while tasks are unfinished (backing off while nothing changes), slow
-// when all are terminal, stopped while the tab is hidden, exponential back-off on errors.
+// Waits (long poll) for one unfinished task: the server answers as soon as it is terminal, or
+// after WAIT_SECONDS. Resolves to true when the wait did its job (the task finished or the full
+// wait passed), false when it cannot be used (an error, or an answer without waiting).
+async function waitForTask(id, signal) {
+  const url = new URL(`tasks/${encodeURIComponent(id)}`, API);
+  url.searchParams.set("wait", String(WAIT_SECONDS));
+  const started = Date.now();
+  const response = await fetch(url, { credentials: "same-origin", cache: "no-store", signal });
+  if (response.status === 404) return true; // deleted meanwhile: the refresh drops its row
+  if (!response.ok) return false;
+  const task = await response.json();
+  return TERMINAL.has(task.status) || Date.now() - started >= WAIT_TOO_SHORT_MS;
+}
+
+// One loop. While tasks are unfinished: refresh the list, then wait (long poll) for the oldest
+// unfinished one, and refresh again when it answers — no timer, no request while nothing
+// happens. When all are terminal: a slow refresh (uploads from other tabs). Stopped while the
+// tab is hidden; a timer with back-off if the wait fails; exponential back-off on errors.
 const poller = {
   timer: null,
+  waiting: null, // AbortController of the long poll in flight
   delay: POLL_FAST_MS,
   failures: 0,
   running: false,
@@ -485,12 +508,17 @@ const poller = {
 
   kick() {
     this.delay = POLL_FAST_MS;
-    this.schedule(0);
+    if (this.waiting) this.waiting.abort(); // its loop refreshes at once
+    else this.schedule(0);
   },
 
   stop() {
     clearTimeout(this.timer);
     this.timer = null;
+    if (this.waiting) {
+      this.waiting.abort();
+      this.waiting = null;
+    }
   },
 
   async tick() {
@@ -500,13 +528,15 @@ const poller = {
     }
     this.running = true;
     let next;
+    let waitFor = null;
     try {
-      const { changed, unfinished } = await refresh();
+      const { changed, unfinished, oldestUnfinished } = await refresh();
       this.failures = 0;
       el.listState.textContent = "";
       const busy = unfinished || activeUploads > 0 || uploadQueue.length > 0;
       if (!busy) next = POLL_IDLE_MS;
       else next = this.delay = changed ? POLL_FAST_MS : Math.min(this.delay * 1.5, POLL_SLOW_MS);
+      if (oldestUnfinished !== null && !this.again) waitFor = oldestUnfinished;
     } catch (error) {
       this.failures += 1;
       next = Math.min(POLL_ERROR_MAX_MS, POLL_FAST_MS * 2 ** this.failures);
@@ -519,7 +549,27 @@ const poller = {
       this.again = false;
       next = 0;
     }
+    if (waitFor !== null && !document.hidden) {
+      this.waitThenTick(waitFor, next);
+      return;
+    }
     this.schedule(next);
+  },
+
+  async waitThenTick(id, fallbackMs) {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const controller = new AbortController();
+    this.waiting = controller;
+    let useful = false;
+    try {
+      useful = await waitForTask(id, controller.signal);
+    } catch {
+      useful = controller.signal.aborted; // aborted by a kick: refresh now; a network error: back off
+    }
+    if (this.waiting === controller) this.waiting = null;
+    if (document.hidden) return; // stopped; the visibility handler kicks on return
+    this.schedule(useful ? 0 : fallbackMs);
   },
 };
 

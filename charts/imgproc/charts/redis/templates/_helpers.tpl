@@ -80,6 +80,9 @@ spec:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
     spec:
       automountServiceAccountToken: false
+      # No <SERVICE>_PORT=tcp://... variables for every Service in the namespace: nothing
+      # reads them, and they can clash with an image's own settings.
+      enableServiceLinks: false
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,263 @@
+"""The chart as `ct install` would check it, on real pods: install --wait --atomic into a
+restricted namespace with the bundled PostgreSQL and Redis, the ingress and the autoscaler on;
+helm test; the REST flow through Traefik; NetworkPolicies enforced by kube-router, seen from
+inside pods; an upgrade under load; uninstall leaving only what the chart keeps.
+
+The tests of this module share one release and run in file order (install first, uninstall
+last), as the steps of `ct install` do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release
+from tests.frontend import browser, samples
+from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
+from tests.utils.images import decode, jpeg
+
+pytestmark = pytest.mark.cluster
+
+TERMINAL = ("completed", "failed")
+
+
+@pytest.fixture(scope="module")
+def release(live_cluster: LiveCluster) -> Iterator[Release]:
+    installed = live_cluster.install(live_cluster.new_namespace("chart"))
+    yield installed
+    installed.helm("uninstall", installed.name, "--wait", check=False)
+
+
+def client(release: Release) -> httpx.Client:
+    """A cookie user of the service, through the ingress (one cookie jar per client)."""
+    return httpx.Client(base_url=release.url, headers=release.headers, timeout=30)
+
+
+def upload(user: httpx.Client, data: bytes, name: str = "photo.jpg") -> int:
+    response = user.post("/api/newTask", files={"file": (name, data, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["message"] == "Task created successfully"
+    return body["task_id"]
+
+
+def wait_terminal(user: httpx.Client, task_id: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = user.get(f"/api/isReady/{task_id}").json()
+        if status["status"] in TERMINAL:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"task {task_id} not finished after {timeout}s: {status}")
+
+
+# --------------------------------------------------------------------------- install
+
+
+def test_every_pod_is_ready_under_the_restricted_policy(release: Release, live_cluster: LiveCluster):
+    pods = live_cluster.get("pods", "-n", release.namespace)["items"]
+    running = [p for p in pods if p["status"]["phase"] == "Running"]
+    components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in running}
+    assert {"api", "worker", "flower", "operator", "primary", "master"} <= components, components
+    for pod in running:
+        ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+        assert ready["Ready"] == "True", (pod["metadata"]["name"], pod["status"])
+    namespace = live_cluster.get("namespace", release.namespace)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_helm_test_passes(release: Release):
+    result = release.helm("test", release.name, "--logs", timeout=300)
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+    assert "ok: task" in result.stdout
+
+
+# --------------------------------------------------------------------------- through the ingress
+
+
+def test_rest_flow_through_the_ingress(release: Release):
+    with client(release) as alice, client(release) as bob:
+        health = alice.get("/")
+        assert health.json() == {"status": "healthy", "message": "Image processing service is running"}
+        # 1600x1200 stored with EXIF orientation 6 (rotate 90°): upright it is 1200x1600.
+        task_id = upload(alice, jpeg(1600, 1200, orientation=6))
+        status = wait_terminal(alice, task_id)
+        assert status["status"] == "completed", status
+        metadata = json.loads(status["metadata"])
+        assert metadata["original_size"] > 0 and metadata["processed_size"] > 0
+        result = alice.get(f"/api/tasks/{task_id}/result")
+        assert result.status_code == 200 and result.headers["content-type"] == "image/jpeg"
+        image = decode(result.content)
+        assert image.format == "JPEG" and image.size == (450, 600), image.size  # EXIF applied, fits 800x600
+        assert not image.getexif(), "metadata must be stripped"
+
+        # Another cookie user sees nothing of it.
+        assert bob.get(f"/api/isReady/{task_id}").status_code == 404
+        assert bob.get(f"/api/tasks/{task_id}/result").status_code == 404
+        assert all(t["id"] != task_id for t in bob.get("/api/tasks").json()["items"])
+
+
+def test_the_webhook_is_not_reachable_through_the_ingress(release: Release, live_cluster: LiveCluster):
+    with client(release) as user:
+        for path in ("/api/webhook/task-complete", "/api/webhook/", "/api/webhook/task-complete/../x"):
+            response = user.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+            # Traefik's own answer for an unreachable backend, never the app's (401 unsigned).
+            assert response.status_code == 502, (path, response.status_code, response.text)
+            assert "detail" not in response.text
+    # The worker reaches it inside the cluster (an unsigned report is refused by the app itself).
+    worker = release.pods("worker")[0]["metadata"]["name"]
+    host, port = endpoints(release)["api"]
+    script = f"import httpx; print(httpx.post('http://{host}:{port}/api/webhook/task-complete', json={{}}).status_code)"
+    answer = live_cluster.exec_python(release.namespace, worker, script)
+    assert answer.stdout.strip() == "401", answer
+
+
+@pytest.mark.browser
+def test_an_upload_ends_completed_on_the_page(release: Release, tmp_path):
+    if not browser.available():
+        pytest.fail("chromium and chromium-driver are missing: run scripts/system-packages", pytrace=False)
+    # The release's ingress host resolves to the ingress's address, as DNS would make it.
+    ingress = urlparse(release.url).hostname
+    with browser.chromium(extra_args=(f"--host-resolver-rules=MAP {release.host} {ingress}",)) as driver:
+        driver.get(f"http://{release.host}/frontend/")
+        wait_for(driver, lambda d: d.execute_script("return document.getElementById('tasks-heading') !== null"))
+        wait_for_list_loaded(driver)
+        choose_files(driver, samples.write(tmp_path, "cluster.jpg", samples.picture(1600, 1200, seed=3, fmt="JPEG")))
+        [row] = wait_for_tasks(driver, 1)
+    assert row["status"] == "completed" and row["badge"] == "Completed", row
+    assert "800\u00d7600 JPEG" in row["text"], row["text"]
+
+
+# --------------------------------------------------------------------------- NetworkPolicies
+
+CONNECT = """
+import socket, sys
+results = {}
+for host, port in %r:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        results[f"{host}:{port}"] = "open"
+    except OSError as error:
+        results[f"{host}:{port}"] = type(error).__name__
+print(results)
+"""
+
+
+def endpoints(release: Release) -> dict[str, tuple[str, int]]:
+    prefix = f"{release.name}-imgproc" if release.name != "imgproc" else "imgproc"
+    return {
+        "postgresql": (f"{release.name}-postgresql", 5432),
+        "redis": (f"{release.name}-redis", 6379),
+        "api": (f"{prefix}-api", 8000),
+    }
+
+
+def connect_from_pod(live_cluster: LiveCluster, release: Release, pod: str, targets: list[tuple[str, int]],
+                     container: str | None = None) -> dict[str, str]:
+    result = live_cluster.exec_python(release.namespace, pod, CONNECT % (targets,), container=container)
+    assert result.returncode == 0, result.stderr
+    return eval(result.stdout.strip())  # noqa: S307 - our own script's repr of a dict of strings
+
+
+def test_network_policies_are_enforced_from_inside_pods(release: Release, live_cluster: LiveCluster):
+    targets = list(endpoints(release).values())
+    ingress = ("traefik.traefik.svc.cluster.local", 80)
+    # A pod of the release's namespace that no policy admits. It resolves the names and reaches
+    # the ingress controller (no policy there), so a refusal below is the policies' doing.
+    code, output = live_cluster.probe_pod(release.namespace, "outsider", CONNECT % ([ingress, *targets],),
+                                          labels={"app.kubernetes.io/name": "outsider"})
+    assert code == 0, output
+    outsider = eval(output.strip())  # noqa: S307
+    assert outsider.pop(f"{ingress[0]}:{ingress[1]}") == "open", outsider
+    assert set(outsider.values()) <= {"ConnectionRefusedError", "TimeoutError"}, outsider
+
+    # The worker reaches PostgreSQL, Redis and the API's webhook port.
+    worker = release.pods("worker")[0]["metadata"]["name"]
+    assert set(connect_from_pod(live_cluster, release, worker, targets).values()) == {"open"}
+    # The API reaches its dependencies.
+    api = release.pods("api")[0]["metadata"]["name"]
+    from_api = connect_from_pod(live_cluster, release, api, targets[:2])
+    assert set(from_api.values()) == {"open"}, from_api
+
+
+# --------------------------------------------------------------------------- upgrade and uninstall
+
+
+def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, live_cluster: LiveCluster):
+    before = {p["metadata"]["name"] for p in release.pods("api") + release.pods("worker")}
+    # A second tag of the same image: the Deployments roll as for a new release of the app.
+    image = f"localhost/imgproc:{APP_IMAGE_TAG}"
+    live_cluster.run(str(CLUSTER), "tag", image, f"{image}-next", timeout=300)
+    stop = threading.Event()
+    accepted: list[int] = []
+    refusals: list[tuple[int, str | None]] = []
+    failures: list[str] = []
+
+    def keep_uploading() -> None:
+        with client(release) as user:
+            while not stop.is_set() and len(accepted) < 200:
+                try:
+                    response = user.post("/api/newTask", files={"file": ("u.jpg", jpeg(640, 480), "image/jpeg")})
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                    time.sleep(0.5)
+                    continue
+                if response.status_code == 200:
+                    accepted.append(response.json()["task_id"])
+                elif response.status_code == 503 and response.headers.get("Retry-After"):
+                    refusals.append((503, response.headers["Retry-After"]))
+                    time.sleep(1)
+                else:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                time.sleep(0.2)
+            # Every accepted task ends; the client's own cookie sees them all.
+            for task_id in accepted:
+                status = wait_terminal(user, task_id, timeout=180)
+                if status["status"] != "completed":
+                    failures.append(f"task {task_id}: {status}")
+
+    uploader = threading.Thread(target=keep_uploading)
+    uploader.start()
+    try:
+        time.sleep(3)
+        release.helm("upgrade", release.name, str(CHART),
+                     "--reuse-values", "--set", f"image.tag={APP_IMAGE_TAG}-next", "--set", "config.logLevel=DEBUG",
+                     "--wait", "--timeout", "600s", timeout=700)
+        time.sleep(3)
+    finally:
+        stop.set()
+        uploader.join(timeout=300)
+    after = release.pods("api") + release.pods("worker")
+    assert {p["metadata"]["name"] for p in after}.isdisjoint(before), "API and worker pods were not replaced"
+    assert all(p["spec"]["containers"][0]["image"].endswith(f":{APP_IMAGE_TAG}-next") for p in after)
+    assert accepted, "no upload was accepted during the upgrade"
+    assert not failures, failures
+    print(f"upgrade under load: {len(accepted)} accepted, {len(refusals)} x 503 with Retry-After")
+
+
+def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_cluster: LiveCluster):
+    release.helm("uninstall", release.name, "--wait", timeout=300)
+    kinds = "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,ingresses,networkpolicies," \
+            "poddisruptionbudgets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,workerautoscalers"
+    deadline = time.monotonic() + 120
+    while True:
+        items = live_cluster.get(kinds, "-n", release.namespace)["items"]
+        left = sorted(
+            f"{item['kind']}/{item['metadata']['name']}" for item in items
+            # Made by Kubernetes for every namespace, not by the chart.
+            if not (item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default")
+            and not (item["kind"] == "ConfigMap" and item["metadata"]["name"] == "kube-root-ca.crt")
+        )
+        if all(not name.startswith("Pod/") for name in left) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    kept = {name for name in left if name.startswith("PersistentVolumeClaim/")}
+    assert kept, "the claims the chart documents as kept are gone"
+    assert set(left) - kept == {f"Secret/{release.name}-postgresql", f"Secret/{release.name}-redis"}, left
