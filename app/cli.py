@@ -62,7 +62,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.webhook_secret()  # refuse to start without a way to report outcomes
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    if settings.STORAGE_BACKEND == "filesystem":
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        from app.storage import get_storage
+
+        get_storage()  # a wrong setting (the CA bundle) stops the worker now, not each task; no I/O
     app.worker_main(worker_argv(settings, *args.celery_args))
     return 0
 
@@ -121,6 +126,20 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage_migrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.storage import get_storage
+    from app.storage_migrate import run
+
+    settings = get_settings()
+    if settings.STORAGE_BACKEND != "s3":
+        print("set IMGPROC_STORAGE_BACKEND=s3 and IMGPROC_S3_* for the bucket to copy into", file=sys.stderr)
+        return 2
+    source = Path(args.source) if args.source else settings.storage_dir
+    return run(source.resolve(), get_storage(), dry_run=args.dry_run)
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from app.smoke import smoke
 
@@ -175,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--timeout", type=float, default=60, help="with --uninstall: seconds to wait")
     operator.set_defaults(func=cmd_operator)
     sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_reconcile)
+    storage = sub.add_parser("storage", help="file storage maintenance")
+    storage_sub = storage.add_subparsers(dest="storage_command", required=True)
+    storage_migrate = storage_sub.add_parser(
+        "migrate", help="copy originals and results from the file system into the S3 bucket (resumable)"
+    )
+    storage_migrate.add_argument(
+        "--source", help="the storage directory to copy from (default: IMGPROC_STORAGE_DIR or <DATA_DIR>/storage)"
+    )
+    storage_migrate.add_argument("--dry-run", action="store_true", help="list what would be copied, copy nothing")
+    storage_migrate.set_defaults(func=cmd_storage_migrate)
     smoke = sub.add_parser("smoke", help="check a running API: health and one upload round trip")
     smoke.add_argument("--url", required=True)
     smoke.add_argument("--timeout", type=float, default=120)

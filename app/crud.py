@@ -92,6 +92,18 @@ def start_processing(*, session: Session, task_id: int, max_attempts: int) -> st
     return source_key
 
 
+def release_attempt(*, session: Session, task_id: int) -> None:
+    """Gives back the attempt a run claimed when it stops for an outage of a dependency (the
+    store unreachable): that run did not die with its worker, and must not count towards
+    ``max_attempts``. The task stays `processing` until its retry claims it again."""
+    session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.PROCESSING, Task.attempts > 0)
+        .values(attempts=Task.attempts - 1, updated_at=utcnow())
+    )
+    session.commit()
+
+
 def finish_task(
     *,
     session: Session,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import resources
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -28,6 +30,7 @@ from app.migrate import assert_database_current
 from app.models import utcnow
 from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.reconciler import reconcile_once
+from app.storage import StorageUnavailable, get_storage
 
 log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/api/webhook/"
@@ -63,7 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.webhook_secret()  # fail at start-up, not at the first report
     await run_in_threadpool(assert_database_current)
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    if settings.STORAGE_BACKEND == "filesystem":
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
     reconciler = asyncio.create_task(_reconcile_forever(settings))
     try:
         yield
@@ -76,6 +80,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "The database is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
+class FrontendFiles(StaticFiles):
+    """The page's files. When results are served as signed URLs of the object store, the page's
+    Content-Security-Policy admits images from that origin too (the thumbnails follow the 302)."""
+
+    def __init__(self, *, directory: str, image_origin: str = "") -> None:
+        super().__init__(directory=directory, html=True)
+        self.image_origin = image_origin
+
+    def file_response(self, full_path, stat_result, scope, status_code=200):  # type: ignore[no-untyped-def]
+        if not self.image_origin or os.path.basename(full_path) != "index.html":
+            return super().file_response(full_path, stat_result, scope, status_code)
+        with open(full_path, encoding="utf-8") as fh:
+            page = fh.read().replace("img-src 'self'", f"img-src 'self' {self.image_origin}", 1)
+        return HTMLResponse(page, status_code=status_code)
+
+
+def _signed_url_origin() -> str:
+    """scheme://host of the signed result URLs, or "" when results come from the API itself."""
+    url = get_storage().signed_url("results/1.jpg", filename="x.jpg", cache_seconds=1)  # signing is local
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("storage unavailable: %s", exc)
+    return JSONResponse(
+        {"detail": "File storage is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
     )
 
 
@@ -103,10 +139,13 @@ def create_app() -> FastAPI:
     app.add_exception_handler(405, _method_not_allowed)
     for exc_type in (OperationalError, PoolTimeout, DBAPIError):
         app.add_exception_handler(exc_type, _database_unavailable)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
 
     frontend = resources.files("app") / "static" / "frontend"
     if frontend.is_dir():
-        app.mount("/frontend", StaticFiles(directory=str(frontend), html=True), name="frontend")
+        app.mount(
+            "/frontend", FrontendFiles(directory=str(frontend), image_origin=_signed_url_origin()), name="frontend"
+        )
 
         @app.get("/frontend", include_in_schema=False)
         def frontend_redirect() -> RedirectResponse:

@@ -24,7 +24,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok", "storage": "ok"}])
 
 
 class NewTaskResponse(BaseModel):

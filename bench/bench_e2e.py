@@ -1,11 +1,13 @@
 """End-to-end figures: uploads through API + one worker process (concurrency 1), in
-embedded mode and on PostgreSQL + Redis, against the pure pipeline on the same input.
+embedded mode and on PostgreSQL + Redis with either storage backend (the file system, or a
+real S3-compatible store: SeaweedFS on loopback), against the pure pipeline on the same input.
 
     python -m bench.bench_e2e [--uploads 60]
 
-Throughput: the queue is filled with the worker stopped, then one warm worker drains it;
-tasks/s is compared with the pure pipeline's images/s in this process (the difference is
-what the queue, the database, the file writes and the webhook cost). The same Celery setup
+Throughput: the queue is filled with the worker stopped, then one warm worker drains it
+(timed by the tasks' completion times, the same clock on both backends); tasks/s is compared
+with the pure pipeline's images/s in this process (the difference is what the queue, the
+database, the storage writes and the webhook cost). The same Celery setup
 running a no-op task (bench.celery_floor) drains a queue too: the part of the overhead that
 Celery itself takes with the reliability settings the service requires. Latency: uploads at
 a steady pace below capacity, upload-to-completed p50/p95. Servers run on loopback only."""
@@ -27,6 +29,7 @@ from pathlib import Path
 from bench.bench_pipeline import photo_like, pipeline_images_per_second
 from tests.fixtures.postgres import start_postgres
 from tests.fixtures.redis import start_redis
+from tests.fixtures.s3 import start_s3
 from tests.fixtures.services import ServiceStack, embedded_env, running_stack, server_env, wait_for_terminal
 from tests.utils.images import encode
 
@@ -56,19 +59,32 @@ def wait_for_results(directory: Path, count: int, timeout: float = 300) -> list[
     raise TimeoutError(f"fewer than {count} results in {directory}")
 
 
+def completed_at(client, task_id: int) -> float:  # type: ignore[no-untyped-def]
+    return datetime.fromisoformat(client.get(f"/api/tasks/{task_id}").json()["updated_at"]).timestamp()
+
+
+def wait_quietly(client, task_id: int, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]
+    """Polled slowly on purpose: a tight loop here would take CPU from the worker it measures."""
+    deadline = time.monotonic() + timeout
+    while client.get(f"/api/isReady/{task_id}").json()["status"] not in ("completed", "failed"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id} not finished after {timeout}s")
+        time.sleep(0.25)
+
+
 def drain_rate(stack: ServiceStack, data: bytes, uploads: int) -> tuple[float, float]:
     """Tasks/s of one warm worker draining a full queue (the first task warms it up), and the
     median pipeline time the worker itself measured (contention from the API, the database and
     the broker on the same cores shows up there)."""
-    results = stack.storage_dir / "results"
     with stack.client() as client:
         ids = [upload(client, data) for _ in range(uploads + 1)]
         stack.start_worker("--concurrency=1")
-        written = wait_for_results(results, uploads + 1)
+        wait_quietly(client, ids[-1])  # one worker, FIFO: the last one finishes last
         statuses = {wait_for_terminal(client, task_id)["status"] for task_id in ids}
         assert statuses == {"completed"}, statuses
+        finished = sorted(completed_at(client, task_id) for task_id in ids)
         worker_ms = [client.get(f"/api/tasks/{task_id}").json()["metadata"]["processing_ms"] for task_id in ids[1:]]
-    return uploads / (written[-1] - written[0]), statistics.median(worker_ms)
+    return uploads / (finished[-1] - finished[0]), statistics.median(worker_ms)
 
 
 def queue_alone_rate(stack: ServiceStack, tasks: int, directory: Path) -> float:
@@ -102,7 +118,7 @@ def steady_latency(stack: ServiceStack, data: bytes, uploads: int, interval: flo
         latencies = []
         for task_id, started in sent.items():
             task = wait_for_terminal(client, task_id)
-            finished = datetime.fromisoformat(client.get(f"/api/tasks/{task_id}").json()["updated_at"]).timestamp()
+            finished = completed_at(client, task_id)
             assert task["status"] == "completed"
             latencies.append(finished - started)
     return latencies
@@ -152,7 +168,7 @@ def print_table(rows: list[ModeFigures]) -> None:
         "p50 ms",
         "p95 ms",
     ]
-    print(f"{'mode':<20}" + "".join(f"{column:>15}" for column in columns))
+    print(f"{'mode':<28}" + "".join(f"{column:>15}" for column in columns))
     for row in rows:
         cells = [
             f"{1000 / row.pure_rate:.1f}",
@@ -165,7 +181,7 @@ def print_table(rows: list[ModeFigures]) -> None:
             f"{percentile(row.latencies, 50) * 1000:.0f}",
             f"{percentile(row.latencies, 95) * 1000:.0f}",
         ]
-        print(f"{row.name:<20}" + "".join(f"{cell:>15}" for cell in cells))
+        print(f"{row.name:<28}" + "".join(f"{cell:>15}" for cell in cells))
     print(
         "\ntarget: queue + database overhead under 15% of the pure pipeline"
         "\n(overhead = 1 - tasks/s / pure images/s; 'its overhead' = what the queue alone would cost)"
@@ -183,6 +199,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="imgproc-bench-"))
     postgres = start_postgres()
     redis = start_redis()
+    s3 = start_s3("imgproc-bench")
     limits = {
         "IMGPROC_WORKER_CONCURRENCY": "1",
         "IMGPROC_UPLOADS_PER_MINUTE_PER_USER": "100000",
@@ -190,15 +207,20 @@ def main() -> None:
         "IMGPROC_LOG_LEVEL": "WARNING",
     }
     try:
+        s3_env = {**server_env(postgres.create_database("bench_s3"), redis.url.replace("/0", "/1"),
+                               workdir / "server-s3"), **s3.settings_env()}
         modes = {
-            "embedded (SQLite)": embedded_env(workdir / "embedded"),
-            "PostgreSQL + Redis": server_env(postgres.create_database("bench"), redis.url, workdir / "server"),
+            "embedded (SQLite, files)": embedded_env(workdir / "embedded"),
+            "PostgreSQL + Redis, files": server_env(postgres.create_database("bench"), redis.url, workdir / "server"),
+            "PostgreSQL + Redis, S3": s3_env,
         }
         rows = [
             measure_mode(name, {**env, **limits}, workdir / f"logs-{index}", data, args.uploads)
             for index, (name, env) in enumerate(modes.items())
         ]
     finally:
+        s3.stop()
+        shutil.rmtree(s3.directory, ignore_errors=True)
         redis.stop()
         postgres.stop()
         shutil.rmtree(postgres.data_dir.parent, ignore_errors=True)

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.redis", "tests.fixtures.kube", "tests.fixtures.cluster"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.redis",
+    "tests.fixtures.s3",
+    "tests.fixtures.kube",
+    "tests.fixtures.cluster",
+]
 
 # Tests must never pick up a developer's own configuration.
 for _name in [n for n in os.environ if n.startswith("IMGPROC_") and not n.startswith("IMGPROC_TEST_")]:

@@ -17,6 +17,13 @@ def test_smoke_passes_over_plain_http_with_the_clusters_secure_cookie(tmp_path):
         assert smoke(stack.url, timeout=60) == 0
 
 
+def test_smoke_follows_the_signed_url_of_the_s3_backend(tmp_path, s3_server, s3_prefix, capsys):
+    env = {**embedded_env(tmp_path / "data"), **s3_server.settings_env(s3_prefix), "IMGPROC_COOKIE_SECURE": "true"}
+    with running_stack(env, tmp_path / "logs") as stack:
+        assert smoke(stack.url, timeout=60) == 0
+    assert "from a signed URL" in capsys.readouterr().out
+
+
 def test_the_first_health_check_waits_for_a_service_that_refuses_connections_at_first(monkeypatch):
     # As a new pod's traffic is refused until the NetworkPolicy enforcer has programmed it.
     import http.server

@@ -17,7 +17,7 @@ from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.schemas import OutcomeReport, TaskMetadata
-from app.storage import Storage
+from app.storage import Storage, StorageUnavailable, get_storage, result_key
 from worker.reporting import ReportNotDelivered, TaskGone, deliver
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ celery_app = get_celery_app()
 # Retries of a report back off up to this long between attempts, forever: an accepted
 # task must reach a terminal state once the API is back.
 MAX_REPORT_BACKOFF_SECONDS = 60
+# An unreachable store: the run is retried (not failed) with back-off up to this long.
+MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
 
 
@@ -45,8 +47,8 @@ def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport
         result = imaging.process(source, spec_from_settings())
     except imaging.ImageError as exc:
         return failed(task_id, str(exc))
-    key = storage.result_key(task_id)
-    storage.write(key, result.data)
+    key = result_key(task_id)
+    storage.write(key, result.data, content_type="image/jpeg")
     metadata = TaskMetadata(
         original_size=len(source),
         processed_size=len(result.data),
@@ -72,6 +74,8 @@ def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeRepor
         return failed(task_id, "the uploaded file is missing from storage")
     except SoftTimeLimitExceeded:
         return failed(task_id, TIME_LIMIT_REASON)
+    except StorageUnavailable:
+        raise  # an outage, not this image's fault: the run is retried (process_image)
     except Exception as exc:  # storage failing (disk full), or a bug: reported, not retried forever
         log.exception("task %s: unexpected failure", task_id)
         return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
@@ -83,7 +87,10 @@ def deliver_once(task_id: int, body: bytes, storage: Storage) -> str:
     try:
         deliver(get_settings(), body)
     except TaskGone:
-        storage.delete(storage.result_key(task_id))
+        try:
+            storage.delete(result_key(task_id))
+        except StorageUnavailable as exc:
+            log.warning("task %s: deleted task's result not removed (%s)", task_id, exc)
         return "gone"
     return "delivered"
 
@@ -147,12 +154,21 @@ class ProcessImageTask(CeleryTask):
 )
 def process_image(self: CeleryTask, task_id: int) -> str:
     settings = get_settings()
-    storage = Storage(settings.storage_dir)
+    storage = get_storage()
     with session_scope() as session:
         source_key = crud.start_processing(session=session, task_id=task_id, max_attempts=settings.MAX_TASK_ATTEMPTS)
         status = crud.task_status(session=session, task_id=task_id) if source_key is None else None
     if source_key is not None:
-        outcome = outcome_for(task_id, source_key, storage)
+        try:
+            outcome = outcome_for(task_id, source_key, storage)
+        except StorageUnavailable as exc:
+            # Not the task's fault: give the attempt back and run it again later. Nothing was
+            # reported; a result half-written cannot exist (writes are atomic).
+            with session_scope() as session:
+                crud.release_attempt(session=session, task_id=task_id)
+            countdown = min(MAX_STORAGE_BACKOFF_SECONDS, 2 ** min(self.request.retries, 5))
+            log.warning("task %s: storage unavailable (%s); retrying in %ss", task_id, exc, countdown)
+            raise self.retry(countdown=countdown, exc=exc, max_retries=None) from exc
     elif status is not None and not status.terminal:
         # Every earlier run died with its worker (OOM, a crash) or its report was lost each time.
         outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
@@ -166,7 +182,7 @@ def process_image(self: CeleryTask, task_id: int) -> str:
 def report_outcome(self: CeleryTask, body: str) -> str:
     task_id = OutcomeReport.model_validate_json(body).task_id
     try:
-        return deliver_once(task_id, body.encode(), Storage(get_settings().storage_dir))
+        return deliver_once(task_id, body.encode(), get_storage())
     except ReportNotDelivered as exc:
         countdown = min(MAX_REPORT_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))
         raise self.retry(countdown=countdown, exc=exc) from exc

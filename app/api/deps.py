@@ -17,7 +17,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
 from app.models import User
 from app.ratelimit import RateLimiter, make_limiter
-from app.storage import Storage
+from app.storage import Storage, get_storage
 
 
 # FastAPI runs a plain `def` dependency in the thread pool, a hand-off that costs more than these
@@ -45,11 +45,6 @@ async def get_session() -> AsyncIterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-@lru_cache
-def get_storage() -> Storage:
-    return Storage(get_settings().storage_dir)
 
 
 async def storage_dependency() -> Storage:

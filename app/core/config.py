@@ -43,7 +43,24 @@ class Settings(BaseSettings):
     DATA_DIR: Path = Path("data")
     DATABASE_URL: str = ""  # default: sqlite:///<DATA_DIR>/imgproc.sqlite3
     BROKER_URL: str = ""  # default: imgproc-sqlite+sqlite:///<DATA_DIR>/broker.sqlite3
-    STORAGE_DIR: Path | None = None  # default: <DATA_DIR>/storage
+    # Originals and results: a directory shared by API and workers (filesystem), or an
+    # S3-compatible bucket (s3), so that they share no volume. Credentials for S3 come from
+    # the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, web identity, pod
+    # identity, instance metadata), never from a setting of ours.
+    STORAGE_BACKEND: Literal["filesystem", "s3"] = "filesystem"
+    STORAGE_DIR: Path | None = None  # filesystem: default <DATA_DIR>/storage
+    S3_ENDPOINT_URL: str = ""  # empty = AWS; the address API and workers reach
+    S3_PUBLIC_ENDPOINT_URL: str = ""  # the address browsers reach, for signed URLs; default: S3_ENDPOINT_URL
+    S3_BUCKET: str = ""
+    S3_REGION: str = "us-east-1"
+    S3_PREFIX: str = ""  # keys become <prefix>/originals/..., <prefix>/results/...
+    S3_FORCE_PATH_STYLE: bool | None = None  # default: path style with an endpoint, virtual hosts on AWS
+    S3_CA_BUNDLE: Path | None = None  # PEM file to verify the endpoint's certificate with
+    # GET /api/tasks/{id}/result: 302 to a signed URL (on), or the bytes through the API (off).
+    S3_SIGNED_URLS: bool = True
+    S3_SIGNED_URL_SECONDS: int = Field(300, ge=1, le=7 * 24 * 3600)
+    S3_MAX_ATTEMPTS: int = Field(3, ge=1, le=20)  # per call, botocore's standard retry mode
+    S3_CONNECT_TIMEOUT: float = Field(3.0, gt=0)
     QUEUE_NAME: str = "imgproc"
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -132,6 +149,18 @@ class Settings(BaseSettings):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def s3_prefix(self) -> str:
+        prefix = self.S3_PREFIX.strip("/")
+        return f"{prefix}/" if prefix else ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def s3_addressing_style(self) -> Literal["path", "virtual"]:
+        path_style = bool(self.S3_ENDPOINT_URL) if self.S3_FORCE_PATH_STYLE is None else self.S3_FORCE_PATH_STYLE
+        return "path" if path_style else "virtual"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def embedded(self) -> bool:
         """True when running on SQLite with no servers: the one-command local mode."""
         return self.database_url.startswith("sqlite")
@@ -174,6 +203,13 @@ class Settings(BaseSettings):
             raise ValueError("IMGPROC_WEBHOOK_SECRET must be at least 24 characters long.")
         if self.VISIBILITY_TIMEOUT <= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_VISIBILITY_TIMEOUT must be longer than IMGPROC_TASK_TIME_LIMIT.")
+        if self.STORAGE_BACKEND == "s3":
+            if not self.S3_BUCKET:
+                raise ValueError("IMGPROC_S3_BUCKET must be set when IMGPROC_STORAGE_BACKEND is s3.")
+            for name in ("S3_ENDPOINT_URL", "S3_PUBLIC_ENDPOINT_URL"):
+                url = getattr(self, name)
+                if url and not url.startswith(("http://", "https://")):
+                    raise ValueError(f"IMGPROC_{name} must be an http:// or https:// URL, got {url!r}.")
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_TASK_SOFT_TIME_LIMIT must be shorter than IMGPROC_TASK_TIME_LIMIT.")
         return self

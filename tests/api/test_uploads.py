@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app.core.config import get_settings
-from app.storage import Storage
 from tests.utils import images
 
 UPLOAD = "/api/newTask"
@@ -19,7 +18,7 @@ def multipart(*parts: tuple[str, bytes], boundary: str = "XyZ") -> tuple[bytes, 
 
 
 def stored_originals() -> list:
-    originals = Storage(get_settings().storage_dir).root / "originals"
+    originals = get_settings().storage_dir / "originals"
     return list(originals.iterdir()) if originals.exists() else []
 
 

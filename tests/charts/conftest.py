@@ -34,3 +34,8 @@ def render(renderer: Renderer) -> Callable[..., list[dict[str, Any]]]:
 @pytest.fixture(scope="session")
 def helm_fails(renderer: Renderer) -> Callable[..., str]:
     return renderer.failure
+
+
+@pytest.fixture(scope="session")
+def notes(renderer: Renderer) -> Callable[..., str]:
+    return renderer.notes

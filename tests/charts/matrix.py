@@ -53,6 +53,24 @@ CASES: dict[str, Case] = {
                   "serviceAccount": {"create": False}, "postgresql": {"primary": {"persistence": {"enabled": False}}},
                   "redis": {"master": {"persistence": {"enabled": False}}}},
                  {"PersistentVolumeClaim": {"shared-data"}}),
+    "s3-external": Case({"storage": {"backend": "s3", "s3": {
+        "endpoint": "https://s3.example.com:9443", "publicEndpoint": "https://files.example.com",
+        "bucket": "imgproc-data", "region": "eu-west-1", "prefix": "prod", "forcePathStyle": True,
+        "existingSecret": "s3-credentials", "accessKeyIdKey": "access-key", "secretAccessKeyKey": "secret-key",
+        "caBundle": {"secretName": "s3-ca", "key": "ca.pem"}, "signedUrls": {"expiresSeconds": 120}}}},
+        {"Secret": {"s3-credentials", "s3-ca"}}),
+    "s3-aws-workload-identity": Case({
+        "storage": {"backend": "s3", "s3": {"bucket": "imgproc-data", "region": "eu-central-1"}},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/imgproc"}},
+        "api": {"topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imgproc",
+                                              "app.kubernetes.io/component": "api"}}}]}}),
+    "object-store": Case({"objectStore": {"enabled": True}}),
+    "object-store-exposed": Case({"objectStore": {"enabled": True, "existingSecret": "store-root"},
+                                  "storage": {"s3": {"publicEndpoint": "https://s3.imgproc.example.com"}},
+                                  "ingress": {"enabled": True}},
+                                 {"Secret": {"store-root"}}),
     "kind": Case(yaml.safe_load((ROOT / "k8s" / "values-kind.yaml").read_text())),
 }
 
@@ -65,3 +83,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+# The kind values with the S3 overlay (what the cluster runs with storage.backend=s3).
+CASES["kind-s3"] = Case(deep_merge(CASES["kind"].values,
+                                   yaml.safe_load((ROOT / "k8s" / "values-s3.yaml").read_text())))

@@ -40,6 +40,24 @@ def template_args(values: dict[str, Any], values_file: Path) -> list[str]:
             "--values", str(values_file)]
 
 
+def notes_chart(tmp: Path) -> Path:
+    """A copy of the chart whose NOTES.txt is rendered into a ConfigMap (`helm template` never
+    renders NOTES; `helm install --dry-run` wants a cluster)."""
+    import shutil
+
+    copy_dir = tmp / "notes-chart"
+    if not copy_dir.exists():
+        shutil.copytree(CHART, copy_dir)
+        notes = (copy_dir / "templates" / "NOTES.txt").read_text()
+        (copy_dir / "templates" / "NOTES.txt").unlink()
+        (copy_dir / "templates" / "_notes_for_tests.tpl").write_text(
+            '{{- define "imgproc.testNotes" -}}\n' + notes + "\n{{- end }}\n")
+        (copy_dir / "templates" / "notes-for-tests.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+            '  notes: {{ include "imgproc.testNotes" . | quote }}\n')
+    return copy_dir
+
+
 class Renderer:
     """Session-wide cache of `helm template` results keyed by the values."""
 
@@ -63,6 +81,15 @@ class Renderer:
             assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
             self._parsed[key] = [doc for doc in yaml.load_all(result.stdout, Loader=SafeLoader) if doc]
         return copy.deepcopy(self._parsed[key])
+
+    def notes(self, values: dict[str, Any]) -> str:
+        """NOTES.txt as `helm install` would print it for these values."""
+        values_file = self.tmp / f"notes-values-{len(self._cache)}.json"
+        args = template_args(values, values_file)
+        args[2] = str(notes_chart(self.tmp))
+        result = run_helm(self.bin_dir, self.tmp, *args, "--show-only", "templates/notes-for-tests.yaml")
+        assert result.returncode == 0, result.stderr
+        return yaml.safe_load(result.stdout)["data"]["notes"]
 
     def failure(self, values: dict[str, Any], *extra: str) -> str:
         result = self._run(values, *extra)

@@ -230,3 +230,40 @@ def test_upgrade_keeps_generated_secrets_and_the_autoscaled_replica_count_and_un
     kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks")
     for name in ("rel-postgresql", "rel-redis"):
         assert _secret_data(kube, namespace, name) == secrets[name]
+
+
+def test_the_s3_backend_with_the_bundled_store_installs_with_no_shared_claim(kube, tmp_path):
+    """What the cluster test will do for real (storage.backend=s3 + objectStore), as far as an
+    API server without kubelets can tell: accepted, no pod-security warning, the only claim is
+    the store's, API and worker pods mount none, every pod template passes "restricted"."""
+    namespace = kube.new_namespace("s3")
+    values = {**INSTALL_VALUES, "storage": {"backend": "s3"}, "objectStore": {"enabled": True}}
+    result = kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
+                       *values_args(tmp_path, values))
+    assert "STATUS: deployed" in result.stdout and pod_security_warnings(result.stderr) == []
+    core, apps = client.CoreV1Api(kube.api_client), client.AppsV1Api(kube.api_client)
+    claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items}
+    assert claims == {f"{FULLNAME}-object-store"}
+    for name in ("api", "worker"):
+        spec = apps.read_namespaced_deployment(f"{FULLNAME}-{name}", namespace).spec.template.spec
+        assert not [v for v in spec.volumes if v.persistent_volume_claim], name
+    secret = core.read_namespaced_secret(f"{FULLNAME}-object-store", namespace)
+    assert set(secret.data) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    manifest = manifest_objects(kube.helm("get", "manifest", RELEASE, "--namespace", namespace).stdout)
+    templates = pod_templates(manifest)
+    assert f"{FULLNAME}-object-store" in {p.owner["metadata"]["name"] for p in templates}
+    for pod in templates:
+        name = pod.owner["metadata"]["name"]
+        spec = dict(pod.spec)
+        claims = [{"name": (claim := t["metadata"]["name"]),
+                   "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
+                  for t in pod.owner["spec"].get("volumeClaimTemplates") or []]
+        spec["volumes"] = (spec.get("volumes") or []) + claims
+        kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{name}"[:63],
+                                                                     "labels": pod.labels}, "spec": spec},
+                    namespace, dry_run=True)
+    upgraded = kube.helm("upgrade", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
+                         *values_args(tmp_path, values))
+    assert "STATUS: deployed" in upgraded.stdout
+    again = core.read_namespaced_secret(f"{FULLNAME}-object-store", namespace)
+    assert again.data == secret.data  # generated once, kept across upgrades

@@ -4,6 +4,7 @@ hardening, wiring between objects, Ingress routing and NetworkPolicy reachabilit
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -156,6 +157,9 @@ def test_imgproc_pods_write_only_to_a_size_limited_tmp_and_the_shared_volume(obj
         for container in pod.spec["containers"]:
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             assert mounts.pop("/tmp") == "tmp", pod.ref
+            if ca := mounts.pop("/etc/imgproc/s3-ca", None):  # the S3 endpoint's CA bundle, read-only
+                assert "secret" in volumes[ca] and all(m["readOnly"] for m in container["volumeMounts"]
+                                                       if m["name"] == ca), pod.ref
             assert set(mounts) <= {"/data"}, pod.ref
             if mounts:
                 assert "persistentVolumeClaim" in volumes[mounts["/data"]], pod.ref
@@ -359,6 +363,111 @@ def test_api_and_worker_share_the_webhook_secret_and_storage(render):
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "nfs"
     existing = render(CASES["bare"].values)
     assert not by_kind(existing, "PersistentVolumeClaim")
+    assert named(objects, "ConfigMap", FULLNAME)["data"]["IMGPROC_STORAGE_BACKEND"] == "filesystem"
+
+
+S3_CASES = ["s3-external", "s3-aws-workload-identity", "object-store", "object-store-exposed", "kind-s3"]
+
+
+@pytest.mark.parametrize("case", S3_CASES)
+def test_with_s3_no_shared_claim_exists_and_api_and_workers_mount_no_shared_volume(render, case):
+    objects = render(CASES[case].values)
+    claims = {o["metadata"]["name"] for o in by_kind(objects, "PersistentVolumeClaim")}
+    bundled = bool(CASES[case].values.get("objectStore", {}).get("enabled"))
+    assert claims == ({f"{FULLNAME}-object-store"} if bundled else set())
+    for name in (API, WORKER):
+        spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v], name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            assert "/data" not in {m["mountPath"] for m in container.get("volumeMounts") or []}, name
+    config = named(objects, "ConfigMap", FULLNAME)["data"]
+    assert config["IMGPROC_STORAGE_BACKEND"] == "s3" and "IMGPROC_STORAGE_DIR" not in config
+
+
+def test_an_external_bucket_is_wired_into_api_and_workers(render):
+    objects = render(CASES["s3-external"].values)
+    config = named(objects, "ConfigMap", FULLNAME)["data"]
+    assert {k: v for k, v in config.items() if k.startswith("IMGPROC_S3_")} == {
+        "IMGPROC_S3_ENDPOINT_URL": "https://s3.example.com:9443",
+        "IMGPROC_S3_PUBLIC_ENDPOINT_URL": "https://files.example.com",
+        "IMGPROC_S3_BUCKET": "imgproc-data", "IMGPROC_S3_REGION": "eu-west-1", "IMGPROC_S3_PREFIX": "prod",
+        "IMGPROC_S3_FORCE_PATH_STYLE": "true", "IMGPROC_S3_CA_BUNDLE": "/etc/imgproc/s3-ca/ca.pem",
+        "IMGPROC_S3_SIGNED_URLS": "true", "IMGPROC_S3_SIGNED_URL_SECONDS": "120",
+    }
+    for name in (API, WORKER):
+        spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        env = _env(spec["containers"][0])
+        # The standard AWS chain, from the user's Secret under the key names they chose.
+        assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-credentials", "key": "access-key"}}
+        assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secret-key"}}
+        (ca,) = [v for v in spec["volumes"] if v["name"] == "s3-ca"]
+        assert ca["secret"] == {"secretName": "s3-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}
+    for name in (FLOWER, OPERATOR):  # they never touch storage
+        assert "AWS_ACCESS_KEY_ID" not in _env(named(objects, "Deployment", name)["spec"]["template"]["spec"]
+                                                ["containers"][0])
+
+
+def test_aws_with_workload_identity_sets_no_keys_and_may_spread_over_nodes(render):
+    objects = render(CASES["s3-aws-workload-identity"].values)
+    config = named(objects, "ConfigMap", FULLNAME)["data"]
+    assert "IMGPROC_S3_ENDPOINT_URL" not in config  # AWS, virtual-hosted addressing by default
+    assert "IMGPROC_S3_FORCE_PATH_STYLE" not in config
+    api = named(objects, "Deployment", API)["spec"]["template"]["spec"]
+    assert not [v for v in api["containers"][0].get("env", []) if v["name"].startswith("AWS_")]
+    assert api["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    account = named(objects, "ServiceAccount", FULLNAME)
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/imgproc")
+
+
+def test_the_bundled_object_store_creates_its_bucket_and_credentials_and_wires_itself(render):
+    objects = render(CASES["object-store"].values)
+    store = f"{FULLNAME}-object-store"
+    config = named(objects, "ConfigMap", FULLNAME)["data"]
+    assert config["IMGPROC_S3_ENDPOINT_URL"] == f"http://{store}:7070"
+    assert config["IMGPROC_S3_BUCKET"] == "imgproc"
+    # Browsers cannot reach the store: results go through the API.
+    assert config["IMGPROC_S3_SIGNED_URLS"] == "false"
+    secret = named(objects, "Secret", store)
+    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert len(base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"])) == 40
+    deployment = named(objects, "Deployment", store)
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = deployment["spec"]["template"]["spec"]
+    (gateway,) = spec["containers"]
+    assert gateway["image"] == "ghcr.io/versity/versitygw:v1.8.0"
+    assert gateway["args"] == ["posix", "/data"]
+    env = _env(gateway)
+    assert env["ROOT_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": store, "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["ROOT_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": store, "key": "AWS_SECRET_ACCESS_KEY"}}
+    (bucket,) = spec["initContainers"]
+    assert bucket["command"][-1] == "/data/imgproc"  # the bucket: a top-level directory of the backend
+    (data,) = [v for v in spec["volumes"] if v["name"] == "data"]
+    assert data["persistentVolumeClaim"]["claimName"] == store
+    pvc = named(objects, "PersistentVolumeClaim", store)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for name in (API, WORKER):
+        env = _env(named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
+        assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": store, "key": "AWS_ACCESS_KEY_ID"}}
+    service = named(objects, "Service", store)
+    assert service["spec"]["ports"] == [{"name": "s3", "port": 7070, "targetPort": "s3", "protocol": "TCP"}]
+    exposed = render(CASES["object-store-exposed"].values)
+    assert named(exposed, "ConfigMap", FULLNAME)["data"]["IMGPROC_S3_SIGNED_URLS"] == "true"
+    assert not [o for o in by_kind(exposed, "Secret") if o["metadata"]["name"] == store]  # existingSecret
+
+
+def test_notes_warn_about_a_read_write_once_claim_shared_by_several_replicas(notes):
+    warning = "WARNING: storage.backend=filesystem with a ReadWriteOnce claim"
+    assert warning in notes({})  # the defaults: 2 API replicas on one RWO claim
+    assert warning in notes({"api": {"replicaCount": 1}})  # the autoscaler may add workers
+    assert warning not in notes({"api": {"replicaCount": 1}, "autoscaler": {"enabled": False}})
+    assert warning not in notes({"persistence": {"accessModes": ["ReadWriteMany"]}})
+    assert warning not in notes(CASES["bare"].values)  # an existing claim: its modes are unknown here
+    for case in S3_CASES:
+        text = notes(CASES[case].values)
+        assert warning not in text and "mount\nno shared volume" in text, case
+    assert "Results are streamed through the API" in notes(CASES["object-store"].values)
+    assert "Results are streamed through the API" not in notes(CASES["object-store-exposed"].values)
 
 
 @pytest.mark.parametrize(("case", "database_url", "broker_url"), [
@@ -658,6 +767,39 @@ def test_network_policies_follow_an_external_database_and_broker(render):
     assert not traffic_allowed(policies, pods["smoke-test"], EXTERNAL_DB, 5432)
 
 
+def test_only_api_and_workers_reach_the_bundled_object_store(render):
+    objects = render(CASES["object-store"].values)
+    policies = by_kind(objects, "NetworkPolicy")
+    pods = release_pods(objects)
+    store = pods["object-store"]
+    candidates = [*pods.values(), INGRESS_CONTROLLER, STRANGER, OTHER_NAMESPACE]
+    assert {c.name for c in candidates if traffic_allowed(policies, c, store, 7070)} == {"api", "worker"}
+    for destination in [*pods.values(), DNS, API_SERVER, EXTERNAL_DB]:  # the store itself talks to no one
+        for port in (53, 5432, 6379, 8000, 443):
+            assert not traffic_allowed(policies, store, destination, port, "UDP" if port == 53 else "TCP")
+    # Exposed for signed URLs (storage.s3.publicEndpoint): the ingress controller as well.
+    exposed = render(CASES["object-store-exposed"].values)
+    allowed = {c.name for c in [*release_pods(exposed).values(), INGRESS_CONTROLLER, STRANGER]
+               if traffic_allowed(by_kind(exposed, "NetworkPolicy"), c, release_pods(exposed)["object-store"], 7070)}
+    assert allowed == {"api", "worker", "ingress-controller"}
+
+
+def test_an_external_object_store_is_reachable_by_api_and_workers_only(render):
+    store = Endpoint.outside("s3", "203.0.113.20")
+    for case, port in (("s3-external", 9443), ("s3-aws-workload-identity", 443)):
+        objects = render(CASES[case].values)
+        policies = by_kind(objects, "NetworkPolicy")
+        pods = release_pods(objects)
+        # (On 443 the operator is allowed anywhere already: the Kubernetes API, whose address the
+        # chart does not know unless networkPolicy.kubeAPIServer.cidrs says so.)
+        expected = {"api", "worker"} | ({"operator"} if port == 443 else set())
+        assert {name for name, pod in pods.items() if traffic_allowed(policies, pod, store, port)} == expected, case
+    filesystem = render({})
+    policies = by_kind(filesystem, "NetworkPolicy")
+    assert not any(traffic_allowed(policies, pod, store, 443) for name, pod in release_pods(filesystem).items()
+                   if name != "operator")
+
+
 def test_default_deny_covers_every_pod_of_the_release_and_nothing_else(render):
     objects = render({})
     (deny,) = [p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"].endswith("default-deny")]
@@ -824,6 +966,12 @@ def test_subchart_images_are_pinned_to_a_version(render):
     ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"),
     ({"autoscaler": {"maxReplicaCount": 0}}, "at '/autoscaler/maxReplicaCount': minimum: got 0, want 1"),
     ({"persistence": {"accessModes": ["ReadWriteSometimes"]}}, "at '/persistence/accessModes/0'"),
+    ({"storage": {"backend": "minio"}}, "at '/storage/backend': value must be one of 'filesystem', 's3'"),
+    ({"storage": {"s3": {"endpoint": "minio:9000"}}}, "at '/storage/s3/endpoint'"),
+    ({"storage": {"s3": {"bucket": "My_Bucket"}}}, "at '/storage/s3/bucket'"),
+    ({"storage": {"s3": {"accessKey": "AKIA..."}}}, "at '/storage/s3': additional properties 'accessKey' not allowed"),
+    ({"storage": {"s3": {"signedUrls": {"expiresSeconds": 0}}}}, "at '/storage/s3/signedUrls/expiresSeconds'"),
+    ({"objectStore": {"persistence": {"accessModes": ["Sometimes"]}}}, "at '/objectStore/persistence/accessModes/0'"),
     ({"postgresql": {"readReplicas": {"replicaCount": 1}}},
      "postgresql:\n- at '/readReplicas/replicaCount': value must be 0"),
     ({"redis": {"replica": {"replicaCount": -1}}}, "redis:\n- at '/replica/replicaCount': minimum: got -1, want 0"),
@@ -847,6 +995,9 @@ def test_values_schema_rejects_wrong_values_with_a_clear_message(helm_fails, val
     ({"api": {"terminationGracePeriodSeconds": 20}}, "must be longer than api.preStopSleepSeconds + 20 s"),
     ({"autoscaler": {"minReplicaCount": 5, "maxReplicaCount": 3}}, "minReplicaCount must not exceed"),
     ({"autoscaler": {"fallback": {"replicas": 20}}}, "fallback.replicas must lie within"),
+    ({"storage": {"backend": "s3"}}, "storage.backend=s3 needs storage.s3.bucket"),
+    ({"objectStore": {"enabled": True}, "storage": {"s3": {"endpoint": "http://elsewhere:9000"}}},
+     "storage.s3.endpoint is set by objectStore.enabled"),
 ])
 def test_inconsistent_values_fail_at_render_time_with_a_clear_message(helm_fails, values, message):
     assert message in helm_fails(values)

@@ -48,3 +48,17 @@ def test_celery_reliability_settings():
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["task_soft_time_limit"] < conf["task_time_limit"]
     assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]
+
+
+def test_s3_settings_are_checked_at_start_up():
+    with pytest.raises(ValueError, match="IMGPROC_S3_BUCKET must be set"):
+        Settings(STORAGE_BACKEND="s3")
+    with pytest.raises(ValueError, match="http:// or https://"):
+        Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL="minio:9000")
+    # Only processes that use storage mount the bundle (not migrations, Flower, the operator).
+    Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE="/nonexistent/ca.pem")
+    assert Settings(STORAGE_BACKEND="s3", S3_BUCKET="b").s3_addressing_style == "virtual"  # AWS
+    assert Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL="http://x").s3_addressing_style == "path"
+    assert Settings(S3_ENDPOINT_URL="http://x", S3_FORCE_PATH_STYLE="false").s3_addressing_style == "virtual"
+    assert Settings(S3_PREFIX="/a/b/").s3_prefix == "a/b/" and Settings().s3_prefix == ""
+    assert Settings().STORAGE_BACKEND == "filesystem"

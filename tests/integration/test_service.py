@@ -1,10 +1,14 @@
-"""The whole path with real processes: API + worker on PostgreSQL + Redis, and embedded."""
+"""The whole path with real processes: API + worker on PostgreSQL + Redis (with results on the
+file system or in a real S3-compatible store), and embedded."""
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from tests.fixtures.services import embedded_env, running_stack, server_env, wait_for_terminal
@@ -17,6 +21,16 @@ pytestmark = pytest.mark.integration
 def server_stack(pg_database, redis_server, tmp_path):
     redis_db = f"{redis_server.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
     with running_stack(server_env(pg_database, redis_db, tmp_path / "data"), tmp_path / "logs") as stack:
+        yield stack
+
+
+@pytest.fixture
+def s3_stack(pg_database, redis_server, s3_server, s3_prefix, tmp_path):
+    """API and worker share no directory: originals and results live in the bucket only."""
+    redis_db = f"{redis_server.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
+    env = {**server_env(pg_database, redis_db, tmp_path / "data"), **s3_server.settings_env(s3_prefix),
+           "IMGPROC_S3_SIGNED_URL_SECONDS": "3"}
+    with running_stack(env, tmp_path / "logs") as stack:
         yield stack
 
 
@@ -39,7 +53,7 @@ def round_trip(stack) -> None:
         assert (metadata["original_width"], metadata["original_height"]) == (2400, 1200)
         assert (metadata["width"], metadata["height"]) == (300, 600)
 
-        result = client.get(f"/api/tasks/{task_id}/result")
+        result = client.get(f"/api/tasks/{task_id}/result", follow_redirects=True)
         assert result.status_code == 200
         assert metadata["processed_size"] == len(result.content)
         image = images.decode(result.content)
@@ -115,3 +129,39 @@ def test_a_chunked_upload_is_cut_off_while_it_streams(tmp_path):
     # What the client got out before the answer includes the loopback socket buffers
     # (several MiB), hence the margin; a server that read the whole body would take all 64 MiB.
     assert sent < 8 * limit, f"client sent {sent} bytes before the refusal"
+
+
+def test_round_trip_on_postgresql_redis_and_s3(s3_stack, s3_server, s3_prefix):
+    round_trip(s3_stack)
+    assert not (s3_stack.storage_dir).exists()  # nothing went through a local directory
+    assert {k.split("/")[-2] for k in s3_server.keys(s3_prefix)} == {"originals", "results"}
+
+
+def _signed(client: httpx.Client, task_id: int) -> str:
+    response = client.get(f"/api/tasks/{task_id}/result")
+    assert response.status_code == 302, response.text
+    return response.headers["location"]
+
+
+def test_on_s3_the_download_is_a_signed_url_that_the_store_checks(s3_stack):
+    with s3_stack.client() as alice, s3_stack.client() as bob:
+        created = alice.post("/api/newTask", files={"file": ("p.jpg", images.jpeg(1200, 900), "image/jpeg")})
+        task_id = created.json()["task_id"]
+        assert wait_for_terminal(alice, task_id, timeout=60)["status"] == "completed", s3_stack.logs("worker0")
+        # Another user's task: 404 from the API, before any URL is made.
+        foreign = bob.get(f"/api/tasks/{task_id}/result")
+        assert foreign.status_code == 404 and "location" not in foreign.headers
+
+        url = _signed(alice, task_id)
+        fetched = httpx.get(url)
+        assert fetched.status_code == 200 and images.decode(fetched.content).size == (800, 600)
+
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        signature = query["X-Amz-Signature"]
+        query["X-Amz-Signature"] = ("0" if signature[0] != "0" else "1") + signature[1:]
+        assert httpx.get(urlunsplit(parts._replace(query=urlencode(query)))).status_code == 403  # tampered
+
+        time.sleep(4)  # IMGPROC_S3_SIGNED_URL_SECONDS=3
+        assert httpx.get(url).status_code == 403  # expired
+        assert httpx.get(_signed(alice, task_id)).status_code == 200  # the owner just asks again

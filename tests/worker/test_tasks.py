@@ -9,18 +9,18 @@ from app import crud
 from app.core.db import session_scope
 from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
-from app.storage import Storage
+from app.storage import FileSystemStorage
 from tests.utils import images
 
 
 @pytest.fixture
-def storage(embedded) -> Storage:
+def storage(embedded) -> FileSystemStorage:
     from app.core.config import get_settings
 
-    return Storage(get_settings().storage_dir)
+    return FileSystemStorage(get_settings().storage_dir)
 
 
-def make_task(storage: Storage, data: bytes) -> int:
+def make_task(storage: FileSystemStorage, data: bytes) -> int:
     key = storage.new_original_key()
     storage.write(key, data)
     with session_scope() as session:
@@ -155,3 +155,52 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
         assert tasks.report_outcome.run(outcome.model_dump_json()) == "gone"
     assert not storage.exists(storage.result_key(5))
     assert queued == []
+
+
+def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(storage, monkeypatch, configure):
+    """The store is down (connection refused): no outcome, the task stays processing with its
+    attempt given back (an outage is not a run that died), and the run is retried later."""
+    from celery.exceptions import Retry
+
+    from app.storage import StorageUnavailable
+    from tests.fixtures.ports import free_port
+    from worker import tasks
+
+    task_id = make_task(storage, images.jpeg(64, 48))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    configure(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+              S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5, MAX_TASK_ATTEMPTS=2)
+    reported: list[OutcomeReport] = []
+    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    for _ in range(4):  # more outages than MAX_TASK_ATTEMPTS: still never failed
+        with pytest.raises((Retry, StorageUnavailable)):  # called directly, Celery re-raises the cause
+            tasks.process_image(task_id)
+    tasks.flush_reports()
+    assert reported == []
+    with session_scope() as session:
+        task = session.get(Task, task_id)
+        assert task.status is TaskStatus.PROCESSING and task.attempts == 0
+
+
+def test_a_retry_schedules_itself_with_back_off(storage, monkeypatch):
+    from app.storage import StorageUnavailable
+    from worker import tasks
+
+    task_id = make_task(storage, images.jpeg(64, 48))
+
+    def down(*_args):
+        raise StorageUnavailable("connection refused")
+
+    monkeypatch.setattr(tasks, "outcome_for", down)
+    scheduled: list[dict] = []
+
+    def fake_retry(**kwargs):
+        scheduled.append(kwargs)
+        return RuntimeError("retry scheduled")
+
+    monkeypatch.setattr(tasks.process_image, "retry", fake_retry)
+    with pytest.raises(RuntimeError, match="retry scheduled"):
+        tasks.process_image(task_id)
+    assert scheduled[0]["countdown"] == 1 and scheduled[0]["max_retries"] is None
+    assert isinstance(scheduled[0]["exc"], StorageUnavailable)

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.core.db import get_engine
 from app.queue import broker_reachable
 from app.schemas import Health, Readiness
+from app.storage import StorageUnavailable, get_storage
 
 router = APIRouter(tags=["health"])
 
@@ -32,12 +33,21 @@ def _database_ok() -> bool:
         return False
 
 
+def _storage_ok() -> bool:
+    try:
+        get_storage().check()
+        return True
+    except StorageUnavailable:
+        return False
+
+
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz() -> JSONResponse:
-    """Ready when the database and the broker both answer; 503 otherwise."""
+    """Ready when the database, the broker and the file storage all answer; 503 otherwise."""
     checks = {
         "database": "ok" if await run_in_threadpool(_database_ok) else "unreachable",
         "broker": "ok" if await run_in_threadpool(broker_reachable) else "unreachable",
+        "storage": "ok" if await run_in_threadpool(_storage_ok) else "unreachable",
     }
     ready = all(v == "ok" for v in checks.values())
     body = Readiness(status="ready" if ready else "unavailable", checks=checks)

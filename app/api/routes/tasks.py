@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from app import crud, imaging
@@ -28,8 +29,9 @@ from app.schemas import (
     is_ready,
     task_public,
 )
-from app.storage import Storage
+from app.storage import Storage, StorageUnavailable, new_original_key, result_key
 
+log = logging.getLogger(__name__)
 router = APIRouter(
     tags=["tasks"],
     responses={
@@ -68,6 +70,14 @@ _UPLOAD_ERRORS = {
 }
 
 
+def _discard(storage: Storage, key: str) -> None:
+    """Best effort on an error path: the error being answered matters more than this one."""
+    try:
+        storage.delete(key)
+    except StorageUnavailable as exc:
+        log.warning("could not remove %s: %s", key, exc)
+
+
 _UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -100,7 +110,7 @@ _UPLOAD_BODY = {
         415: {"model": ErrorResponse, "description": "Not an image, or a format outside the allow-list."},
         422: {"description": "Empty, corrupt, too many pixels, or no `file` field."},
         429: {"model": ErrorResponse, "description": "Rate limit or unfinished-task cap reached."},
-        503: {"model": ErrorResponse, "description": "The queue or database is unreachable; retry later."},
+        503: {"model": ErrorResponse, "description": "The queue, database or storage is unreachable; retry later."},
     },
 )
 async def new_task(
@@ -137,7 +147,8 @@ def _accept_upload(
     except imaging.ImageError as exc:
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
-    source_key = storage.new_original_key()
+    source_key = new_original_key()
+    # An unreachable store is a 503 (app.main) with nothing stored (a write is atomic) and no row yet.
     storage.write(source_key, data, keep_cached=False)  # the API never reads an original again
     try:
         task = crud.create_task(
@@ -150,7 +161,7 @@ def _accept_upload(
             dimensions=(info.width, info.height),
         )
     except Exception:
-        storage.delete(source_key)
+        _discard(storage, source_key)
         raise
     # Committed above, so the worker always finds the row it is sent.
     try:
@@ -158,7 +169,7 @@ def _accept_upload(
     except BrokerUnavailable as exc:
         # No row without a queued message: the upload is undone and the client retries.
         crud.delete_task(session=session, task=task)
-        storage.delete(source_key)
+        _discard(storage, source_key)
         raise HTTPException(
             503, "The processing queue is unavailable; retry shortly.", headers={"Retry-After": "5"}
         ) from exc
@@ -257,6 +268,7 @@ async def get_task(
     response_class=FileResponse,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The processed JPEG."},
+        302: {"description": "S3 backend with signed URLs on: the JPEG is at `Location`, for a short while."},
         304: {"description": "Not modified (If-None-Match matched the ETag)."},
         409: {"model": ErrorResponse, "description": "The task has not completed."},
         **_errors,
@@ -265,30 +277,51 @@ async def get_task(
 def get_result(
     task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
-    task = _owned_task(session, user, task_id)
+    task = _owned_task(session, user, task_id)  # another user's task: 404 before anything is signed
     if task.status is not TaskStatus.COMPLETED or not task.result_key:
         raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
-    path = storage.path(task.result_key)
-    try:
-        stat = path.stat()
-    except FileNotFoundError as exc:
-        raise HTTPException(404, NOT_FOUND) from exc
-    etag = f'"{task.id}-{stat.st_size}-{stat.st_mtime_ns}"'
+    stored = storage.stat(task.result_key)
+    if stored is None:
+        raise HTTPException(404, NOT_FOUND)
+    etag = f'"{task.id}-{stored.size}-{stored.version}"'
     # Results are private to their owner: browsers may cache them, shared caches may not.
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return FileResponse(
-        path, media_type="image/jpeg", headers=headers, filename=f"imgproc-{task.id}.jpg", stat_result=stat
-    )
+    filename = f"imgproc-{task.id}.jpg"
+    url = storage.signed_url(task.result_key, filename=filename, cache_seconds=86400)
+    if url is not None:
+        # The redirect outlives its URL if cached: never stored. The store's answer carries
+        # private caching bounded by the URL's lifetime (named in the signed URL).
+        return RedirectResponse(url, status_code=302, headers={"ETag": etag, "Cache-Control": "private, no-store"})
+    path = storage.local_path(task.result_key)
+    if path is not None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError as exc:
+            raise HTTPException(404, NOT_FOUND) from exc
+        return FileResponse(path, media_type="image/jpeg", headers=headers, filename=filename, stat_result=stat)
+    try:
+        chunks = storage.iter_bytes(task.result_key)
+        first = next(chunks, b"")  # a missing object or an outage surfaces here, before the status line
+    except FileNotFoundError as exc:
+        raise HTTPException(404, NOT_FOUND) from exc
+
+    def body():  # type: ignore[no-untyped-def]
+        yield first
+        yield from chunks
+
+    headers |= {"Content-Length": str(stored.size), "Content-Disposition": f'attachment; filename="{filename}"'}
+    return StreamingResponse(body(), media_type="image/jpeg", headers=headers)
 
 
 @router.delete("/api/tasks/{task_id}", status_code=204, responses=_errors)
 def delete_task(task_id: TaskId, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
     """Removes the task, its original and its result."""
     task = _owned_task(session, user, task_id)
-    keys = [task.source_key, task.result_key or storage.result_key(task.id)]
+    keys = [task.source_key, task.result_key or result_key(task.id)]
+    storage.check()  # an outage is a 503 with the task kept, not a row gone and its objects left behind
     crud.delete_task(session=session, task=task)
     for key in keys:
-        storage.delete(key)
+        _discard(storage, key)
     return Response(status_code=204)

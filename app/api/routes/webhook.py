@@ -12,7 +12,7 @@ from app.api.outcome_waiters import notify_outcome
 from app.core.webhook_signing import SignatureError, verify
 from app.models import TaskStatus
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
-from app.storage import Storage
+from app.storage import result_key
 
 router = APIRouter(tags=["internal"])
 
@@ -55,7 +55,7 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
             task_id=report.task_id,
             status=reported,
             # The result location is derived from the id, whatever the report says.
-            result_key=Storage.result_key(report.task_id) if reported is TaskStatus.COMPLETED else None,
+            result_key=result_key(report.task_id) if reported is TaskStatus.COMPLETED else None,
             result_metadata=report.metadata.model_dump_json() if report.metadata else None,
             error=(report.error or "processing failed") if reported is TaskStatus.FAILED else None,
             commit=False,

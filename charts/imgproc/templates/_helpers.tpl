@@ -107,6 +107,100 @@ smoke test), so all of them meet the restricted Pod Security Standard the same w
   mountPath: /tmp
 {{- end }}
 
+{{/* ---------------------------------------------------------------------------------------
+Storage: "filesystem" (a shared claim at /data) or "s3" (a bucket; the bundled objectStore
+implies it). Everything below derives from these helpers so that the ConfigMap, the pods'
+volumes and env, and the NetworkPolicies always agree.
+--------------------------------------------------------------------------------------- */}}
+{{- define "imgproc.storageBackend" -}}
+{{- if .Values.objectStore.enabled }}s3{{ else }}{{ .Values.storage.backend }}{{ end }}
+{{- end }}
+
+{{- define "imgproc.objectStoreName" -}}
+{{- include "imgproc.componentName" (dict "root" . "component" "object-store") }}
+{{- end }}
+
+{{/* The in-cluster endpoint API and workers use ("" = AWS). */}}
+{{- define "imgproc.s3.endpoint" -}}
+{{- if .Values.objectStore.enabled }}
+{{- printf "http://%s:%v" (include "imgproc.objectStoreName" .) .Values.objectStore.service.port }}
+{{- else }}
+{{- .Values.storage.s3.endpoint }}
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.s3.bucket" -}}
+{{- if .Values.objectStore.enabled }}{{ .Values.objectStore.bucket }}{{ else }}{{ .Values.storage.s3.bucket }}{{ end }}
+{{- end }}
+
+{{/* Secret with the access key pair ("" = none: workload identity / instance credentials). */}}
+{{- define "imgproc.s3.secretName" -}}
+{{- if .Values.objectStore.enabled }}
+{{- default (include "imgproc.objectStoreName" .) .Values.objectStore.existingSecret }}
+{{- else }}
+{{- .Values.storage.s3.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The TCP port of the store, for the NetworkPolicies: the bundled store's container port, or
+the endpoint URL's port (443 for https and for AWS, 80 for http). */}}
+{{- define "imgproc.s3.port" -}}
+{{- if .Values.objectStore.enabled }}7070
+{{- else if .Values.storage.s3.endpoint }}
+{{- $url := urlParse .Values.storage.s3.endpoint }}
+{{- $hostport := splitList ":" $url.host }}
+{{- if gt (len $hostport) 1 }}{{ last $hostport }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
+{{- else }}443
+{{- end }}
+{{- end }}
+
+{{/* env of API and worker containers: the access keys through the standard AWS chain. */}}
+{{- define "imgproc.env.storage" -}}
+{{- if eq (include "imgproc.storageBackend" .) "s3" }}
+{{- $secret := include "imgproc.s3.secretName" . }}
+{{- if $secret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.storage.s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.storage.s3.secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* volumeMounts / volumes of API and worker pods for storage: the shared claim (filesystem),
+or only the CA bundle if one is given (s3). */}}
+{{- define "imgproc.storageVolumeMounts" -}}
+{{- if eq (include "imgproc.storageBackend" .) "filesystem" }}
+- name: storage
+  mountPath: /data
+{{- else if .Values.storage.s3.caBundle.secretName }}
+- name: s3-ca
+  mountPath: /etc/imgproc/s3-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "imgproc.storageVolumes" -}}
+{{- if eq (include "imgproc.storageBackend" .) "filesystem" }}
+- name: storage
+  persistentVolumeClaim:
+    claimName: {{ include "imgproc.storageClaimName" . }}
+{{- else if .Values.storage.s3.caBundle.secretName }}
+- name: s3-ca
+  secret:
+    secretName: {{ .Values.storage.s3.caBundle.secretName }}
+    items:
+      - key: {{ .Values.storage.s3.caBundle.key }}
+        path: ca.pem
+{{- end }}
+{{- end }}
+
 {{/* Name of the shared storage claim (created or existing). */}}
 {{- define "imgproc.storageClaimName" -}}
 {{- default (include "imgproc.componentName" (dict "root" . "component" "storage")) .Values.persistence.existingClaim }}
@@ -122,7 +216,34 @@ ConfigMap exists.
 IMGPROC_HOST: "0.0.0.0"
 IMGPROC_PORT: "8000"
 IMGPROC_DATA_DIR: /tmp/imgproc
+{{- if eq (include "imgproc.storageBackend" .) "s3" }}
+{{- $s3 := .Values.storage.s3 }}
+IMGPROC_STORAGE_BACKEND: s3
+{{- with include "imgproc.s3.endpoint" . }}
+IMGPROC_S3_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+{{- with $s3.publicEndpoint }}
+IMGPROC_S3_PUBLIC_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+IMGPROC_S3_BUCKET: {{ include "imgproc.s3.bucket" . | quote }}
+IMGPROC_S3_REGION: {{ ternary .Values.objectStore.region $s3.region .Values.objectStore.enabled | quote }}
+{{- with $s3.prefix }}
+IMGPROC_S3_PREFIX: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $s3.forcePathStyle) }}
+IMGPROC_S3_FORCE_PATH_STYLE: {{ $s3.forcePathStyle | quote }}
+{{- end }}
+{{- if $s3.caBundle.secretName }}
+IMGPROC_S3_CA_BUNDLE: /etc/imgproc/s3-ca/ca.pem
+{{- end }}
+{{- /* The bundled store is reachable in the cluster only unless publicEndpoint says where
+       browsers find it: then results go through the API instead of a URL nobody can open. */}}
+IMGPROC_S3_SIGNED_URLS: {{ ternary "true" "false" (and $s3.signedUrls.enabled (or (not .Values.objectStore.enabled) (ne $s3.publicEndpoint "")) | eq true) | quote }}
+IMGPROC_S3_SIGNED_URL_SECONDS: {{ $s3.signedUrls.expiresSeconds | quote }}
+{{- else }}
+IMGPROC_STORAGE_BACKEND: filesystem
 IMGPROC_STORAGE_DIR: /data
+{{- end }}
 IMGPROC_API_INTERNAL_URL: {{ printf "http://%s:%v" (include "imgproc.componentName" (dict "root" . "component" "api")) .Values.api.service.port | quote }}
 IMGPROC_QUEUE_NAME: {{ $c.queueName | quote }}
 IMGPROC_COOKIE_SECURE: {{ $c.cookieSecure | quote }}
@@ -249,6 +370,21 @@ has to store them in a Secret. */}}
 {{- end }}
 {{- if or (lt (int $a.fallback.replicas) (int $a.minReplicaCount)) (gt (int $a.fallback.replicas) (int $a.maxReplicaCount)) }}
 {{- fail "autoscaler.fallback.replicas must lie within [autoscaler.minReplicaCount, autoscaler.maxReplicaCount]" }}
+{{- end }}
+{{- if eq (include "imgproc.storageBackend" .) "s3" }}
+{{- if not (include "imgproc.s3.bucket" .) }}
+{{- fail "storage.backend=s3 needs storage.s3.bucket (or objectStore.enabled=true for the bundled store)" }}
+{{- end }}
+{{- range $key := list "endpoint" "publicEndpoint" }}
+{{- with index $.Values.storage.s3 $key }}
+{{- if not (or (hasPrefix "http://" .) (hasPrefix "https://" .)) }}
+{{- fail (printf "storage.s3.%s must be an http:// or https:// URL, got %q" $key .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.objectStore.enabled .Values.storage.s3.endpoint }}
+{{- fail "storage.s3.endpoint is set by objectStore.enabled (the bundled store); leave it empty" }}
+{{- end }}
 {{- end }}
 {{- range $name, $_ := .Values.config.extraEnv }}
 {{- if not (hasPrefix "IMGPROC_" $name) }}

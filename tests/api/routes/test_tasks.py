@@ -5,7 +5,7 @@ import json
 import pytest
 
 from app.core.config import get_settings
-from app.storage import Storage
+from app.storage import FileSystemStorage
 from tests.api.signing import report_outcome
 from tests.utils import images
 
@@ -18,7 +18,7 @@ def upload(client, data: bytes, name: str = "photo.jpg", content_type: str = "im
 
 def complete(client, task_id: int) -> None:
     """Does what the worker does on success: writes the result and reports it, signed."""
-    storage = Storage(get_settings().storage_dir)
+    storage = FileSystemStorage(get_settings().storage_dir)
     storage.write(storage.result_key(task_id), images.jpeg(800, 600))
     metadata = {"original_size": 1, "processed_size": 2, "width": 800, "height": 600}
     response = report_outcome(
@@ -88,7 +88,7 @@ def test_list_is_newest_first_and_paginated(client):
 def test_delete_removes_row_and_files(client):
     task_id = upload(client, images.jpeg()).json()["task_id"]
     complete(client, task_id)
-    storage = Storage(get_settings().storage_dir)
+    storage = FileSystemStorage(get_settings().storage_dir)
     assert storage.exists(storage.result_key(task_id))
     originals = list((storage.root / "originals").iterdir())
     assert len(originals) == 1
@@ -144,7 +144,7 @@ def test_bad_uploads_get_a_clear_4xx_and_store_nothing(client, queue, data, name
     assert words in response.json()["detail"].lower()
     assert queue.sent == []
     assert client.get("/api/tasks").json()["total"] == 0
-    originals = Storage(get_settings().storage_dir).root / "originals"
+    originals = FileSystemStorage(get_settings().storage_dir).root / "originals"
     assert not originals.exists() or list(originals.iterdir()) == []
 
 
@@ -201,7 +201,7 @@ def test_broker_outage_gives_503_with_retry_after_and_leaves_nothing(client, que
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert client.get("/api/tasks").json()["total"] == 0
-    assert list((Storage(get_settings().storage_dir).root / "originals").iterdir()) == []
+    assert list((FileSystemStorage(get_settings().storage_dir).root / "originals").iterdir()) == []
 
 
 def test_client_file_names_never_reach_the_file_system(client):
@@ -209,7 +209,7 @@ def test_client_file_names_never_reach_the_file_system(client):
     assert response.status_code == 200
     task = client.get(f"/api/tasks/{response.json()['task_id']}").json()
     assert task["filename"].startswith("../../etc/passwd")  # shown back as text only
-    stored = list((Storage(get_settings().storage_dir).root / "originals").iterdir())
+    stored = list((FileSystemStorage(get_settings().storage_dir).root / "originals").iterdir())
     assert len(stored) == 1 and stored[0].name.isalnum()
 
 

@@ -66,6 +66,21 @@ Service's, hence the subcharts' fixed container ports 5432 and 6379. */}}
 {{- end }}
 {{- end }}
 
+{{/* Egress to the object store (storage.backend=s3): the bundled store's pods, or the
+endpoint's port anywhere (AWS or an external store: addresses unknown to the chart). Nothing
+with the file-system backend. */}}
+{{- define "imgproc.np.egressObjectStore" -}}
+{{- if .Values.objectStore.enabled }}
+- to:
+    {{- include "imgproc.np.componentPeer" (dict "root" . "component" "object-store") | trim | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: 7070}
+{{- else if eq (include "imgproc.storageBackend" .) "s3" }}
+- ports:
+    - {protocol: TCP, port: {{ include "imgproc.s3.port" . | int }}}
+{{- end }}
+{{- end }}
+
 {{/* The ingress controller as a peer (namespace and pod selector together). */}}
 {{- define "imgproc.np.ingressControllerPeer" -}}
 - namespaceSelector:
