@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.test_chart import client, upload, wait_terminal
+from tests.cluster.flows import client, upload, wait_terminal
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.utils.images import decode, jpeg
 
