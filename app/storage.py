@@ -107,10 +107,6 @@ class FileSystemStorage:
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    # kept for callers that only know the class
-    new_original_key = staticmethod(new_original_key)
-    result_key = staticmethod(result_key)
-
     def write(
         self,
         key: str,

@@ -9,7 +9,7 @@ from app import crud
 from app.core.db import session_scope
 from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
-from app.storage import FileSystemStorage
+from app.storage import FileSystemStorage, new_original_key, result_key
 from tests.utils import images
 
 
@@ -21,7 +21,7 @@ def storage(embedded) -> FileSystemStorage:
 
 
 def make_task(storage: FileSystemStorage, data: bytes) -> int:
-    key = storage.new_original_key()
+    key = new_original_key()
     storage.write(key, data)
     with session_scope() as session:
         user = User(token_hash="0" * 64)
@@ -140,7 +140,7 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
     from worker import tasks
     from worker.reporting import TaskGone
 
-    storage.write(storage.result_key(5), b"jpeg")
+    storage.write(result_key(5), b"jpeg")
 
     def task_gone(_settings, _body):  # the API answers 404: its owner deleted it meanwhile
         raise TaskGone("Task not found.")
@@ -153,7 +153,7 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
         tasks.report(outcome, storage)
     else:
         assert tasks.report_outcome.run(outcome.model_dump_json()) == "gone"
-    assert not storage.exists(storage.result_key(5))
+    assert not storage.exists(result_key(5))
     assert queued == []
 
 
