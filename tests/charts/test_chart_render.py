@@ -309,15 +309,17 @@ def test_default_rendering_has_every_component(render):
         assert not by_kind(objects, kind)
 
 
-def test_api_runs_behind_a_cluster_ip_service_with_distinct_probes(render):
+def test_api_runs_behind_a_cluster_ip_service_and_stays_in_it_through_a_dependency_outage(render):
     objects = render({})
     service = named(objects, "Service", API)
     assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 8000
     deployment = named(objects, "Deployment", API)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["api"]
+    # Not /readyz: every replica shares the database, broker and store, so their outage would
+    # empty the Service and the ingress would answer 404 instead of the app's 503 + Retry-After.
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/livez"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     assert grace > pre_stop + 20  # `imgproc api`: uvicorn timeout_graceful_shutdown=20
@@ -585,7 +587,7 @@ def test_migrations_run_as_a_hook_job_that_can_start_before_the_release_objects_
     job = named(objects, "Job", MIGRATIONS)
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == phases
-    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     assert job["spec"]["backoffLimit"] >= 3
     spec = job["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "Never"
@@ -790,14 +792,14 @@ def test_an_external_object_store_is_reachable_by_api_and_workers_only(render):
         objects = render(CASES[case].values)
         policies = by_kind(objects, "NetworkPolicy")
         pods = release_pods(objects)
-        # (On 443 the operator is allowed anywhere already: the Kubernetes API, whose address the
-        # chart does not know unless networkPolicy.kubeAPIServer.cidrs says so.)
-        expected = {"api", "worker"} | ({"operator"} if port == 443 else set())
+        # (On 443 the operator and its uninstall hook are allowed anywhere already: the Kubernetes
+        # API, whose address the chart does not know unless networkPolicy.kubeAPIServer.cidrs says so.)
+        expected = {"api", "worker"} | ({"operator", "operator-uninstall"} if port == 443 else set())
         assert {name for name, pod in pods.items() if traffic_allowed(policies, pod, store, port)} == expected, case
     filesystem = render({})
     policies = by_kind(filesystem, "NetworkPolicy")
     assert not any(traffic_allowed(policies, pod, store, 443) for name, pod in release_pods(filesystem).items()
-                   if name != "operator")
+                   if name not in ("operator", "operator-uninstall"))
 
 
 def test_default_deny_covers_every_pod_of_the_release_and_nothing_else(render):

@@ -138,6 +138,17 @@ def test_network_policies_are_enforced_from_inside_pods(release: Release, live_c
 # --------------------------------------------------------------------------- upgrade and uninstall
 
 
+def migration_job_events(release: Release) -> dict[str, list[str]]:
+    """Job uid -> the Job controller's event reasons for the release's migration Jobs (events
+    outlive the Jobs, which are deleted once they succeeded)."""
+    prefix = f"{release.name}-imgproc" if release.name != "imgproc" else "imgproc"
+    selector = f"involvedObject.kind=Job,involvedObject.name={prefix}-migrations"
+    events: dict[str, list[str]] = {}
+    for event in release.cluster.get("events", "-n", release.namespace, "--field-selector", selector)["items"]:
+        events.setdefault(event["involvedObject"]["uid"], []).extend([event["reason"]] * event.get("count", 1))
+    return events
+
+
 def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, live_cluster: LiveCluster):
     before = {p["metadata"]["name"] for p in release.pods("api") + release.pods("worker")}
     # A second tag of the same image: the Deployments roll as for a new release of the app.
@@ -159,9 +170,11 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
                     continue
                 if response.status_code == 200:
                     accepted.append(response.json()["task_id"])
-                elif response.status_code == 503 and response.headers.get("Retry-After"):
-                    refusals.append((503, response.headers["Retry-After"]))
-                    time.sleep(1)
+                elif response.status_code in (429, 503) and response.headers.get("Retry-After"):
+                    # A documented refusal (rate limit, or a dependency away during the roll):
+                    # the client backs off as told and tries again.
+                    refusals.append((response.status_code, response.headers["Retry-After"]))
+                    time.sleep(min(float(response.headers["Retry-After"]), 2.0))
                 else:
                     failures.append(f"{response.status_code} {response.text[:200]}")
                 time.sleep(0.2)
@@ -171,6 +184,7 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
                 if status["status"] != "completed":
                     failures.append(f"task {task_id}: {status}")
 
+    migrations_before = migration_job_events(release)
     uploader = threading.Thread(target=keep_uploading)
     uploader.start()
     try:
@@ -186,8 +200,15 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
     assert {p["metadata"]["name"] for p in after}.isdisjoint(before), "API and worker pods were not replaced"
     assert all(p["spec"]["containers"][0]["image"].endswith(f":{APP_IMAGE_TAG}-next") for p in after)
     assert accepted, "no upload was accepted during the upgrade"
+    # The pre-upgrade migration hook ran once: one new Job, which made one pod and completed.
+    upgrade_jobs = {uid: reasons for uid, reasons in migration_job_events(release).items()
+                    if uid not in migrations_before}
+    assert len(upgrade_jobs) == 1, upgrade_jobs
+    [reasons] = upgrade_jobs.values()
+    assert sorted(reasons) == ["Completed", "SuccessfulCreate"], reasons
     assert not failures, failures
-    print(f"upgrade under load: {len(accepted)} accepted, {len(refusals)} x 503 with Retry-After")
+    counts = {code: sum(1 for c, _ in refusals if c == code) for code in (429, 503)}
+    print(f"upgrade under load: {len(accepted)} accepted, refused with Retry-After: {counts}")
 
 
 def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_cluster: LiveCluster):
@@ -197,6 +218,7 @@ def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_clust
         release.helm("uninstall", release.name, "--wait", timeout=300)
     kinds = "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,ingresses,networkpolicies," \
             "poddisruptionbudgets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,workerautoscalers"
+    test_pod = f"Pod/{release.name}-smoke-test"
     deadline = time.monotonic() + 120
     while True:
         items = live_cluster.get(kinds, "-n", release.namespace)["items"]
@@ -206,12 +228,14 @@ def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_clust
             if not (item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default")
             and not (item["kind"] == "ConfigMap" and item["metadata"]["name"] == "kube-root-ca.crt")
         )
-        if all(not name.startswith("Pod/") for name in left) or time.monotonic() > deadline:
+        if all(not name.startswith("Pod/") or name == test_pod for name in left) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    kept = {name for name in left if name.startswith("PersistentVolumeClaim/")}
-    assert kept, "the claims the chart documents as kept are gone"
-    assert set(left) - kept == {f"Secret/{release.name}-postgresql", f"Secret/{release.name}-redis"}, left
+    claims = {name for name in left if name.startswith("PersistentVolumeClaim/")}
+    assert claims, "the claims the chart documents as kept are gone"
+    # Also documented: the last helm test pod (Helm never deletes hook objects on uninstall).
+    kept = {f"Secret/{release.name}-postgresql", f"Secret/{release.name}-redis", test_pod}
+    assert set(left) - claims == kept, left
     # Nothing holds the namespace up: the documented "drop everything" finishes.
     with timed("kubectl delete namespace"):
         live_cluster.kubectl("delete", "namespace", release.namespace, "--wait", "--timeout=120s", timeout=150)
