@@ -5,7 +5,7 @@ import json
 import pytest
 
 from app.core.config import get_settings
-from app.storage import FileSystemStorage
+from app.storage import FileSystemStorage, result_key
 from tests.api.signing import report_outcome
 from tests.utils import images
 
@@ -19,7 +19,7 @@ def upload(client, data: bytes, name: str = "photo.jpg", content_type: str = "im
 def complete(client, task_id: int) -> None:
     """Does what the worker does on success: writes the result and reports it, signed."""
     storage = FileSystemStorage(get_settings().storage_dir)
-    storage.write(storage.result_key(task_id), images.jpeg(800, 600))
+    storage.write(result_key(task_id), images.jpeg(800, 600))
     metadata = {"original_size": 1, "processed_size": 2, "width": 800, "height": 600}
     response = report_outcome(
         client, {"task_id": task_id, "status": "completed", "result_path": "x", "metadata": metadata}
@@ -89,13 +89,13 @@ def test_delete_removes_row_and_files(client):
     task_id = upload(client, images.jpeg()).json()["task_id"]
     complete(client, task_id)
     storage = FileSystemStorage(get_settings().storage_dir)
-    assert storage.exists(storage.result_key(task_id))
+    assert storage.exists(result_key(task_id))
     originals = list((storage.root / "originals").iterdir())
     assert len(originals) == 1
 
     assert client.delete(f"/api/tasks/{task_id}").status_code == 204
     assert client.get(f"/api/tasks/{task_id}").status_code == 404
-    assert not storage.exists(storage.result_key(task_id))
+    assert not storage.exists(result_key(task_id))
     assert list((storage.root / "originals").iterdir()) == []
 
 
