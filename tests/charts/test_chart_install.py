@@ -96,6 +96,18 @@ def test_installed_objects_exist_with_the_expected_fields(kube, installed):
     assert autoscaler["spec"]["scaleTargetRef"]["name"] == WORKER
 
 
+def pod_of(pod) -> dict[str, Any]:
+    """The Pod a controller would create from a template (Pod Security enforces on Pods only)."""
+    name = pod.owner["metadata"]["name"]
+    spec = dict(pod.spec)
+    # What the StatefulSet controller does: one claim per template, named <template>-<set>-<n>.
+    claims = [{"name": (claim := t["metadata"]["name"]), "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
+              for t in pod.owner["spec"].get("volumeClaimTemplates") or []]
+    spec["volumes"] = (spec.get("volumes") or []) + claims
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{name}"[:63], "labels": pod.labels},
+            "spec": spec}
+
+
 def test_every_pod_template_passes_enforced_pod_security(kube, installed):
     """Pod Security enforces on Pods only (Deployments just warn): create a Pod from every
     template, dry-run, in the namespace that enforces "restricted"."""
@@ -103,16 +115,7 @@ def test_every_pod_template_passes_enforced_pod_security(kube, installed):
     templates = pod_templates(installed["objects"] + installed["hooks"])
     assert len(templates) == 9  # 4 Deployments, 2 StatefulSets, 2 hook Jobs and the test Pod
     for pod in templates:
-        name = pod.owner["metadata"]["name"]
-        spec = dict(pod.spec)
-        # What the StatefulSet controller does: one claim per template, named <template>-<set>-<n>.
-        claims = [{"name": (claim := t["metadata"]["name"]),
-                   "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
-                  for t in pod.owner["spec"].get("volumeClaimTemplates") or []]
-        spec["volumes"] = (spec.get("volumes") or []) + claims
-        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{name}"[:63], "labels": pod.labels},
-                    "spec": spec}
-        kube.create(manifest, namespace, dry_run=True)  # raises on any violation
+        kube.create(pod_of(pod), namespace, dry_run=True)  # raises on any violation
 
 
 def test_pod_security_enforcement_is_live(kube, installed):
@@ -253,15 +256,7 @@ def test_the_s3_backend_with_the_bundled_store_installs_with_no_shared_claim(kub
     templates = pod_templates(manifest)
     assert f"{FULLNAME}-object-store" in {p.owner["metadata"]["name"] for p in templates}
     for pod in templates:
-        name = pod.owner["metadata"]["name"]
-        spec = dict(pod.spec)
-        claims = [{"name": (claim := t["metadata"]["name"]),
-                   "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
-                  for t in pod.owner["spec"].get("volumeClaimTemplates") or []]
-        spec["volumes"] = (spec.get("volumes") or []) + claims
-        kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{name}"[:63],
-                                                                     "labels": pod.labels}, "spec": spec},
-                    namespace, dry_run=True)
+        kube.create(pod_of(pod), namespace, dry_run=True)
     upgraded = kube.helm("upgrade", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
                          *values_args(tmp_path, values))
     assert "STATUS: deployed" in upgraded.stdout
