@@ -9,6 +9,7 @@ last), as the steps of `ct install` do.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.cluster.flows import CONNECT, client, connect_from_pod, endpoints, upload, wait_terminal
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
@@ -29,7 +31,11 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def release(live_cluster: LiveCluster) -> Iterator[Release]:
-    installed = live_cluster.install(live_cluster.new_namespace("chart"))
+    # A shorter scale-down window than the default 60 s, so the return to the minimum is seen
+    # within the autoscaling test's bound.
+    installed = live_cluster.install(live_cluster.new_namespace("chart"),
+                                     "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15",
+                                     "--set", "autoscaler.cooldownPeriod=15")
     yield installed
     installed.helm("uninstall", installed.name, "--wait", check=False)
 
@@ -109,6 +115,71 @@ def test_an_upload_ends_completed_on_the_page(release: Release, tmp_path):
         [row] = wait_for_tasks(driver, 1)
     assert row["status"] == "completed" and row["badge"] == "Completed", row
     assert "800\u00d7600 JPEG" in row["text"], row["text"]
+
+
+# --------------------------------------------------------------------------- autoscaling
+
+
+def photo_12mp() -> bytes:
+    """A 4000x3000 JPEG with a photo's entropy (noise), so the worker spends real time on it."""
+    noise = [Image.effect_noise((4000, 3000), sigma) for sigma in (40, 50, 60)]
+    buffer = io.BytesIO()
+    Image.merge("RGB", noise).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, live_cluster: LiveCluster):
+    """The operator, in its pod with its Role, reads the bundled Redis's queue and moves the worker
+    Deployment; the new pods really start and take tasks; back at the minimum when drained."""
+    worker = f"{release.name}-worker" if release.name == "imgproc" else f"{release.name}-imgproc-worker"
+    autoscaler = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)
+    conditions = {c["type"]: c["status"] for c in autoscaler["status"]["conditions"]}
+    assert conditions["Ready"] == "True", autoscaler["status"]
+    minimum = autoscaler["spec"]["minReplicaCount"]
+
+    def deployment() -> tuple[int, int]:
+        status = live_cluster.get("deployment", worker, "-n", release.namespace)
+        return status["spec"]["replicas"], status["status"].get("readyReplicas", 0)
+
+    assert deployment()[0] == minimum
+    data = photo_12mp()
+    started = time.monotonic()
+    accepted: list[tuple[httpx.Client, int]] = []
+    users = [client(release) for _ in range(3)]
+
+    def burst(user: httpx.Client) -> None:
+        for _ in range(16):
+            accepted.append((user, upload(user, data)))
+
+    senders = [threading.Thread(target=burst, args=(user,)) for user in users]
+    for sender in senders:
+        sender.start()
+    timeline: list[tuple[float, int, int]] = []
+    while any(sender.is_alive() for sender in senders) or time.monotonic() - started < 60:
+        replicas, ready = deployment()
+        if not timeline or timeline[-1][1:] != (replicas, ready):
+            timeline.append((round(time.monotonic() - started, 1), replicas, ready))
+        if ready > minimum:
+            break
+        time.sleep(0.5)
+    for sender in senders:
+        sender.join(timeout=120)
+    print(f"autoscaling timeline (s, replicas, ready): {timeline}")
+    assert len(accepted) == 48
+    first_up = next((t for t, replicas, _ in timeline if replicas > minimum), None)
+    assert first_up is not None, timeline
+    assert any(ready > minimum for _, _, ready in timeline), f"no extra worker pod became ready: {timeline}"
+    statuses = [wait_terminal(user, task_id, timeout=300)["status"] for user, task_id in accepted]
+    assert statuses.count("completed") == 48, statuses
+    drained = time.monotonic() - started
+    deadline = time.monotonic() + 180
+    while deployment() != (minimum, minimum) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert deployment() == (minimum, minimum), deployment()
+    print(f"first scale-up {first_up:.1f} s after the burst began; drained at {drained:.1f} s; "
+          f"back at {minimum} replica(s) at {time.monotonic() - started:.1f} s")
+    for user in users:
+        user.close()
 
 
 # --------------------------------------------------------------------------- NetworkPolicies
