@@ -267,8 +267,16 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
     finally:
         stop.set()
         uploader.join(timeout=300)
-    after = release.pods("api") + release.pods("worker")
-    assert {p["metadata"]["name"] for p in after}.isdisjoint(before), "API and worker pods were not replaced"
+    # helm --wait returns once the new pods are ready; the old ones may still be in their graceful
+    # shutdown (preStop sleep, warm shutdown), so give them that long to go.
+    deadline = time.monotonic() + 120
+    while True:
+        after = release.pods("api") + release.pods("worker")
+        replaced = {p["metadata"]["name"] for p in after}.isdisjoint(before)
+        if replaced or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert replaced, f"API and worker pods were not replaced: {[p['metadata']['name'] for p in after]}"
     assert all(p["spec"]["containers"][0]["image"].endswith(f":{APP_IMAGE_TAG}-next") for p in after)
     assert accepted, "no upload was accepted during the upgrade"
     # The pre-upgrade migration hook ran once: one new Job, which made one pod and completed.
