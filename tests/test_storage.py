@@ -24,18 +24,11 @@ def storage(request, tmp_path, monkeypatch) -> Storage:
         return FileSystemStorage(tmp_path / "storage")
     request.applymarker(pytest.mark.integration)
     server = request.getfixturevalue("s3_server" if request.param == "seaweedfs" else "versitygw_server")
-    for name, value in server.credentials_env.items():
-        monkeypatch.setenv(name, value)
-    prefix = request.getfixturevalue("s3_prefix")
-    return make_storage(Settings(**{k.removeprefix("IMGPROC_"): v for k, v in server.settings_env(prefix).items()
-                                    if k.startswith("IMGPROC_")}))
+    return make_storage(Settings(**server.settings_in_process(monkeypatch, request.getfixturevalue("s3_prefix"))))
 
 
 def s3_storage(server, monkeypatch, **settings: object) -> S3Storage:
-    for name, value in server.credentials_env.items():
-        monkeypatch.setenv(name, value)
-    values = {k.removeprefix("IMGPROC_"): v for k, v in server.settings_env().items() if k.startswith("IMGPROC_")}
-    storage = make_storage(Settings(**{**values, **settings}))
+    storage = make_storage(Settings(**{**server.settings_in_process(monkeypatch), **settings}))
     assert isinstance(storage, S3Storage)
     return storage
 

@@ -14,11 +14,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def to_bucket(configure, tmp_path, s3_server, s3_prefix, monkeypatch):
-    for name, value in s3_server.credentials_env.items():
-        monkeypatch.setenv(name, value)
-    settings = {k.removeprefix("IMGPROC_"): v for k, v in s3_server.settings_env(s3_prefix).items()
-                if k.startswith("IMGPROC_")}
-    configure(DATA_DIR=tmp_path / "data", **settings)
+    configure(DATA_DIR=tmp_path / "data", **s3_server.settings_in_process(monkeypatch, s3_prefix))
     storage_dir = tmp_path / "data" / "storage"
     (storage_dir / "originals").mkdir(parents=True)
     (storage_dir / "results").mkdir()

@@ -3,13 +3,9 @@ run from inside the release's pods (what the NetworkPolicies let through)."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from tests.fixtures.cluster import LiveCluster, Release
-
-TERMINAL = ("completed", "failed")
 
 
 def client(release: Release) -> httpx.Client:
@@ -24,15 +20,6 @@ def upload(user: httpx.Client, data: bytes, name: str = "photo.jpg") -> int:
     assert body["message"] == "Task created successfully"
     return body["task_id"]
 
-
-def wait_terminal(user: httpx.Client, task_id: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = user.get(f"/api/isReady/{task_id}").json()
-        if status["status"] in TERMINAL:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"task {task_id} not finished after {timeout}s: {status}")
 
 
 CONNECT = """

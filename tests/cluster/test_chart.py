@@ -20,8 +20,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.cluster.flows import CONNECT, client, connect_from_pod, endpoints, upload, wait_terminal
+from tests.cluster.flows import CONNECT, client, connect_from_pod, endpoints, upload
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
+from tests.fixtures.services import wait_for_terminal
 from tests.frontend import browser, samples
 from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
 from tests.utils.images import decode, jpeg
@@ -70,7 +71,7 @@ def test_rest_flow_through_the_ingress(release: Release):
         assert health.json() == {"status": "healthy", "message": "Image processing service is running"}
         # 1600x1200 stored with EXIF orientation 6 (rotate 90°): upright it is 1200x1600.
         task_id = upload(alice, jpeg(1600, 1200, orientation=6))
-        status = wait_terminal(alice, task_id)
+        status = wait_for_terminal(alice, task_id, timeout=120)
         assert status["status"] == "completed", status
         metadata = json.loads(status["metadata"])
         assert metadata["original_size"] > 0 and metadata["processed_size"] > 0
@@ -169,7 +170,7 @@ def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, l
     first_up = next((t for t, replicas, _ in timeline if replicas > minimum), None)
     assert first_up is not None, timeline
     assert any(ready > minimum for _, _, ready in timeline), f"no extra worker pod became ready: {timeline}"
-    statuses = [wait_terminal(user, task_id, timeout=300)["status"] for user, task_id in accepted]
+    statuses = [wait_for_terminal(user, task_id, timeout=300)["status"] for user, task_id in accepted]
     assert statuses.count("completed") == 48, statuses
     drained = time.monotonic() - started
     deadline = time.monotonic() + 180
@@ -251,7 +252,7 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
                 time.sleep(0.2)
             # Every accepted task ends; the client's own cookie sees them all.
             for task_id in accepted:
-                status = wait_terminal(user, task_id, timeout=180)
+                status = wait_for_terminal(user, task_id, timeout=180)
                 if status["status"] != "completed":
                     failures.append(f"task {task_id}: {status}")
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.flows import client, upload, wait_terminal
+from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release
+from tests.fixtures.services import wait_for_terminal
 from tests.utils.images import decode, jpeg
 
 pytestmark = pytest.mark.cluster
@@ -85,7 +86,7 @@ def test_the_service_works_on_external_postgresql_and_redis(external_release: Re
     assert "primary" not in components and "master" not in components, components
     with client(external_release) as user:
         task_id = upload(user, jpeg(1200, 900))
-        status = wait_terminal(user, task_id)
+        status = wait_for_terminal(user, task_id, timeout=120)
         assert status["status"] == "completed", status
         assert decode(user.get(f"/api/tasks/{task_id}/result").content).size == (800, 600)
     result = external_release.helm("test", external_release.name, "--logs", timeout=300)

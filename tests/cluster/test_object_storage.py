@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.cluster.flows import CONNECT, client, connect_from_pod, upload, wait_terminal
+from tests.cluster.flows import CONNECT, client, connect_from_pod, upload
 from tests.fixtures.cluster import CLUSTER, REPO_ROOT, LiveCluster, Release, timed
+from tests.fixtures.services import wait_for_terminal
 from tests.utils.images import decode, jpeg
 
 pytestmark = pytest.mark.cluster
@@ -78,7 +79,7 @@ def test_api_and_worker_pods_mount_no_shared_volume(release: Release, live_clust
 def test_results_leave_through_a_signed_url_of_the_store(release: Release):
     with client(release) as alice, client(release) as bob:
         task_id = upload(alice, jpeg(1600, 1200, orientation=6))
-        status = wait_terminal(alice, task_id)
+        status = wait_for_terminal(alice, task_id, timeout=120)
         assert status["status"] == "completed", status
         assert json.loads(status["metadata"])["processed_size"] > 0
 
@@ -142,7 +143,7 @@ def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live
         after = upload(user, jpeg(640, 480))
         # The task in flight when the store went away was retried, not failed.
         for task_id in (before, after):
-            assert wait_terminal(user, task_id, timeout=180)["status"] == "completed", task_id
+            assert wait_for_terminal(user, task_id, timeout=180)["status"] == "completed", task_id
         # No refused upload left a row behind: this user has exactly the two accepted tasks.
         listed = {t["id"] for t in user.get("/api/tasks").json()["items"]}
         assert listed == {before, after}, listed

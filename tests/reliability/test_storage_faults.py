@@ -20,9 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_object_store_outage_during_a_burst_loses_and_duplicates_nothing(dedicated_s3, fault_stack, monkeypatch):
-    for name, value in dedicated_s3.credentials_env.items():
-        monkeypatch.setenv(name, value)  # the standard AWS chain, inherited by API and workers
-    s3 = {k.removeprefix("IMGPROC_"): v for k, v in dedicated_s3.settings_env().items() if k.startswith("IMGPROC_")}
+    s3 = dedicated_s3.settings_in_process(monkeypatch)  # the credentials are inherited by API and workers
     started = time.monotonic()
     with (
         fault_stack(workers=1, delay=0.3, WORKER_CONCURRENCY=2, **s3) as stack,

@@ -22,10 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def use_s3(configure, embedded, s3_server, s3_prefix, monkeypatch):
     """configure(**more) on top of the S3 settings of this test's prefix."""
-    for name, value in s3_server.credentials_env.items():
-        monkeypatch.setenv(name, value)
-    base = {k.removeprefix("IMGPROC_"): v for k, v in s3_server.settings_env(s3_prefix).items()
-            if k.startswith("IMGPROC_")}
+    base = s3_server.settings_in_process(monkeypatch, s3_prefix)
 
     def apply(**more: object) -> None:
         configure(DATA_DIR=embedded, COOKIE_SECURE="false", **{**base, **more})
