@@ -9,7 +9,6 @@ last), as the steps of `ct install` do.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
@@ -18,14 +17,13 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from PIL import Image
 
 from tests.cluster.flows import CONNECT, client, connect_from_pod, endpoints, upload
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
 from tests.frontend import browser, samples
 from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
-from tests.utils.images import decode, jpeg
+from tests.utils.images import decode, jpeg, photo
 
 pytestmark = pytest.mark.cluster
 
@@ -121,14 +119,6 @@ def test_an_upload_ends_completed_on_the_page(release: Release, tmp_path):
 # --------------------------------------------------------------------------- autoscaling
 
 
-def photo_12mp() -> bytes:
-    """A 4000x3000 JPEG with a photo's entropy (noise), so the worker spends real time on it."""
-    noise = [Image.effect_noise((4000, 3000), sigma) for sigma in (40, 50, 60)]
-    buffer = io.BytesIO()
-    Image.merge("RGB", noise).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, live_cluster: LiveCluster):
     """The operator, in its pod with its Role, reads the bundled Redis's queue and moves the worker
     Deployment; the new pods really start and take tasks; back at the minimum when drained."""
@@ -143,7 +133,7 @@ def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, l
         return status["spec"]["replicas"], status["status"].get("readyReplicas", 0)
 
     assert deployment()[0] == minimum
-    data = photo_12mp()
+    data = photo(4000, 3000)
     started = time.monotonic()
     accepted: list[tuple[httpx.Client, int]] = []
     users = [client(release) for _ in range(3)]
