@@ -287,11 +287,12 @@ def test_the_redis_pod_deleted_with_its_volume(release: Release, live_cluster: L
     so nothing waits for the reconciler (tests/cluster/test_faults.py has the case without a
     volume). Uploads during the restart get 503 with Retry-After, never a 5xx."""
     [master] = release.pods("master")
+    source = release.since_now()
     with Burst(release, [photo(1920, 1080)], users=3, count=6, seconds=150) as burst:
         while len(burst.accepted) < 3 and not burst.done:
             time.sleep(0.2)
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, master["metadata"]["name"])
-    counts = ledger(release, burst.owners(), burst.ids(), name="cluster: Redis pod deleted (with its volume)",
+    counts = ledger(source, burst.owners(), burst.ids(), name="cluster: Redis pod deleted (with its volume)",
                     faults=1, timeout=180, refused=burst.refused.get(503, 0),
                     server_errors=len(burst.server_errors), started=burst.started)
     burst.close()

@@ -17,7 +17,10 @@ One release for the module, with short timers so that recoveries land within the
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +30,7 @@ from PIL import Image
 
 from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
-from tests.fixtures.ledger import ledger
+from tests.fixtures.ledger import LedgerSource, ledger
 from tests.fixtures.services import wait_for_terminal
 from tests.utils.images import encode, jpeg, photo
 
@@ -94,9 +97,9 @@ def wait_ready(release: Release, component: str, count: int = 1, timeout: float 
     raise AssertionError(f"{component} not Ready again within {timeout}s")
 
 
-def ledger_of(release: Release, burst: Burst, name: str, *, timeout: float = 240) -> dict:
+def ledger_of(source: LedgerSource, burst: Burst, name: str, *, timeout: float = 240) -> dict:
     burst.join()
-    counts = ledger(release, burst.owners(), burst.ids(), name=name, faults=1, timeout=timeout,
+    counts = ledger(source, burst.owners(), burst.ids(), name=name, faults=1, timeout=timeout,
                     refused=burst.refused.get(503, 0), server_errors=len(burst.server_errors), started=burst.started,
                     rate_limited=burst.refused.get(429, 0), transport_errors=burst.transport_errors)
     assert not burst.server_errors, burst.server_errors
@@ -105,14 +108,38 @@ def ledger_of(release: Release, burst: Burst, name: str, *, timeout: float = 240
 
 
 def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: LiveCluster, images: list[bytes]):
-    """--grace-period=0 --force: the container is killed without its warm shutdown; its task's
-    message was never acknowledged, so Redis delivers it again after the visibility timeout."""
+    """--grace-period=0 --force removes the pod object at once; the kubelet still stops the
+    container with its minimum grace (about 2 s), so a task of a few hundred milliseconds
+    usually finishes, and one that does not is delivered again (next test). Either way: nothing
+    lost, nothing twice."""
+    source = release.since_now()
     with Burst(release, images, users=3, count=5) as burst:
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--grace-period=0", "--force")
-    counts = ledger_of(release, burst, "cluster: worker pod force-deleted mid-task")
+    counts = ledger_of(source, burst, "cluster: worker pod force-deleted mid-task")
     assert counts["completed"] == counts["accepted"]
+
+
+def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_cluster: LiveCluster,
+                                                         images: list[bytes]):
+    """SIGKILL to every process of every worker container, from the node, while tasks run (a
+    node crash, the kernel's OOM killer on a whole container): nobody rejects the messages;
+    they stay unacknowledged in Redis until the visibility timeout (15 s here) and are
+    delivered again; the kubelet restarts the containers."""
+    source = release.since_now()
+    with Burst(release, images[0], users=3, count=4) as burst:
+        processing_seen(burst)
+        killed = 0
+        for pod in release.pods("worker"):
+            for pid in release.container_pids(pod):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        assert killed, "no worker process found in the pods' cgroups"
+    counts = ledger_of(source, burst, "cluster: worker containers SIGKILLed mid-task")
+    assert counts["completed"] == counts["accepted"]
+    assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
 
 
 def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_cluster: LiveCluster,
@@ -120,11 +147,12 @@ def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_
     """A normal delete is a scale-down or a drain: SIGTERM, Celery's warm shutdown finishes the
     running task within terminationGracePeriodSeconds (longer than the hard time limit, checked
     at render time), and nothing runs twice."""
+    source = release.since_now()
     with Burst(release, images, users=3, count=5) as burst:
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--wait=false")
-    counts = ledger_of(release, burst, "cluster: worker pod deleted (warm shutdown)")
+    counts = ledger_of(source, burst, "cluster: worker pod deleted (warm shutdown)")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] == 0, "a task of the warm-shut-down pod ran twice"
 
@@ -133,24 +161,26 @@ def test_the_redis_pod_deleted_without_persistence(release: Release, live_cluste
                                                    images: list[bytes]):
     """Redis comes back empty: uploads meanwhile get 503 + Retry-After, and the queued tasks that
     vanished with it are re-enqueued by the reconciler from the database."""
+    source = release.since_now()
     with Burst(release, images, users=3, count=6, seconds=180) as burst:
         processing_seen(burst)
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "master"))
         back = wait_ready(release, "master")
     print(f"redis master Ready again {back:.1f} s after the delete")
-    counts = ledger_of(release, burst, "cluster: Redis pod deleted (no volume)")
+    counts = ledger_of(source, burst, "cluster: Redis pod deleted (no volume)")
     assert counts["completed"] == counts["accepted"]
 
 
 def test_the_postgresql_pod_deleted(release: Release, live_cluster: LiveCluster, images: list[bytes]):
     """The StatefulSet brings PostgreSQL back on its volume; meanwhile the API answers 503 with
     Retry-After, and the workers' reports wait (retried) until it answers again."""
+    source = release.since_now()
     with Burst(release, images, users=3, count=6, seconds=180) as burst:
         processing_seen(burst)
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "primary"))
         back = wait_ready(release, "primary")
     print(f"postgresql Ready again {back:.1f} s after the delete")
-    counts = ledger_of(release, burst, "cluster: PostgreSQL pod deleted")
+    counts = ledger_of(source, burst, "cluster: PostgreSQL pod deleted")
     assert counts["completed"] == counts["accepted"]
 
 
@@ -158,10 +188,11 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     """Two API replicas behind Traefik: the deleted one leaves the endpoints during its preStop
     sleep and finishes what it has; the client never sees a failure."""
     assert len(release.pods("api")) >= 2
+    source = release.since_now()
     with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
         time.sleep(2)
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "api"), "--wait=false")
-    counts = ledger_of(release, burst, "cluster: API pod deleted during uploads")
+    counts = ledger_of(source, burst, "cluster: API pod deleted during uploads")
     assert counts["completed"] == counts["accepted"] == 100
     assert burst.transport_errors == 0
 
@@ -176,6 +207,7 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         return live_cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
 
     minimum = replicas()
+    source = release.since_now()
     with Burst(release, images[0], users=3, count=12, seconds=180) as burst:
         deadline = time.monotonic() + 60
         while replicas() == minimum and time.monotonic() < deadline:
@@ -188,7 +220,7 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         while not burst.done and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
             time.sleep(0.5)
-    counts = ledger_of(release, burst, "cluster: operator pod deleted mid scale-up")
+    counts = ledger_of(source, burst, "cluster: operator pod deleted mid scale-up")
     assert counts["completed"] == counts["accepted"]
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
@@ -223,6 +255,7 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
     of being run forever, and the worker serves the next upload."""
     bomb = encode(Image.new("RGBA", (7000, 7000), (9, 99, 199, 255)), "PNG")
     before = oom_kills(live_cluster, release)
+    source = release.since_now()
     started = time.monotonic()
     with client(release) as user:
         bomb_id = upload(user, bomb, name="bomb.png")
@@ -236,7 +269,7 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
         normal = upload(user, jpeg(1280, 960))
         assert wait_for_terminal(user, normal, timeout=120)["status"] == "completed"
         owners = {bomb_id: user, normal: user}
-        counts = ledger(release, owners, [bomb_id, normal], name="cluster: worker out of memory", faults=kills,
+        counts = ledger(source, owners, [bomb_id, normal], name="cluster: worker out of memory", faults=kills,
                         timeout=30, started=started)
     print(f"out-of-memory task failed {after_bomb:.1f} s after its upload, {kills} OOM kills: {status['error']}")
     assert counts["failed"] == 1 and counts["completed"] == 1
