@@ -129,6 +129,8 @@ def test_api_pods_may_drop_the_cpu_request_without_an_hpa(render):
     (hpa_values(behavior={"sideways": {}}),
      "at '/api/autoscaling/behavior': additional properties 'sideways' not allowed"),
     ({"api": {"service": {"type": "ExternalName"}}}, "at '/api/service/type'"),
+    ({"api": {"service": {"externalTrafficPolicy": "Nearest"}}}, "at '/api/service/externalTrafficPolicy'"),
+    ({"api": {"service": {"loadBalancerSourceRanges": ["everyone"]}}}, "at '/api/service/loadBalancerSourceRanges/0'"),
 ])
 def test_schema_rejects_wrong_autoscaling_values(helm_fails, values, message):
     error = helm_fails(values)
@@ -137,11 +139,27 @@ def test_schema_rejects_wrong_autoscaling_values(helm_fails, values, message):
 
 
 def test_a_load_balancer_service_publishes_the_api_port(render):
-    objects = render({"api": {"service": {"type": "LoadBalancer", "annotations": {"lb.example/scheme": "internal"}}}})
+    objects = render({"api": {"service": {"type": "LoadBalancer", "annotations": {"lb.example/scheme": "internal"},
+                                          "externalTrafficPolicy": "Local",
+                                          "loadBalancerSourceRanges": ["203.0.113.0/24"]}}})
     service = named(objects, "Service", API)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["metadata"]["annotations"] == {"lb.example/scheme": "internal"}
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8000, "http")]
+    # Local: the clients' own addresses reach the app (the per-address new-user limit).
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert service["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+
+
+def test_load_balancer_settings_stay_off_a_cluster_ip_service(render):
+    objects = render({"api": {"service": {"externalTrafficPolicy": "Local",
+                                          "loadBalancerSourceRanges": ["203.0.113.0/24"]}}})
+    spec = named(objects, "Service", API)["spec"]
+    assert spec["type"] == "ClusterIP"
+    assert "externalTrafficPolicy" not in spec and "loadBalancerSourceRanges" not in spec
+    node_port = named(render({"api": {"service": {"type": "NodePort", "externalTrafficPolicy": "Local"}}}),
+                      "Service", API)["spec"]
+    assert node_port["externalTrafficPolicy"] == "Local" and "loadBalancerSourceRanges" not in node_port
 
 
 # --- HTTPRoute ---------------------------------------------------------------------------------
