@@ -72,6 +72,13 @@ CASES: dict[str, Case] = {
                                   "ingress": {"enabled": True}},
                                  {"Secret": {"store-root"}}),
     "kind": Case(yaml.safe_load((ROOT / "k8s" / "values-kind.yaml").read_text())),
+    # The API behind a CPU HorizontalPodAutoscaler and a Gateway API HTTPRoute (no Ingress).
+    "api-autoscaling": Case({"api": {"autoscaling": {
+        "enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120,
+                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}}}),
+    "gateway": Case({"gateway": {"enabled": True, "hostnames": ["imgproc.example.com"],
+                                 "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}]}}),
 }
 
 

@@ -35,8 +35,9 @@ FULLNAME = f"{RELEASE}-imgproc"
 API, WORKER, FLOWER, OPERATOR = (f"{FULLNAME}-{c}" for c in ("api", "worker", "flower", "operator"))
 MIGRATIONS, SMOKE = f"{FULLNAME}-migrations", f"{FULLNAME}-smoke-test"
 # Custom resources: kubernetes_validate has no schema for them (the WorkerAutoscaler is checked
-# against its CRD below; KEDA's are only known to KEDA).
-CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication"}
+# against its CRD below, the HTTPRoute against the Gateway API's in test_chart_api_scaling;
+# KEDA's are only known to KEDA).
+CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication", "HTTPRoute"}
 CRD_FILE = CHART / "crds" / "workerautoscalers.yaml"
 LABEL_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
               "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
