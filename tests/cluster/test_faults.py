@@ -206,7 +206,11 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     def replicas() -> int:
         return live_cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
 
-    minimum = replicas()
+    minimum = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]["minReplicaCount"]
+    deadline = time.monotonic() + 120  # the earlier scenarios' scale-up winds down first
+    while replicas() != minimum and time.monotonic() < deadline:
+        time.sleep(1)
+    assert replicas() == minimum, "the workers did not return to the minimum before the scenario"
     source = release.since_now()
     with Burst(release, images[0], users=3, count=12, seconds=180) as burst:
         deadline = time.monotonic() + 60
