@@ -68,6 +68,14 @@ def list_owned_tasks(*, session: Session, owner: User, limit: int, offset: int) 
     return list(tasks), total
 
 
+def task_watermark(*, session: Session, owner: User) -> tuple[int, int | None]:
+    """How many tasks the user has and the newest id: changes with every creation and deletion."""
+    count, newest = session.execute(
+        select(func.count(), func.max(Task.id)).select_from(Task).where(Task.owner_id == owner.id)
+    ).one()
+    return count, newest
+
+
 def count_unfinished_tasks(*, session: Session, owner: User) -> int:
     unfinished = (TaskStatus.PENDING, TaskStatus.PROCESSING)
     query = select(func.count()).select_from(Task).where(Task.owner_id == owner.id, Task.status.in_(unfinished))
