@@ -80,7 +80,7 @@ class Replica:
             with self._replica() as replica:
                 lag = replica.scalar(_LAG, {"primary_lsn": primary_lsn})
         except SQLAlchemyError as exc:
-            log.warning("read replica unusable: %s", exc.__class__.__name__)
+            log.debug("read replica unreachable: %s", exc)
             return None
         return None if lag is None else float(lag)
 
@@ -94,7 +94,8 @@ class Replica:
                 self.lag = self.measure_lag()
                 usable = self.lag is not None and self.lag <= self.max_lag
                 if usable != self._usable:
-                    log.info("read replica %s (lag %s s)", "in use" if usable else "skipped", self.lag)
+                    state = "in use" if usable else "skipped: " + ("unreachable" if self.lag is None else "lagging")
+                    log.log(logging.INFO if usable else logging.WARNING, "read replica %s (lag %s s)", state, self.lag)
                 self._usable = usable
                 self._checked_at = self._clock()
         finally:
