@@ -268,8 +268,7 @@ def list_tasks(
     """The caller's tasks, newest first."""
 
     def page(s: Session) -> tuple[list[Task], tuple[int, int | None]]:
-        tasks, _ = crud.list_owned_tasks(session=s, owner=user, limit=limit, offset=offset)
-        return tasks, crud.task_watermark(session=s, owner=user)
+        return crud.list_owned_tasks(session=s, owner=user, limit=limit, offset=offset)
 
     def final(answer: tuple[list[Task], tuple[int, int | None]]) -> bool:
         # The replica's page stands when every row on it is finished (it cannot change any
