@@ -117,7 +117,9 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
     while (reads := _user_lookups(live_cluster, release) - reads_before) < 60:
         assert time.monotonic() < deadline, f"{reads} user look-ups on the replica for 60 status reads"
         time.sleep(1)
-    print(f"\nreplica pod Ready {_ready_seconds(replica):.0f} s after creation ({clone_log.strip()});"
+    cloned = next(line for line in clone_log.splitlines() if line.startswith("cloned the primary in"))
+    print(f"\nreplica pod Ready {_ready_seconds(replica):.0f} s after creation ({cloned}, after waiting for the"
+          " primary);"
           f" commit-to-visible on the replica: median {lag['median_ms']:.1f} ms, max {lag['max_ms']:.1f} ms"
           f" (50 rows, from the API pod); {reads} user look-ups on the replica for 60 status reads")
 
