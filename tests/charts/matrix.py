@@ -48,6 +48,10 @@ CASES: dict[str, Case] = {
     "keda-external-urls": Case({**EXTERNAL_URLS, "keda": {"enabled": True}}),
     "app-existing-secret": Case({"secrets": {"existingSecret": "imgproc-app"}}, {"Secret": {"imgproc-app"}}),
     "redis-replicas": Case({"redis": {"replica": {"replicaCount": 2}}}),
+    "postgresql-replicas": Case({"postgresql": {"readReplicas": {"replicaCount": 2}}}),
+    "external-replica-url": Case({**EXTERNAL_URLS, "externalDatabase": {
+        **EXTERNAL_URLS["externalDatabase"],
+        "replicaUrl": "postgresql+psycopg2://imgproc:s3cret@db-ro.example.com:6432/imgproc"}}),
     "bare": Case({"networkPolicy": {"enabled": False}, "api": {"pdb": {"enabled": False}},
                   "worker": {"pdb": {"enabled": False}}, "persistence": {"existingClaim": "shared-data"},
                   "serviceAccount": {"create": False}, "postgresql": {"primary": {"persistence": {"enabled": False}}},
