@@ -59,6 +59,10 @@ cluster: tools ## a local single-node cluster (root) with the chart installed; p
 	scripts/cluster up >/dev/null
 	scripts/cluster deploy
 
+cluster-dev: tools ## the skaffold loop on the local cluster (root): rebuild + redeploy on every change, Ctrl-C uninstalls
+	scripts/cluster up >/dev/null
+	eval "$$(scripts/cluster env)" && skaffold dev -p cluster
+
 cluster-down: ## stop the local cluster and remove everything it made
 	scripts/cluster down
 
@@ -103,4 +107,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean
