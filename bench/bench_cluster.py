@@ -158,14 +158,13 @@ def report(runs: list[Run], count: int) -> None:
     for run in runs:
         print(f"\n--- timeline, minReplicaCount {run.minimum} (s from the first upload; replicas/ready, "
               "backlog/in flight)")
-        last = None
+        lines, last = list(run.events), None
         for s in run.samples:
-            key = (s.replicas, s.ready)
-            if key != last:
-                print(f"{s.at:7.1f}  replicas {s.replicas} ready {s.ready}  "
-                      f"backlog {s.backlog} in flight {s.in_flight}")
-                last = key
-        for at, text in run.events:
+            if (s.replicas, s.ready) != last:
+                state = f"replicas {s.replicas} ready {s.ready}  backlog {s.backlog} in flight {s.in_flight}"
+                lines.append((s.at, state))
+                last = (s.replicas, s.ready)
+        for at, text in sorted(lines):
             print(f"{at:7.1f}  {text}")
     print(f"\nburst: {count} uploads through the ingress (12 MP and 1080p photos, alternating), 8 users; "
           f"operator with the chart's defaults (poll {POLL} s, scale-up step {UP_STEP}, scale-down window "
