@@ -62,7 +62,8 @@ def test_the_client_follows_the_master_through_a_failover(sentinel_group):
     wait_until(lambda: sentinel_group.master_port() not in (None, old), timeout=30, what="a new master")
     # (A write that reaches the old master between the promotion and its demotion is lost when
     # it resyncs: asynchronous replication. The reconciler re-enqueues such a task.)
-    wait_until(lambda: sentinel_group.role(sentinel_group.server(old)) == "slave", timeout=30, what="old master demoted")
+    demoted = sentinel_group.server(old)
+    wait_until(lambda: sentinel_group.role(demoted) == "slave", timeout=30, what="old master demoted")
     # The old master is a replica now: a write through the old connection answers READONLY,
     # which the Sentinel-managed connection turns into a reconnect to the new master.
     deadline = time.monotonic() + 15
