@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.cluster.flows import client
-from tests.fixtures.cluster import LiveCluster, Release, timed
+from tests.fixtures.cluster import CHART, LiveCluster, Release, timed
 from tests.fixtures.services import TERMINAL
 from tests.utils.images import jpeg
 
@@ -30,6 +30,9 @@ BURST_SECONDS = 240  # ... and in time
 
 @pytest.fixture(scope="module")
 def sentinel_release(live_cluster: LiveCluster) -> Iterator[Release]:
+    # Helm installs crds/ only when the CRD is missing and never upgrades it: a cluster that
+    # kept an older WorkerAutoscaler CRD would prune spec.redis.sentinel.
+    live_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     installed = live_cluster.install(
         live_cluster.new_namespace("chart-sentinel"),
         "--set", "redis.sentinel.enabled=true",
@@ -108,11 +111,18 @@ def database(cluster: LiveCluster, release: Release, sql: str) -> str:
     return result.stdout.strip()
 
 
+def autoscaler_ready(cluster: LiveCluster, release: Release) -> bool:
+    (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in scaler.get("status", {}).get("conditions", []))
+
+
 def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: Release, live_cluster: LiveCluster):
     release, cluster = sentinel_release, live_cluster
     master0, replica0 = f"{release.name}-redis-master-0", f"{release.name}-redis-replicas-0"
     assert named_master(cluster, release) == master0
     assert role(cluster, release, master0) == "master" and role(cluster, release, replica0) == "slave"
+    (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
+    assert scaler["spec"]["redis"]["sentinel"]["masterName"] == "mymaster"  # not pruned by an old CRD
 
     uploader = Uploader(release)
     started = time.monotonic()
@@ -164,6 +174,11 @@ def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: 
     while role(cluster, release, master0) != "slave" and time.monotonic() < deadline:
         time.sleep(1)
     rejoined = role(cluster, release, master0)
+    # The operator reads the queue from the promoted master (through the sentinels).
+    deadline = time.monotonic() + 60
+    while not autoscaler_ready(cluster, release) and time.monotonic() < deadline:
+        time.sleep(1)
+    scaler_ready = autoscaler_ready(cluster, release)
 
     figures = {
         "accepted": len(uploader.ids), "completed": completed, "failed": len(failed), "lost": len(pending),
@@ -181,3 +196,4 @@ def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: 
     assert uploader.without_retry_after == 0 and uploader.transport_errors == 0
     assert rejoined == "slave", f"the old master's pod did not rejoin as a replica: role {rejoined!r}"
     assert named_master(cluster, release) == replica0
+    assert scaler_ready, "the WorkerAutoscaler did not read the queue from the new master"
