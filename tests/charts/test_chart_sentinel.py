@@ -145,3 +145,10 @@ def test_the_sentinel_settings_reach_the_scripts(render):
     env = env_of(objects, "Deployment", API)
     assert env["IMGPROC_REDIS_SENTINELS"]["value"].count(":26380") == 5
     assert env["IMGPROC_REDIS_SENTINEL_MASTER"]["value"] == "broker"
+
+
+def test_notes_say_how_to_ask_the_sentinels_for_the_master(notes):
+    text = notes(CASES["redis-sentinel"].values)
+    command = f"kubectl -n {NAMESPACE} exec {REDIS}-sentinel-0 -- redis-cli -p 26379"
+    assert f"{command} sentinel get-master-addr-by-name mymaster" in text
+    assert "sentinel" not in notes({})
