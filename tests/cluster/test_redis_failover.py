@@ -111,13 +111,33 @@ def database(cluster: LiveCluster, release: Release, sql: str) -> str:
     return result.stdout.strip()
 
 
+def diagnostics(cluster: LiveCluster, release: Release) -> str:
+    """Pods, and the logs of every Redis and sentinel container (the previous one too), for a failure."""
+    out = [cluster.kubectl("get", "pods", "-n", release.namespace, "-o", "wide", check=False).stdout]
+    pods = cluster.get("pods", "-n", release.namespace, "-l", f"app.kubernetes.io/instance={release.name},"
+                       "app.kubernetes.io/name=redis")["items"]
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        for previous in ("--previous=false", "--previous=true"):
+            logs = cluster.kubectl("logs", "-n", release.namespace, name, previous, "--tail=80", check=False)
+            out.append(f"--- {name} {previous}\n{logs.stdout}{logs.stderr}")
+    return "\n".join(out)
+
+
 def autoscaler_ready(cluster: LiveCluster, release: Release) -> bool:
     (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
     return any(c["type"] == "Ready" and c["status"] == "True" for c in scaler.get("status", {}).get("conditions", []))
 
 
 def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: Release, live_cluster: LiveCluster):
-    release, cluster = sentinel_release, live_cluster
+    try:
+        failover_under_a_burst(sentinel_release, live_cluster)
+    except AssertionError:
+        print(diagnostics(live_cluster, sentinel_release))
+        raise
+
+
+def failover_under_a_burst(release: Release, cluster: LiveCluster) -> None:
     master0, replica0 = f"{release.name}-redis-master-0", f"{release.name}-redis-replicas-0"
     assert named_master(cluster, release) == master0
     assert role(cluster, release, master0) == "master" and role(cluster, release, replica0) == "slave"
