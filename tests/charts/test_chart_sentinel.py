@@ -13,8 +13,7 @@ from tests.charts.rendering import NAMESPACE, RELEASE
 from tests.charts.test_chart_render import API, FLOWER, KEDA_OPERATOR, STRANGER, WORKER, release_pods
 
 REDIS = f"{RELEASE}-redis"
-SENTINEL_NAMES = [f"{REDIS}-sentinel-{i}.{REDIS}-sentinel-headless.{NAMESPACE}.svc.cluster.local:26379"
-                  for i in range(3)]
+SENTINEL_NAMES = [f"{REDIS}-sentinel-{i}.{NAMESPACE}.svc.cluster.local:26379" for i in range(3)]
 
 
 def env_of(objects, kind: str, name: str) -> dict[str, dict]:
@@ -40,10 +39,17 @@ def test_three_sentinels_watch_the_master_under_its_stable_name(render):
                  "sentinel failover-timeout $MASTER_NAME 60000", 'sentinel auth-pass $MASTER_NAME "${REDISCLI_AUTH}"',
                  "sentinel announce-ip $ME", 'requirepass "${REDISCLI_AUTH}"'):
         assert line in script, line
-    assert f'ME="$HOST.{REDIS}-sentinel-headless.{NAMESPACE}.svc.cluster.local"' in script
     common = scripts(objects)["common.sh"]
-    assert f'MASTER0="{REDIS}-master-0.{REDIS}-master-headless.{NAMESPACE}.svc.cluster.local"' in common
-    assert f"{REDIS}-replicas-1.{REDIS}-replicas-headless.{NAMESPACE}.svc.cluster.local" in common
+    # Every pod is known by the name of its own ClusterIP Service: it always resolves, to the
+    # same address, whether the pod is running, restarting or gone.
+    assert f'ME="$HOST.{NAMESPACE}.svc.cluster.local"' in common
+    assert f'MASTER0="{REDIS}-master-0.{NAMESPACE}.svc.cluster.local"' in common
+    assert f"{REDIS}-replicas-1.{NAMESPACE}.svc.cluster.local" in common
+    for pod in (f"{REDIS}-master-0", f"{REDIS}-replicas-0", f"{REDIS}-replicas-1", f"{REDIS}-sentinel-2"):
+        service = named(objects, "Service", pod)
+        assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == pod
+        assert service["spec"].get("clusterIP") != "None" and service["spec"]["publishNotReadyAddresses"]
+    assert named(objects, "Service", f"{REDIS}-sentinel-2")["spec"]["ports"][0]["port"] == 26379
     # The password only from the Secret, never in the spec.
     (container,) = sentinels["spec"]["template"]["spec"]["containers"]
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": REDIS, "key": "password"}

@@ -40,8 +40,8 @@ class Pods:
         self.base = base
         names = {
             f"{REDIS}-sentinel.{DOMAIN}": self.ip["sentinel-0"],  # the Service: one of them will do
-            f"{REDIS}-master-0.{REDIS}-master-headless.{DOMAIN}": self.ip["master-0"],
-            f"{REDIS}-replicas-0.{REDIS}-replicas-headless.{DOMAIN}": self.ip["replicas-0"],
+            f"{REDIS}-master-0.{DOMAIN}": self.ip["master-0"],
+            f"{REDIS}-replicas-0.{DOMAIN}": self.ip["replicas-0"],
         }
         for name, text in scripts.items():
             for dns, ip in names.items():
@@ -50,8 +50,7 @@ class Pods:
                     .replace("/data/sentinel.conf", "$DATA/sentinel.conf").replace("dir /data", "dir $DATA")
                     .replace("bind * -::*", "bind $SIM_ME"))
             # Each "pod" is known by its address, the name it announces.
-            lines = [line for line in text.splitlines() if not line.startswith('[ "$COMPONENT" = master ] || ME=')]
-            text = "\n".join("ME=$SIM_ME" if line.startswith("ME=") else line for line in lines) + "\n"
+            text = "\n".join("ME=$SIM_ME" if line.startswith("ME=") else line for line in text.splitlines()) + "\n"
             (base / name).write_text(text)
         self.processes: dict[str, subprocess.Popen] = {}
 

@@ -440,8 +440,8 @@ is the migration Job, which reads values-provided credentials from its hook Secr
 {{- end }}
 
 {{/* Where the broker is: dict with host, port, db, secretName, secretKey (secretName "" = no
-password) and, with the bundled Redis's sentinels, sentinels (list of "host:port", every
-sentinel pod's stable name) and masterName. Used for IMGPROC_BROKER_URL /
+password) and, with the bundled Redis's sentinels, sentinels (list of "host:port", the Service
+of every sentinel pod) and masterName. Used for IMGPROC_BROKER_URL /
 IMGPROC_REDIS_SENTINELS, the WorkerAutoscaler and the KEDA trigger. */}}
 {{- define "imgproc.redis.endpoint" -}}
 {{- if .Values.redis.enabled }}
@@ -456,7 +456,7 @@ secretKey: {{ $r.auth.existingSecretPasswordKey }}
 masterName: {{ $r.sentinel.masterName | quote }}
 sentinels:
 {{- range $i := until (int $r.sentinel.replicaCount) }}
-  - {{ printf "%s-sentinel-%d.%s-sentinel-headless.%s.svc.%s:%v" $full $i $full $.Release.Namespace $r.clusterDomain $r.sentinel.port | quote }}
+  - {{ printf "%s-sentinel-%d.%s.svc.%s:%v" $full $i $.Release.Namespace $r.clusterDomain $r.sentinel.port | quote }}
 {{- end }}
 {{- end }}
 {{- else if .Values.externalRedis.url }}
