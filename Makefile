@@ -59,6 +59,10 @@ cluster: tools ## a local single-node cluster (root) with the chart installed; p
 	scripts/cluster up >/dev/null
 	scripts/cluster deploy
 
+cluster-dev: tools ## the skaffold loop on the local cluster (root): rebuild + redeploy on every change, Ctrl-C uninstalls
+	scripts/cluster up >/dev/null
+	eval "$$(scripts/cluster env)" && skaffold dev -p cluster
+
 cluster-down: ## stop the local cluster and remove everything it made
 	scripts/cluster down
 
@@ -73,8 +77,14 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures (both st
 bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s, CPU s/image per process (~2 min)
 	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
+bench-cluster: $(VENV)/.installed-test tools ## autoscaling on real pods: a 200-upload burst at min 1 and 0, KEDA simulated beside it (root, ~8 min)
+	$(BIN)/python -m bench.bench_cluster $(BENCH_CLUSTER_ARGS)
+
 reliability: $(VENV)/.installed-test ## fault, hostile-input and load figures in one table (~4 min)
 	$(BIN)/python scripts/reliability.py $(RELIABILITY_ARGS)
+
+reliability-cluster: $(VENV)/.installed-test tools ## the fault rows on real pods of the local cluster (root, ~8 min)
+	$(BIN)/python scripts/reliability.py --cluster
 
 loadtest: $(VENV)/.installed-test ## 1,000 uploads from 20 cookie users, 2 workers, on loopback
 	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
@@ -97,4 +107,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-down lint bench bench-peers reliability loadtest screenshot lock images clean
+.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean

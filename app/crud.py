@@ -60,12 +60,23 @@ def get_owned_task(*, session: Session, owner: User, task_id: int) -> Task | Non
     return session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner.id))
 
 
-def list_owned_tasks(*, session: Session, owner: User, limit: int, offset: int) -> tuple[list[Task], int]:
-    total = session.scalar(select(func.count()).select_from(Task).where(Task.owner_id == owner.id)) or 0
+def list_owned_tasks(
+    *, session: Session, owner: User, limit: int, offset: int
+) -> tuple[list[Task], tuple[int, int | None]]:
+    """A page of the user's tasks, newest first, and their task_watermark (the total is its count)."""
+    watermark = task_watermark(session=session, owner=owner)
     tasks = session.scalars(
         select(Task).where(Task.owner_id == owner.id).order_by(Task.id.desc()).limit(limit).offset(offset)
     ).all()
-    return list(tasks), total
+    return list(tasks), watermark
+
+
+def task_watermark(*, session: Session, owner: User) -> tuple[int, int | None]:
+    """How many tasks the user has and the newest id: changes with every creation and deletion."""
+    count, newest = session.execute(
+        select(func.count(), func.max(Task.id)).select_from(Task).where(Task.owner_id == owner.id)
+    ).one()
+    return count, newest
 
 
 def count_unfinished_tasks(*, session: Session, owner: User) -> int:

@@ -5,7 +5,8 @@ Run: ``python -m bench.bench_autoscaler`` (about 3 minutes; hard limit 5). It st
 kube-apiserver (scripts/k8s-tools), a password-protected redis-server, creates the chart's CRD,
 RBAC, worker Deployment and WorkerAutoscaler, runs ``python -m autoscaler`` as the operator's
 ServiceAccount, and a kubelet stand-in that keeps real ``celery worker`` processes equal to the
-Deployment's spec.replicas (tests/autoscaler/harness.py).
+Deployment's spec.replicas (tests/autoscaler/harness.py). The same burst on real pods, through
+the ingress, is bench/bench_cluster.py (`make bench-cluster`).
 
 Measured, in seconds from the burst: first scale-up, maximum replicas, queue drained (every
 task done), first scale-down, back to minReplicaCount (every worker exited); busy workers

@@ -4,6 +4,7 @@ corpus (tests/security/test_hostile_uploads.py) and a load run (bench/loadtest.p
 real processes on loopback PostgreSQL + Redis.
 
     python scripts/reliability.py [--uploads 1000 --users 20 --workers 2] [--no-load] [--no-hostile]
+    python scripts/reliability.py --cluster    # the same faults on real pods (tests/cluster/test_faults.py)
 
 Each test appends a JSON line (tests/reliability/report.py) to a temporary file named by
 IMGPROC_TEST_RELIABILITY_REPORT; bench/loadtest.py appends its own with --json. This script
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from tests.reliability.report import ENV, read  # noqa: E402
 
 HOSTILE = ROOT / "tests" / "security" / "test_hostile_uploads.py"
+CLUSTER_FAULTS = "tests/cluster/test_faults.py"
 
 
 def run(argv: list[str], env: dict[str, str]) -> int:
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-load", action="store_true", help="skip bench/loadtest.py")
     parser.add_argument("--no-hostile", action="store_true", help="skip the hostile-input corpus")
+    parser.add_argument("--cluster", action="store_true",
+                        help=f"the faults on real pods instead ({CLUSTER_FAULTS}; root, ~8 min)")
     parser.add_argument("--report", help="keep the JSON lines in this file (default: a temporary file)")
     args = parser.parse_args(argv)
 
@@ -157,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, ENV: str(report)}
     python = sys.executable
     failures = []
-    tests = ["tests/reliability"] + (
-        [str(HOSTILE.relative_to(ROOT))] if HOSTILE.exists() and not args.no_hostile else []
-    )
+    if args.cluster:
+        tests, args.no_load = [CLUSTER_FAULTS], True
+    else:
+        tests = ["tests/reliability"] + (
+            [str(HOSTILE.relative_to(ROOT))] if HOSTILE.exists() and not args.no_hostile else []
+        )
     if run([python, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests], env):
         failures.append("pytest")
     if not args.no_load:
@@ -176,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             failures.append("loadtest")
 
     lines, clean = table(read(report))
-    print("imgproc reliability figures (real processes; PostgreSQL + Redis on loopback)")
+    where = ("real pods on the local cluster; faults injected with kubectl" if args.cluster
+             else "real processes; PostgreSQL + Redis on loopback")
+    print(f"imgproc reliability figures ({where})")
     print(
         "dup = result files beyond one per completed task; 503 = uploads/requests refused with Retry-After "
         "during the fault; re-run = tasks executed twice (redelivered), still one result"

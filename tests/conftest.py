@@ -25,12 +25,13 @@ for _name in [n for n in os.environ if n.startswith("IMGPROC_") and not n.starts
 def reset_caches() -> None:
     """Forget every cached object built from settings (engine, Celery app, limiters...)."""
     from app.api import deps
-    from app.core import celery_app, config, db
+    from app.core import celery_app, config, db, replica
 
     for cached in (
         config.get_settings,
         db.get_engine,
         db.get_sessionmaker,
+        replica.get_replica,
         celery_app.get_celery_app,
         deps.get_storage,
         deps.new_user_limiter,

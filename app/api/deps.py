@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.api.middleware import ISSUED_COOKIE
+from app.core import replica
 from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
 from app.models import User
@@ -83,11 +84,15 @@ def _cookie_header(settings: Settings, token: str) -> str:
     return morsel.OutputString()
 
 
-def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-    """The caller's anonymous identity; a request without a valid cookie gets a new one."""
+def _current_user(request: Request, session: Session, settings: Settings, *, on_replica: bool) -> User:
     token = request.cookies.get(settings.COOKIE_NAME)
     if token and len(token) <= 128:
-        user = crud.get_user_by_token(session=session, token=token)
+        def lookup(s: Session) -> User | None:
+            return crud.get_user_by_token(session=s, token=token)
+
+        # A user never changes once created: any row the replica has is right; a miss (a user
+        # made a moment ago) is asked of the primary.
+        user = replica.read(session, lookup, good=lambda u: u is not None) if on_replica else lookup(session)
         if user is not None:
             return user
     client_ip = request.client.host if request.client else "unknown"
@@ -99,4 +104,16 @@ def get_current_user(request: Request, session: SessionDep, settings: SettingsDe
     return user
 
 
+def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """The caller's anonymous identity; a request without a valid cookie gets a new one."""
+    return _current_user(request, session, settings, on_replica=False)
+
+
+def get_reading_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """As get_current_user, for the read-only status routes: looked up on the read replica
+    when one is configured and usable (app.core.replica)."""
+    return _current_user(request, session, settings, on_replica=True)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+ReadingUser = Annotated[User, Depends(get_reading_user)]

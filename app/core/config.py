@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Embedded default: SQLite + kombu's SQLAlchemy transport over SQLite, files under ./data.
     DATA_DIR: Path = Path("data")
     DATABASE_URL: str = ""  # default: sqlite:///<DATA_DIR>/imgproc.sqlite3
+    # A PostgreSQL streaming replica (hot standby) of DATABASE_URL. The API's status reads
+    # (/api/isReady, /api/tasks, /api/tasks/{id}) go there while it answers and its replay lag
+    # stays within DATABASE_REPLICA_MAX_LAG_SECONDS; everything else uses DATABASE_URL
+    # (app.core.replica says when an answer of the replica is taken). Empty: no replica.
+    DATABASE_REPLICA_URL: str = ""
+    DATABASE_REPLICA_MAX_LAG_SECONDS: float = Field(5.0, ge=0)
+    # How long a lag measurement (two one-row queries) or a failed connection is trusted.
+    DATABASE_REPLICA_CHECK_SECONDS: float = Field(1.0, gt=0, le=60)
     BROKER_URL: str = ""  # default: imgproc-sqlite+sqlite:///<DATA_DIR>/broker.sqlite3
     # Originals and results: a directory shared by API and workers (filesystem), or an
     # S3-compatible bucket (s3), so that they share no volume. Credentials for S3 come from
@@ -247,6 +255,10 @@ class Settings(BaseSettings):
                 )
             if not self.REDIS_SENTINEL_MASTER:
                 raise ValueError("IMGPROC_REDIS_SENTINEL_MASTER must not be empty with IMGPROC_REDIS_SENTINELS.")
+        if self.DATABASE_REPLICA_URL and not (
+            self.DATABASE_REPLICA_URL.startswith("postgresql") and self.database_url.startswith("postgresql")
+        ):
+            raise ValueError("IMGPROC_DATABASE_REPLICA_URL needs PostgreSQL URLs for it and IMGPROC_DATABASE_URL.")
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_TASK_SOFT_TIME_LIMIT must be shorter than IMGPROC_TASK_TIME_LIMIT.")
         return self

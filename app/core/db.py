@@ -24,7 +24,7 @@ def configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unty
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, connect_timeout: int = 3) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", configure_sqlite)
@@ -35,7 +35,7 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=5,
-        connect_args={"connect_timeout": 3},
+        connect_args={"connect_timeout": connect_timeout},
     )
 
 

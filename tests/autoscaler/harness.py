@@ -139,7 +139,10 @@ class Worker:
 
 @dataclass
 class KubeletStandIn:
-    """Reconciles local Celery worker processes to ``desired()`` (the Deployment's spec.replicas)."""
+    """Reconciles local Celery worker processes to ``desired()`` (the Deployment's spec.replicas).
+
+    Only for claims about the operator's decisions, not about pods (tests/autoscaler/test_loop.py
+    says why); pod behaviour is tested on the real cluster (tests/cluster)."""
 
     desired: Callable[[], int]
     broker_url: str

@@ -6,6 +6,14 @@ processes equal to the worker Deployment's spec.replicas, sending SIGTERM (warm 
 scale-down like the kubelet does to a pod. The tasks are real Celery tasks (Pillow resize + a
 short sleep) from tests/autoscaler/loop_app.py, with acks_late / prefetch 1 /
 reject_on_worker_lost like the real worker. Bounded: about a minute, 150 s at most.
+
+Why the stand-in and not pods: this test's claim is the operator's loop (queue -> decision ->
+Deployment -> back to zero, each task once), which does not depend on what runs the replicas;
+the stand-in makes it a one-minute test on an API server alone. What depends on pods is proven
+on the real cluster: the operator in its pod scaling real worker pods and their return to the
+minimum (tests/cluster/test_chart.py), its replacement mid scale-up and workers deleted with
+and without a grace period (tests/cluster/test_faults.py), and the timeline at minimum 1 and 0
+(bench/bench_cluster.py).
 """
 
 from __future__ import annotations

@@ -51,6 +51,10 @@ CASES: dict[str, Case] = {
     "redis-sentinel": Case({"redis": {"replica": {"replicaCount": 2}, "sentinel": {"enabled": True}}}),
     "redis-sentinel-keda": Case({"redis": {"replica": {"replicaCount": 1}, "sentinel": {"enabled": True}},
                                  "keda": {"enabled": True}}),
+    "postgresql-replicas": Case({"postgresql": {"readReplicas": {"replicaCount": 2}}}),
+    "external-replica-url": Case({**EXTERNAL_URLS, "externalDatabase": {
+        **EXTERNAL_URLS["externalDatabase"],
+        "replicaUrl": "postgresql+psycopg2://imgproc:s3cret@db-ro.example.com:6432/imgproc"}}),
     "bare": Case({"networkPolicy": {"enabled": False}, "api": {"pdb": {"enabled": False}},
                   "worker": {"pdb": {"enabled": False}}, "persistence": {"existingClaim": "shared-data"},
                   "serviceAccount": {"create": False}, "postgresql": {"primary": {"persistence": {"enabled": False}}},
@@ -75,6 +79,13 @@ CASES: dict[str, Case] = {
                                   "ingress": {"enabled": True}},
                                  {"Secret": {"store-root"}}),
     "kind": Case(yaml.safe_load((ROOT / "k8s" / "values-kind.yaml").read_text())),
+    # The API behind a CPU HorizontalPodAutoscaler and a Gateway API HTTPRoute (no Ingress).
+    "api-autoscaling": Case({"api": {"autoscaling": {
+        "enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120,
+                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}}}),
+    "gateway": Case({"gateway": {"enabled": True, "hostnames": ["imgproc.example.com"],
+                                 "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}]}}),
 }
 
 

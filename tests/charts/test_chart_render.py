@@ -35,8 +35,9 @@ FULLNAME = f"{RELEASE}-imgproc"
 API, WORKER, FLOWER, OPERATOR = (f"{FULLNAME}-{c}" for c in ("api", "worker", "flower", "operator"))
 MIGRATIONS, SMOKE = f"{FULLNAME}-migrations", f"{FULLNAME}-smoke-test"
 # Custom resources: kubernetes_validate has no schema for them (the WorkerAutoscaler is checked
-# against its CRD below; KEDA's are only known to KEDA).
-CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication"}
+# against its CRD below, the HTTPRoute against the Gateway API's in test_chart_api_scaling;
+# KEDA's are only known to KEDA).
+CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication", "HTTPRoute"}
 CRD_FILE = CHART / "crds" / "workerautoscalers.yaml"
 LABEL_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
               "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
@@ -564,7 +565,8 @@ def test_generated_secrets_are_long_random_and_the_database_ones_survive_uninsta
     assert len(base64.b64decode(app["webhook-secret"])) >= 24
     user, password = base64.b64decode(app["flower-basic-auth"]).decode().split(":", 1)
     assert user == "admin" and len(password) >= 24
-    for name, keys in (("rel-postgresql", {"postgres-password", "password"}), ("rel-redis", {"password"})):
+    for name, keys in (("rel-postgresql", {"postgres-password", "password", "replication-password"}),
+                       ("rel-redis", {"password"})):
         secret = named(objects, "Secret", name)
         assert set(secret["data"]) == keys
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -985,8 +987,10 @@ def test_subchart_images_are_pinned_to_a_version(render):
     ({"storage": {"s3": {"accessKey": "AKIA..."}}}, "at '/storage/s3': additional properties 'accessKey' not allowed"),
     ({"storage": {"s3": {"signedUrls": {"expiresSeconds": 0}}}}, "at '/storage/s3/signedUrls/expiresSeconds'"),
     ({"objectStore": {"persistence": {"accessModes": ["Sometimes"]}}}, "at '/objectStore/persistence/accessModes/0'"),
-    ({"postgresql": {"readReplicas": {"replicaCount": 1}}},
-     "postgresql:\n- at '/readReplicas/replicaCount': value must be 0"),
+    ({"postgresql": {"readReplicas": {"replicaCount": -1}}},
+     "postgresql:\n- at '/readReplicas/replicaCount': minimum: got -1, want 0"),
+    ({"postgresql": {"readReplicas": {"replicas": 1}}},
+     "postgresql:\n- at '/readReplicas': additional properties 'replicas' not allowed"),
     ({"redis": {"replica": {"replicaCount": -1}}}, "redis:\n- at '/replica/replicaCount': minimum: got -1, want 0"),
     ({"redis": {"image": {"pullPolicy": "Maybe"}}}, "redis:\n- at '/image/pullPolicy'"),
     ({"config": {"extraEnv": {"IMGPROC_X": "1", "PATH": "/x"}}},
@@ -1011,6 +1015,8 @@ def test_values_schema_rejects_wrong_values_with_a_clear_message(helm_fails, val
     ({"storage": {"backend": "s3"}}, "storage.backend=s3 needs storage.s3.bucket"),
     ({"objectStore": {"enabled": True}, "storage": {"s3": {"endpoint": "http://elsewhere:9000"}}},
      "storage.s3.endpoint is set by objectStore.enabled"),
+    ({"postgresql": {"enabled": False}, "externalDatabase": {"url": "postgresql://u:p@db/x", "replicaHost": "db-ro"}},
+     "with externalDatabase.url give externalDatabase.replicaUrl"),
 ])
 def test_inconsistent_values_fail_at_render_time_with_a_clear_message(helm_fails, values, message):
     assert message in helm_fails(values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 from typing import Any
 
@@ -68,13 +69,68 @@ def test_skaffold_config_uses_the_newest_schema_and_validates(skaffold_schema):
     assert schema_errors(validator, config) == []
 
 
-@pytest.mark.parametrize("profile", ["dev", "ci"])
+@pytest.mark.parametrize("profile", ["dev", "ci", "cluster"])
 def test_every_skaffold_profile_validates_after_its_patches(skaffold_schema, profile):
     _, validator = skaffold_schema
     config = yaml.safe_load(SKAFFOLD.read_text())
     (selected,) = [p for p in config["profiles"] if p["name"] == profile]
     effective = apply_json_patch({k: v for k, v in config.items() if k != "profiles"}, selected.get("patches", []))
     assert schema_errors(validator, effective) == []
+
+
+@pytest.mark.parametrize("order", [["dev", "cluster"], ["cluster", "dev"], ["ci", "cluster"], ["cluster", "ci"]])
+def test_the_cluster_profile_composes_with_the_auto_activated_ones(skaffold_schema, order):
+    """`skaffold dev -p cluster` also activates dev, and CI=true activates ci: whatever the order,
+    the patches apply, the image is pulled from the registry and nothing is port-forwarded."""
+    _, validator = skaffold_schema
+    config = yaml.safe_load(SKAFFOLD.read_text())
+    profiles = {p["name"]: p for p in config["profiles"]}
+    effective = {k: v for k, v in config.items() if k != "profiles"}
+    for name in order:
+        effective = apply_json_patch(effective, profiles[name]["patches"])
+    assert schema_errors(validator, effective) == []
+    (release,) = effective["deploy"]["helm"]["releases"]
+    assert release["valuesFiles"] == ["k8s/values-local.yaml"]
+    assert release["setValueTemplates"]["image.pullPolicy"] == "IfNotPresent"
+    assert release["setValueTemplates"]["image.digest"] == "{{.IMAGE_DIGEST_127_0_0_1_5001_imgproc}}"
+    assert effective["build"]["artifacts"][0]["custom"]["buildCommand"] == "scripts/images skaffold"
+    assert effective["build"]["local"]["push"] is True
+    assert not effective.get("portForward")
+
+
+def test_skaffold_renders_the_cluster_profile_offline(k8s_tools_bin, tmp_path):
+    """skaffold's own reading of the profile (strict YAML, its templates), no cluster or registry:
+    the image by the tag skaffold would push, the namespace, the ingress host and the API
+    server's address from the environment."""
+    skaffold = k8s_tools_bin / "skaffold"
+    if not skaffold.exists():
+        reason = "skaffold is missing: run scripts/k8s-tools --cluster"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    env = {"PATH": f"{k8s_tools_bin}:/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none"),
+           "SKAFFOLD_INTERACTIVE": "false", "SKAFFOLD_UPDATE_CHECK": "false"}
+    argv = [str(skaffold), "render", "-p", "cluster", "--offline", "--digest-source=tag"]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env=env | {"IMGPROC_NODE_IP": "192.0.2.7", "IMGPROC_INGRESS_HOST": "dev.imgproc.test",
+                                       "IMGPROC_NAMESPACE": "dev-ns"})
+    assert result.returncode == 0, result.stderr
+    objects = [o for o in yaml.safe_load_all(result.stdout) if o]
+    api = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "imgproc-api")
+    binding = next(o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "imgproc-operator")
+    assert binding["subjects"][0]["namespace"] == "dev-ns"  # helm template ran with --namespace dev-ns
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("127.0.0.1:5001/imgproc:")
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert api["spec"]["replicas"] == 1
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["dev.imgproc.test"]
+    assert "cidr: 192.0.2.7/32" in result.stdout
+
+    # Without `scripts/cluster env`, a clear error instead of a broken NetworkPolicy.
+    missing = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert missing.returncode != 0
+    assert "IMGPROC_NODE_IP is not set: eval $(scripts/cluster env)" in missing.stdout + missing.stderr
 
 
 def test_schema_validation_catches_a_typo(skaffold_schema):
@@ -98,7 +154,7 @@ def test_skaffold_builds_the_image_and_deploys_the_chart_with_the_kind_values(k8
     assert release["skipBuildDependencies"] is True
     namespace = yaml.safe_load((ROOT / "k8s" / "namespace.yaml").read_text())["metadata"]["name"]
     assert release["namespace"] == namespace
-    assert {p["name"] for p in config["profiles"]} == {"dev", "ci"}
+    assert {p["name"] for p in config["profiles"]} == {"dev", "ci", "cluster"}
 
     # The port-forward names a Service the release really creates.
     (forward,) = config["portForward"]

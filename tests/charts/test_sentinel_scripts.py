@@ -126,7 +126,9 @@ def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(
                          and pods.client(f"sentinel-{i}", 26379).sentinel_slaves("mymaster")
                          for i in range(3)), 60, "the sentinels know each other and the replica")
     assert "starting as master" in pods.log("master-0")
-    pods.client("master-0").rpush("imgproc", "a", "b")
+    master = pods.client("master-0")
+    master.rpush("imgproc", "a", "b")
+    assert master.execute_command("WAIT", 1, 5000) == 1  # on the replica too, before the restart
 
     # The master's pod restarts at once, quicker than the sentinels can tell: it must not come
     # back as a master beside the promotion.

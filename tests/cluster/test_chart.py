@@ -9,7 +9,6 @@ last), as the steps of `ct install` do.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
@@ -18,14 +17,14 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.cluster.flows import CONNECT, client, connect_from_pod, endpoints, upload
+from tests.cluster.flows import CONNECT, Burst, client, connect_from_pod, endpoints, upload
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
+from tests.fixtures.ledger import ledger
 from tests.fixtures.services import wait_for_terminal
 from tests.frontend import browser, samples
 from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
-from tests.utils.images import decode, jpeg
+from tests.utils.images import decode, jpeg, photo
 
 pytestmark = pytest.mark.cluster
 
@@ -121,14 +120,6 @@ def test_an_upload_ends_completed_on_the_page(release: Release, tmp_path):
 # --------------------------------------------------------------------------- autoscaling
 
 
-def photo_12mp() -> bytes:
-    """A 4000x3000 JPEG with a photo's entropy (noise), so the worker spends real time on it."""
-    noise = [Image.effect_noise((4000, 3000), sigma) for sigma in (40, 50, 60)]
-    buffer = io.BytesIO()
-    Image.merge("RGB", noise).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, live_cluster: LiveCluster):
     """The operator, in its pod with its Role, reads the bundled Redis's queue and moves the worker
     Deployment; the new pods really start and take tasks; back at the minimum when drained."""
@@ -143,7 +134,7 @@ def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, l
         return status["spec"]["replicas"], status["status"].get("readyReplicas", 0)
 
     assert deployment()[0] == minimum
-    data = photo_12mp()
+    data = photo(4000, 3000)
     started = time.monotonic()
     accepted: list[tuple[httpx.Client, int]] = []
     users = [client(release) for _ in range(3)]
@@ -289,6 +280,24 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
     assert not failures, failures
     counts = {code: sum(1 for c, _ in refusals if c == code) for code in (429, 503)}
     print(f"upgrade under load: {len(accepted)} accepted, refused with Retry-After: {counts}")
+
+
+def test_the_redis_pod_deleted_with_its_volume(release: Release, live_cluster: LiveCluster):
+    """The default Redis keeps its AOF on a volume: the StatefulSet's new pod reloads the queue,
+    so nothing waits for the reconciler (tests/cluster/test_faults.py has the case without a
+    volume). Uploads during the restart get 503 with Retry-After, never a 5xx."""
+    [master] = release.pods("master")
+    source = release.since_now()
+    with Burst(release, [photo(1920, 1080)], users=3, count=6, seconds=150) as burst:
+        while len(burst.accepted) < 3 and not burst.done:
+            time.sleep(0.2)
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, master["metadata"]["name"])
+    counts = ledger(source, burst.owners(), burst.ids(), name="cluster: Redis pod deleted (with its volume)",
+                    faults=1, timeout=180, refused=burst.refused.get(503, 0),
+                    server_errors=len(burst.server_errors), started=burst.started)
+    burst.close()
+    assert not burst.server_errors, burst.server_errors
+    assert counts["completed"] == counts["accepted"] == 18
 
 
 def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_cluster: LiveCluster):

@@ -62,3 +62,12 @@ def test_s3_settings_are_checked_at_start_up():
     assert Settings(S3_ENDPOINT_URL="http://x", S3_FORCE_PATH_STYLE="false").s3_addressing_style == "virtual"
     assert Settings(S3_PREFIX="/a/b/").s3_prefix == "a/b/" and Settings().s3_prefix == ""
     assert Settings().STORAGE_BACKEND == "filesystem"
+
+
+def test_a_read_replica_needs_postgresql_on_both_sides(tmp_path):
+    with pytest.raises(ValidationError, match="DATABASE_REPLICA_URL needs PostgreSQL"):
+        Settings(DATA_DIR=tmp_path, DATABASE_REPLICA_URL="postgresql+psycopg2://u@replica/db")  # primary: SQLite
+    settings = Settings(
+        DATABASE_URL="postgresql+psycopg2://u@primary/db", DATABASE_REPLICA_URL="postgresql+psycopg2://u@replica/db"
+    )
+    assert (settings.DATABASE_REPLICA_MAX_LAG_SECONDS, settings.DATABASE_REPLICA_CHECK_SECONDS) == (5.0, 1.0)

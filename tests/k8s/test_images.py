@@ -12,6 +12,7 @@ file system (readOnlyRootFilesystem).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -19,15 +20,18 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
 from tests.charts.rendering import ROOT, Renderer
 from tests.charts.test_dockerfile import _locked
+from tests.fixtures.registry import running_registry
 
 SCRIPT = ROOT / "scripts" / "images"
 IMAGES = ROOT / "k8s" / "images"
@@ -474,3 +478,65 @@ def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
         assert token in installed
     finally:
         images("buildah", "rmi", image, check=False)
+
+
+# --- skaffold's custom builder (skaffold.yaml's profile cluster) ----------------------------------
+
+
+@pytest.fixture
+def registry(k8s_tools_bin: Path, tmp_path: Path) -> Iterator[str]:
+    """distribution's registry on a free loopback port (as scripts/cluster runs it)."""
+    binary = k8s_tools_bin / "registry"
+    if not binary.exists():
+        _missing("the registry is missing: run scripts/k8s-tools --cluster")
+    with running_registry(binary, tmp_path / "registry") as address:
+        yield address
+
+
+def registry_manifest(registry: str, repository: str, tag: str) -> dict[str, Any] | None:
+    response = httpx.get(f"http://{registry}/v2/{repository}/manifests/{tag}", timeout=10, headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"})
+    return response.json() if response.status_code == 200 else None
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_local_copy(built, registry,
+                                                                                         tmp_path):
+    # skaffold's custom build contract: $IMAGE (name and tag skaffold chose), $PUSH_IMAGE,
+    # $BUILD_CONTEXT; the Dockerfile is built on the local base like the app's.
+    context = tmp_path / "context"
+    context.mkdir()
+    token = secrets.token_hex(8)
+    (context / "Dockerfile").write_text("ARG PYTHON_IMAGE\nFROM ${PYTHON_IMAGE}\nCOPY probe.txt /probe.txt\n")
+    (context / "probe.txt").write_text(token)
+    image = f"{registry}/imgproc-probe:{token}"
+
+    def build(push: bool) -> None:
+        env = os.environ | {"IMAGE": image, "PUSH_IMAGE": str(push).lower(), "BUILD_CONTEXT": str(context)}
+        result = subprocess.run([str(SCRIPT), "skaffold"], cwd=context, env=env, capture_output=True, text=True,
+                                timeout=BUILD_TIMEOUT)
+        assert result.returncode == 0, result.stderr[-4000:]
+
+    try:
+        build(push=False)  # skaffold build --push=false: kept in the store, nothing pushed
+        assert images("buildah", "inspect", "--type", "image", image, check=False).returncode == 0
+        assert registry_manifest(registry, "imgproc-probe", token) is None
+
+        build(push=True)
+        assert images("buildah", "inspect", "--type", "image", image, check=False).returncode != 0
+        manifest = registry_manifest(registry, "imgproc-probe", token)
+        assert manifest is not None
+        # The top layer is the Dockerfile's COPY, with the context's file in it.
+        layer = httpx.get(f"http://{registry}/v2/imgproc-probe/blobs/{manifest['layers'][-1]['digest']}", timeout=30)
+        assert layer.status_code == 200
+        with tarfile.open(fileobj=io.BytesIO(layer.content)) as tar:
+            assert tar.extractfile("probe.txt").read().decode() == token
+    finally:
+        images("buildah", "rmi", image, check=False)
+
+
+def test_the_skaffold_verb_needs_skaffolds_image_name():
+    env = {k: v for k, v in os.environ.items() if k != "IMAGE"}
+    result = subprocess.run([str(SCRIPT), "skaffold"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "IMAGE is not set" in result.stderr

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.fixtures.ledger import attempts, full_log, ledger, status_of, upload_many, wait_for_status
+from tests.fixtures.ledger import full_log, ledger, status_of, upload_many, wait_for_status
 from tests.fixtures.processes import child_pids, is_alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def test_a_pool_child_killed_mid_task_is_redelivered_and_completes(fault_stack):
         counts = ledger(stack, client, ids, name="worker child SIGKILL", faults=1, timeout=60, started=started)
         assert counts["completed"] == 2
         assert worker.poll() is None, "the worker's main process must survive its child"
-        assert attempts(stack, ids) == {ids[0]: 2, ids[1]: 1}
+        assert stack.task_attempts(ids) == {ids[0]: 2, ids[1]: 1}
         assert "WorkerLostError" in full_log(stack, "worker0")
 
 
@@ -61,7 +61,7 @@ def test_sigterm_to_the_worker_lets_running_tasks_finish_and_a_new_worker_takes_
             stack, client, ids, name="worker SIGTERM (warm shutdown)", faults=1, timeout=60, started=started
         )
         assert counts["completed"] == 4
-        assert set(attempts(stack, ids).values()) == {1}, "a task ran twice"
+        assert set(stack.task_attempts(ids).values()) == {1}, "a task ran twice"
 
 
 def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_timeout(fault_stack):
@@ -96,7 +96,7 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
         recovered = time.monotonic() - killed
         print(f"task {ids[0]} of the killed worker completed {recovered:.1f}s after the kill")
         assert counts["completed"] == 2
-        assert attempts(stack, ids)[ids[0]] == 2
+        assert stack.task_attempts(ids)[ids[0]] == 2
         assert "re-enqueued" not in full_log(stack, "api")  # the visibility restore did it, not the reconciler
 
 
@@ -111,6 +111,6 @@ def test_a_task_killed_at_the_hard_time_limit_is_failed_at_once_not_rerun(fault_
         counts = ledger(stack, client, ids, name="hard time limit kills a task", faults=1, timeout=30, started=started)
         assert counts["failed"] == 1
         assert status_of(client, ids[0])["error"] == "processing took longer than the time limit"
-        assert attempts(stack, ids) == {ids[0]: 1}
+        assert stack.task_attempts(ids) == {ids[0]: 1}
         assert stack.workers[0].poll() is None, "the worker's main process must survive"
         assert "Hard time limit" in full_log(stack, "worker0")

@@ -26,6 +26,12 @@ def jpeg(width: int = 1600, height: int = 1200, *, orientation: int | None = Non
     return encode(image, "JPEG", quality=90, exif=exif.tobytes())
 
 
+def photo(width: int, height: int, *, quality: int = 90) -> bytes:
+    """A JPEG with a photo's entropy (noise), so the worker spends real time on it."""
+    noise = [Image.effect_noise((width, height), sigma) for sigma in (40, 50, 60)]
+    return encode(Image.merge("RGB", noise), "JPEG", quality=quality)
+
+
 def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()

@@ -13,10 +13,19 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from sqlalchemy.orm import Session
 
 from app import crud, imaging
-from app.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, too_many_requests, upload_limiter
+from app.api.deps import (
+    CurrentUser,
+    ReadingUser,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    too_many_requests,
+    upload_limiter,
+)
 from app.api.middleware import file_too_large
 from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
+from app.core import replica
 from app.core.config import Settings
 from app.models import Task, TaskStatus, User
 from app.queue import BrokerUnavailable, enqueue_processing
@@ -58,6 +67,19 @@ def _display_name(name: str | None) -> str:
 def _owned_task(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
     task = crud.get_owned_task(session=session, owner=user, task_id=task_id)
     if task is None:  # another user's task and a missing one look the same
+        raise HTTPException(404, NOT_FOUND)
+    return task
+
+
+def _read_owned_task(session: Session, user: User, task_id: int) -> Task:
+    """As _owned_task, for the status routes: a finished task may come from the read replica;
+    a missing or unfinished one is read from the primary (app.core.replica says why)."""
+    task = replica.read(
+        session,
+        lambda s: crud.get_owned_task(session=s, owner=user, task_id=task_id),
+        good=lambda t: t is not None and t.status.terminal,
+    )
+    if task is None:
         raise HTTPException(404, NOT_FOUND)
     return task
 
@@ -197,7 +219,7 @@ async def _task_when_ready(
     replica) and every ``recheck`` seconds (outcomes applied by other replicas), and a client that
     went away stops the wait."""
     if wait <= 0:
-        return await run_in_threadpool(_owned_task, session, user, task_id)
+        return await run_in_threadpool(_read_owned_task, session, user, task_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with waiting_for(task_id) as waiter:  # before the first read: no outcome slips in between
@@ -216,7 +238,7 @@ async def _task_when_ready(
 def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
     """Reads the task in a fresh transaction and gives the connection back to the pool."""
     try:
-        return _owned_task(session, user, task_id)
+        return _read_owned_task(session, user, task_id)
     finally:
         session.close()
 
@@ -225,7 +247,7 @@ def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
 async def is_ready_status(
     task_id: TaskId,
     request: Request,
-    user: CurrentUser,
+    user: ReadingUser,
     session: SessionDep,
     settings: SettingsDep,
     wait: StatusWait = 0,
@@ -238,13 +260,24 @@ async def is_ready_status(
 @router.get("/api/tasks", response_model=TasksPublic)
 def list_tasks(
     request: Request,
-    user: CurrentUser,
+    user: ReadingUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> TasksPublic:
     """The caller's tasks, newest first."""
-    tasks, total = crud.list_owned_tasks(session=session, owner=user, limit=limit, offset=offset)
+
+    def page(s: Session) -> tuple[list[Task], tuple[int, int | None]]:
+        return crud.list_owned_tasks(session=s, owner=user, limit=limit, offset=offset)
+
+    def final(answer: tuple[list[Task], tuple[int, int | None]]) -> bool:
+        # The replica's page stands when every row on it is finished (it cannot change any
+        # more) and the user has the same tasks there as on the primary (same count and newest
+        # id: none created or deleted since), checked with one index-only query.
+        tasks, watermark = answer
+        return all(t.status.terminal for t in tasks) and watermark == crud.task_watermark(session=session, owner=user)
+
+    tasks, (total, _) = replica.read(session, page, good=final)
     root = request.scope.get("root_path", "")
     return TasksPublic(items=[task_public(t, root) for t in tasks], total=total, limit=limit, offset=offset)
 
@@ -253,7 +286,7 @@ def list_tasks(
 async def get_task(
     task_id: TaskId,
     request: Request,
-    user: CurrentUser,
+    user: ReadingUser,
     session: SessionDep,
     settings: SettingsDep,
     wait: StatusWait = 0,

@@ -311,6 +311,11 @@ cannot look up and print fresh random values; that is expected.)
 {{- include "imgproc.subchartFullname" (dict "root" . "chart" "postgresql") }}
 {{- end }}
 
+{{/* Mirrors the subchart's "postgresql.readFullname": the read replicas' Service. */}}
+{{- define "imgproc.postgresql.readFullname" -}}
+{{- printf "%s-read" (include "imgproc.postgresql.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "imgproc.redis.fullname" -}}
 {{- include "imgproc.subchartFullname" (dict "root" . "chart" "redis") }}
 {{- end }}
@@ -330,7 +335,7 @@ the release's own Secret exists (pre-install) or is updated (pre-upgrade). */}}
 has to store them in a Secret. */}}
 {{- define "imgproc.externalDatabase.fromValues" -}}
 {{- $db := .Values.externalDatabase }}
-{{- if and (not .Values.postgresql.enabled) (or $db.url (and $db.password (not $db.existingSecret))) }}true{{ end }}
+{{- if and (not .Values.postgresql.enabled) (or $db.url $db.replicaUrl (and $db.password (not $db.existingSecret))) }}true{{ end }}
 {{- end }}
 
 {{- define "imgproc.externalRedis.fromValues" -}}
@@ -342,6 +347,9 @@ has to store them in a Secret. */}}
 {{- define "imgproc.validate" -}}
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.url) (not .Values.externalDatabase.host) }}
 {{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host" }}
+{{- end }}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.url .Values.externalDatabase.replicaHost }}
+{{- fail "externalDatabase.replicaHost reuses host-style credentials; with externalDatabase.url give externalDatabase.replicaUrl" }}
 {{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.url) (not .Values.externalRedis.host) }}
 {{- fail "redis.enabled=false needs externalRedis.url or externalRedis.host" }}
@@ -435,6 +443,31 @@ is the migration Job, which reads values-provided credentials from its hook Secr
 {{- else }}
 - name: IMGPROC_DATABASE_URL
   value: {{ printf "postgresql+psycopg2://%s@%s:%v/%s" $db.user $db.host $db.port $db.database | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* IMGPROC_DATABASE_REPLICA_URL for the API container (status reads; app.core.replica):
+the bundled read replicas' Service, or externalDatabase.replicaUrl/replicaHost. Comes after
+imgproc.env.database, whose DATABASE_PASSWORD it reuses. Nothing without a replica. */}}
+{{- define "imgproc.env.databaseReplica" -}}
+{{- if .Values.postgresql.enabled }}
+{{- $pg := .Values.postgresql }}
+{{- if gt (int $pg.readReplicas.replicaCount) 0 }}
+- name: IMGPROC_DATABASE_REPLICA_URL
+  value: {{ printf "postgresql+psycopg2://%s:$(DATABASE_PASSWORD)@%s:%v/%s" $pg.auth.username (include "imgproc.postgresql.readFullname" .) $pg.service.port $pg.auth.database | quote }}
+{{- end }}
+{{- else }}
+{{- $db := .Values.externalDatabase }}
+{{- if $db.replicaUrl }}
+- name: IMGPROC_DATABASE_REPLICA_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "imgproc.externalSecretName" . }}
+      key: database-replica-url
+{{- else if $db.replicaHost }}
+- name: IMGPROC_DATABASE_REPLICA_URL
+  value: {{ printf "postgresql+psycopg2://%s%s@%s:%v/%s" $db.user (ternary ":$(DATABASE_PASSWORD)" "" (or (ne $db.existingSecret "") (ne $db.password ""))) $db.replicaHost $db.port $db.database | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -544,10 +577,14 @@ secretKey: {{ if $r.existingSecret }}{{ $r.existingSecretPasswordKey }}{{ else }
 {{/* data: of the Secret holding external database credentials given as values. */}}
 {{- define "imgproc.externalDatabaseSecretData" -}}
 {{- if include "imgproc.externalDatabase.fromValues" . }}
-{{- if .Values.externalDatabase.url }}
-database-url: {{ .Values.externalDatabase.url | b64enc | quote }}
-{{- else }}
-database-password: {{ .Values.externalDatabase.password | b64enc | quote }}
+{{- $db := .Values.externalDatabase }}
+{{- if $db.url }}
+database-url: {{ $db.url | b64enc | quote }}
+{{- else if and $db.password (not $db.existingSecret) }}
+database-password: {{ $db.password | b64enc | quote }}
+{{- end }}
+{{- with $db.replicaUrl }}
+database-replica-url: {{ . | b64enc | quote }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -51,6 +51,25 @@ Service's, hence the subcharts' fixed container ports 5432 and 6379. */}}
 {{- end }}
 {{- end }}
 
+{{/* Egress to the read replicas (the API's status reads): the bundled replicas' pods, or the
+port of externalDatabase.replicaUrl anywhere (replicaHost uses externalDatabase.port, which
+imgproc.np.egressDatabase opens already). */}}
+{{- define "imgproc.np.egressDatabaseReplica" -}}
+{{- if .Values.postgresql.enabled }}
+{{- if gt (int .Values.postgresql.readReplicas.replicaCount) 0 }}
+- to:
+    - podSelector:
+        {{- include "imgproc.np.subchartSelector" (dict "root" . "chart" "postgresql" "component" "read-replica") | nindent 8 }}
+  ports:
+    - {protocol: TCP, port: 5432}
+{{- end }}
+{{- else if .Values.externalDatabase.replicaUrl }}
+{{- $hostport := splitList ":" (urlParse .Values.externalDatabase.replicaUrl).host }}
+- ports:
+    - {protocol: TCP, port: {{ ternary (last $hostport) "5432" (gt (len $hostport) 1) | int }}}
+{{- end }}
+{{- end }}
+
 {{/* Egress to the broker, same idea. */}}
 {{- define "imgproc.np.egressBroker" -}}
 {{- $ep := include "imgproc.redis.endpoint" . | fromYaml }}

@@ -32,6 +32,26 @@ app.kubernetes.io/part-of: {{ .Values.global.partOf | default (include "postgres
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* The same for the read replicas (readReplicas.replicaCount > 0). */}}
+{{- define "postgresql.readSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "postgresql.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: read-replica
+{{- end }}
+
+{{- define "postgresql.readLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "postgresql.readSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: {{ .Values.global.partOf | default (include "postgresql.name" .) }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Name of the read replicas' StatefulSet and Service. */}}
+{{- define "postgresql.readFullname" -}}
+{{- printf "%s-read" (include "postgresql.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "postgresql.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}

@@ -1,0 +1,279 @@
+"""Faults on real pods (#11): each scenario sends a bounded burst of uploads through the ingress
+as a client that follows the contract (tests.cluster.flows.Burst), injects one fault with
+kubectl, and ends with the ledger (tests.fixtures.ledger): accepted = completed + failed with a
+reason, 0 lost, 0 duplicated, no 5xx other than 503 with Retry-After. Each ledger becomes a row
+of `make reliability-cluster`.
+
+One release for the module, with short timers so that recoveries land within the tests' bounds
+(production keeps the chart's defaults; the same mechanisms run, only sooner):
+- visibility timeout 15 s (task hard limit 10 s, worker grace 20 s): a task whose worker died
+  without rejecting its message is delivered again after 15 s instead of an hour;
+- the reconciler re-enqueues tasks unfinished after 20 s (production: 600 s);
+- Redis without a volume (emptyDir): a deleted Redis pod comes back empty, the harder case
+  (the default, with a volume, is covered in test_chart.py);
+- a worker with one pool process and a 256 MiB memory limit, and 2 attempts per task, for the
+  out-of-memory scenario.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.cluster.flows import Burst, client, upload
+from tests.fixtures.cluster import LiveCluster, Release
+from tests.fixtures.ledger import LedgerSource, ledger
+from tests.fixtures.services import wait_for_terminal
+from tests.utils.images import encode, jpeg, photo
+
+pytestmark = pytest.mark.cluster
+
+MAX_ATTEMPTS = 2
+WORKER_MEMORY_LIMIT = "256Mi"
+
+FAULT_VALUES = (
+    "--set", "config.taskSoftTimeLimit=8", "--set", "config.taskTimeLimit=10",
+    "--set", "config.visibilityTimeout=15", "--set", "worker.terminationGracePeriodSeconds=20",
+    "--set", f"config.maxTaskAttempts={MAX_ATTEMPTS}",
+    "--set-string", "config.extraEnv.IMGPROC_UNACKED_RESTORE_INTERVAL=2",
+    "--set-string", "config.extraEnv.IMGPROC_UNACKED_RESTORE_THROTTLE=2",
+    "--set-string", "config.extraEnv.IMGPROC_RECONCILE_AFTER_SECONDS=20",
+    "--set-string", "config.extraEnv.IMGPROC_RECONCILE_INTERVAL_SECONDS=5",
+    "--set", "redis.master.persistence.enabled=false",
+    "--set", "worker.concurrency=1",
+    "--set", "worker.resources.requests.memory=128Mi",
+    "--set", f"worker.resources.limits.memory={WORKER_MEMORY_LIMIT}",
+    "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15", "--set", "autoscaler.cooldownPeriod=15",
+)
+
+
+@pytest.fixture(scope="module")
+def release(live_cluster: LiveCluster) -> Iterator[Release]:
+    installed = live_cluster.install(live_cluster.new_namespace("faults"), *FAULT_VALUES)
+    yield installed
+    installed.helm("uninstall", installed.name, "--wait", check=False)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    """12 MP photos (tasks that take the worker a while) and 1080p ones, mixed."""
+    return [photo(4000, 3000), photo(1920, 1080)]
+
+
+def processing_seen(burst: Burst, timeout: float = 60) -> None:
+    """Waits until one of the burst's tasks is being worked on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for user, task_id in list(burst.accepted):
+            if user.get(f"/api/isReady/{task_id}").json()["status"] == "processing":
+                return
+        time.sleep(0.2)
+    raise AssertionError("no task of the burst started within the bound")
+
+
+def oldest(release: Release, component: str) -> str:
+    pods = sorted(release.pods(component), key=lambda p: p["metadata"]["creationTimestamp"])
+    assert pods, f"no {component} pod"
+    return pods[0]["metadata"]["name"]
+
+
+def wait_ready(release: Release, component: str, count: int = 1, timeout: float = 120) -> float:
+    """Seconds until `count` pods of the component are Ready again."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        ready = [p for p in release.pods(component)
+                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        if len(ready) >= count:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{component} not Ready again within {timeout}s")
+
+
+def ledger_of(source: LedgerSource, burst: Burst, name: str, *, timeout: float = 240) -> dict:
+    burst.join()
+    counts = ledger(source, burst.owners(), burst.ids(), name=name, faults=1, timeout=timeout,
+                    refused=burst.refused.get(503, 0), server_errors=len(burst.server_errors), started=burst.started,
+                    rate_limited=burst.refused.get(429, 0), transport_errors=burst.transport_errors)
+    assert not burst.server_errors, burst.server_errors
+    burst.close()
+    return counts
+
+
+def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: LiveCluster, images: list[bytes]):
+    """--grace-period=0 --force removes the pod object at once; the kubelet still stops the
+    container with its minimum grace (about 2 s), so a task of a few hundred milliseconds
+    usually finishes, and one that does not is delivered again (next test). Either way: nothing
+    lost, nothing twice."""
+    source = release.since_now()
+    with Burst(release, images, users=3, count=5) as burst:
+        processing_seen(burst)
+        victim = oldest(release, "worker")
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--grace-period=0", "--force")
+    counts = ledger_of(source, burst, "cluster: worker pod force-deleted mid-task")
+    assert counts["completed"] == counts["accepted"]
+
+
+def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_cluster: LiveCluster,
+                                                         images: list[bytes]):
+    """SIGKILL to every process of every worker container, from the node, while tasks run (a
+    node crash, the kernel's OOM killer on a whole container): nobody rejects the messages;
+    they stay unacknowledged in Redis until the visibility timeout (15 s here) and are
+    delivered again; the kubelet restarts the containers."""
+    source = release.since_now()
+    with Burst(release, images[0], users=3, count=4) as burst:
+        processing_seen(burst)
+        killed = 0
+        for pod in release.pods("worker"):
+            for pid in release.container_pids(pod):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        assert killed, "no worker process found in the pods' cgroups"
+    counts = ledger_of(source, burst, "cluster: worker containers SIGKILLed mid-task")
+    assert counts["completed"] == counts["accepted"]
+    assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
+
+
+def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_cluster: LiveCluster,
+                                                         images: list[bytes]):
+    """A normal delete is a scale-down or a drain: SIGTERM, Celery's warm shutdown finishes the
+    running task within terminationGracePeriodSeconds (longer than the hard time limit, checked
+    at render time), and nothing runs twice."""
+    source = release.since_now()
+    with Burst(release, images, users=3, count=5) as burst:
+        processing_seen(burst)
+        victim = oldest(release, "worker")
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--wait=false")
+    counts = ledger_of(source, burst, "cluster: worker pod deleted (warm shutdown)")
+    assert counts["completed"] == counts["accepted"]
+    assert counts["redelivered"] == 0, "a task of the warm-shut-down pod ran twice"
+
+
+def test_the_redis_pod_deleted_without_persistence(release: Release, live_cluster: LiveCluster,
+                                                   images: list[bytes]):
+    """Redis comes back empty: uploads meanwhile get 503 + Retry-After, and the queued tasks that
+    vanished with it are re-enqueued by the reconciler from the database."""
+    source = release.since_now()
+    with Burst(release, images, users=3, count=6, seconds=180) as burst:
+        processing_seen(burst)
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "master"))
+        back = wait_ready(release, "master")
+    print(f"redis master Ready again {back:.1f} s after the delete")
+    counts = ledger_of(source, burst, "cluster: Redis pod deleted (no volume)")
+    assert counts["completed"] == counts["accepted"]
+
+
+def test_the_postgresql_pod_deleted(release: Release, live_cluster: LiveCluster, images: list[bytes]):
+    """The StatefulSet brings PostgreSQL back on its volume; meanwhile the API answers 503 with
+    Retry-After, and the workers' reports wait (retried) until it answers again."""
+    source = release.since_now()
+    with Burst(release, images, users=3, count=6, seconds=180) as burst:
+        processing_seen(burst)
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "primary"))
+        back = wait_ready(release, "primary")
+    print(f"postgresql Ready again {back:.1f} s after the delete")
+    counts = ledger_of(source, burst, "cluster: PostgreSQL pod deleted")
+    assert counts["completed"] == counts["accepted"]
+
+
+def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_cluster: LiveCluster):
+    """Two API replicas behind Traefik: the deleted one leaves the endpoints during its preStop
+    sleep and finishes what it has; the client never sees a failure."""
+    assert len(release.pods("api")) >= 2
+    source = release.since_now()
+    with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
+        time.sleep(2)
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "api"), "--wait=false")
+    counts = ledger_of(source, burst, "cluster: API pod deleted during uploads")
+    assert counts["completed"] == counts["accepted"] == 100
+    assert burst.transport_errors == 0
+
+
+def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, live_cluster: LiveCluster,
+                                                              images: list[bytes]):
+    """kopf runs one operator replica (Recreate): its replacement picks the WorkerAutoscaler up
+    again and the scale-up goes on; the workers are back at the minimum once drained."""
+    worker = f"{release.name}-worker" if release.name == "imgproc" else f"{release.name}-imgproc-worker"
+
+    def replicas() -> int:
+        return live_cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
+
+    minimum = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]["minReplicaCount"]
+    deadline = time.monotonic() + 120  # the earlier scenarios' scale-up winds down first
+    while replicas() != minimum and time.monotonic() < deadline:
+        time.sleep(1)
+    assert replicas() == minimum, "the workers did not return to the minimum before the scenario"
+    source = release.since_now()
+    with Burst(release, images[0], users=3, count=12, seconds=180) as burst:
+        deadline = time.monotonic() + 60
+        while replicas() == minimum and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert replicas() > minimum, "no scale-up began"
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "operator"))
+        deleted = time.monotonic()
+        back = wait_ready(release, "operator")
+        peak = replicas()
+        while not burst.done and time.monotonic() - deleted < 120:
+            peak = max(peak, replicas())
+            time.sleep(0.5)
+    counts = ledger_of(source, burst, "cluster: operator pod deleted mid scale-up")
+    assert counts["completed"] == counts["accepted"]
+    deadline = time.monotonic() + 120
+    while replicas() != minimum and time.monotonic() < deadline:
+        time.sleep(2)
+    print(f"operator Ready again {back:.1f} s after the delete; workers peaked at {peak}; "
+          f"back at {replicas()} (minimum {minimum})")
+    assert replicas() == minimum, "the new operator did not scale the drained workers back down"
+
+
+def oom_kills(live_cluster: LiveCluster, release: Release) -> int:
+    """Out-of-memory kills in the worker containers' memory cgroups, read on the node (this test
+    runs on the node). On cgroup v1, as here, the kernel kills the biggest process of the
+    container, the pool process decoding the image; on cgroup v2 the kubelet makes the whole
+    container the unit (memory.oom.group) and restarts it. Both count."""
+    total = 0
+    for pod in live_cluster.get("pods", "-n", release.namespace, "-l",
+                                f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=worker")["items"]:
+        uid = pod["metadata"]["uid"]
+        for status in pod["status"].get("containerStatuses", []):
+            terminated = status.get("lastState", {}).get("terminated") or {}
+            total += status["restartCount"] if terminated.get("reason") == "OOMKilled" else 0
+        for path in glob.glob(f"/sys/fs/cgroup/memory/kubepods*/**/pod{uid}/*/memory.oom_control", recursive=True):
+            fields = dict(line.split() for line in Path(path).read_text().splitlines())
+            total += int(fields.get("oom_kill", 0))
+    return total
+
+
+def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, live_cluster: LiveCluster):
+    """A purpose-made input: a 49 MP RGBA PNG (within the pixel limit, a few hundred KB on the
+    wire) needs about 350 MB to decode and convert, more than the worker's 256 MiB. Each attempt
+    dies by the kernel's OOM killer; after MAX_ATTEMPTS the task is failed with a reason instead
+    of being run forever, and the worker serves the next upload."""
+    bomb = encode(Image.new("RGBA", (7000, 7000), (9, 99, 199, 255)), "PNG")
+    before = oom_kills(live_cluster, release)
+    source = release.since_now()
+    started = time.monotonic()
+    with client(release) as user:
+        bomb_id = upload(user, bomb, name="bomb.png")
+        status = wait_for_terminal(user, bomb_id, timeout=180)
+        after_bomb = time.monotonic() - started
+        assert status["status"] == "failed", status
+        assert "attempted" in (status.get("error") or ""), status
+        kills = oom_kills(live_cluster, release) - before
+        assert kills >= MAX_ATTEMPTS, f"expected {MAX_ATTEMPTS} OOM kills, saw {kills}"
+        # The worker is still (or again) serving.
+        normal = upload(user, jpeg(1280, 960))
+        assert wait_for_terminal(user, normal, timeout=120)["status"] == "completed"
+        owners = {bomb_id: user, normal: user}
+        counts = ledger(source, owners, [bomb_id, normal], name="cluster: worker out of memory", faults=kills,
+                        timeout=30, started=started)
+    print(f"out-of-memory task failed {after_bomb:.1f} s after its upload, {kills} OOM kills: {status['error']}")
+    assert counts["failed"] == 1 and counts["completed"] == 1

@@ -1,0 +1,132 @@
+"""app.core.replica against a real primary and a real streaming replica (pg_basebackup -R)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
+
+from app.core.replica import Replica
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def servers(postgres_server, postgres_replica, pg_database):
+    """Engines on one database: (primary, replica); a table made on the primary."""
+    database = pg_database.rsplit("/", 1)[1]
+    primary = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    replica = create_engine(postgres_replica.wait_for_database(database), isolation_level="AUTOCOMMIT")
+    with primary.connect() as connection:
+        connection.execute(text("CREATE TABLE rows (id serial PRIMARY KEY, written double precision)"))
+    wait_until(lambda: _scalar(replica, "SELECT to_regclass('rows') IS NOT NULL"))
+    yield primary, replica
+    primary.dispose()
+    replica.dispose()
+
+
+def _scalar(engine, sql: str, **params):  # type: ignore[no-untyped-def]
+    with engine.connect() as connection:
+        result = connection.execute(text(sql), params)
+        return result.scalar() if result.returns_rows else None
+
+
+def wait_until(condition, timeout: float = 10, step: float = 0.001) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until ``condition()`` held."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "condition not met in time"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def make_replica(primary, replica, *, max_lag: float = 1.0, check_seconds: float = 0.05) -> Replica:  # type: ignore[no-untyped-def]
+    return Replica(sessionmaker(replica), sessionmaker(primary), max_lag=max_lag, check_seconds=check_seconds)
+
+
+def test_rows_written_on_the_primary_appear_on_the_replica(servers, postgres_replica):
+    primary, replica = servers
+    lags = []
+    for _ in range(50):
+        # The test server runs with synchronous_commit off (the WAL writer flushes every 200 ms,
+        # and only flushed WAL is sent); a server's default, on, is what is measured here.
+        row = _scalar(
+            primary, "SET synchronous_commit = on; INSERT INTO rows (written) VALUES (0) RETURNING id"
+        )
+        lags.append(wait_until(lambda row=row: _scalar(replica, "SELECT count(*) FROM rows WHERE id = :i", i=row)))
+    assert _scalar(replica, "SELECT count(*) FROM rows") == 50
+    assert _scalar(replica, "SELECT pg_is_in_recovery()") is True
+    print(
+        f"\nreplica started in {postgres_replica.start_seconds:.2f} s (pg_basebackup -R + start); "
+        f"row visible on the replica after a commit on the primary: median {statistics.median(lags) * 1000:.1f} ms,"
+        f" max {max(lags) * 1000:.1f} ms (50 rows, each polled from a new connection)"
+    )
+
+
+def test_a_caught_up_replica_is_usable_with_no_lag(servers):
+    primary, replica = servers
+    router = make_replica(primary, replica)
+    _scalar(primary, "INSERT INTO rows (written) VALUES (0)")
+    wait_until(lambda: router.measure_lag() == 0.0)
+    assert router.usable()
+
+
+def test_a_paused_replica_falls_behind_the_bound_and_is_skipped_until_it_catches_up(servers):
+    primary, replica = servers
+    router = make_replica(primary, replica, max_lag=0.5)
+    assert router.usable()
+    _scalar(replica, "SELECT pg_wal_replay_pause()")
+    try:
+        _scalar(primary, "INSERT INTO rows (written) VALUES (0)")
+        seconds = wait_until(lambda: not router.usable(), timeout=10, step=0.05)
+        assert router.lag is not None and router.lag > 0.5
+        assert seconds < 0.5 + 1  # the bound plus a check or two
+        with sessionmaker(primary)() as session:
+            answer = router.read(session, lambda s: s.scalar(text("SELECT count(*) FROM rows")), good=lambda _: True)
+        assert answer == 1 and router.answers == {"replica": 0, "primary": 1}
+    finally:
+        _scalar(replica, "SELECT pg_wal_replay_resume()")
+    wait_until(router.usable, timeout=10, step=0.05)
+    assert router.lag == 0.0
+
+
+def test_an_answer_the_caller_rejects_is_read_again_from_the_primary(servers):
+    primary, replica = servers
+    router = make_replica(primary, replica)
+    _scalar(replica, "SELECT pg_wal_replay_pause()")
+    try:
+        row = _scalar(primary, "INSERT INTO rows (written) VALUES (0) RETURNING id")
+
+        def query(session):  # type: ignore[no-untyped-def]
+            return session.scalar(text("SELECT id FROM rows WHERE id = :i"), {"i": row})
+
+        with sessionmaker(primary)() as session:
+            assert router.read(session, query, good=lambda found: found is not None) == row
+            assert router.answers == {"replica": 0, "primary": 1}  # the replica missed it
+            assert router.read(session, lambda s: 7, good=lambda _: True) == 7
+            assert router.answers == {"replica": 1, "primary": 1}
+    finally:
+        _scalar(replica, "SELECT pg_wal_replay_resume()")
+
+
+def test_a_stopped_replica_is_skipped_without_waiting_on_it(servers, postgres_replica):
+    primary, replica = servers
+    router = make_replica(primary, replica, check_seconds=1.0)
+    assert router.usable()
+    postgres_replica.stop_immediately()
+    with sessionmaker(primary)() as session:
+        started = time.monotonic()
+        # the verdict is still "usable": the read itself fails, and the primary answers
+        assert router.read(session, lambda s: s.scalar(text("SELECT 1")), good=lambda _: True) == 1
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(100):
+            assert router.read(session, lambda s: s.scalar(text("SELECT 1")), good=lambda _: True) == 1
+        next_hundred = time.monotonic() - started
+    assert router.answers == {"replica": 0, "primary": 101}
+    assert router.measure_lag() is None
+    assert first < 2 and next_hundred < 2
+    print(f"\nreplica stopped: first read {first * 1000:.0f} ms (fails over), next 100: {next_hundred * 1000:.0f} ms")
