@@ -15,6 +15,7 @@ from typing import Protocol
 import redis
 
 from app.core.config import Settings
+from app.core.redis_client import redis_client, uses_redis
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class RedisRateLimiter:
 
 
 def make_limiter(settings: Settings, name: str, limit: int, window_seconds: int) -> RateLimiter:
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
+    if uses_redis(settings):
+        client = redis_client(settings, connect_timeout=1, timeout=1)
         # User ids are per database: deployments sharing one Redis must not share counters.
         deployment = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
         return RedisRateLimiter(client, f"{deployment}:{name}", limit, window_seconds)

@@ -10,15 +10,16 @@ from kombu import Queue
 
 from app.core import embedded_broker
 from app.core.config import Settings, get_settings
+from app.core.redis_client import celery_broker, uses_redis
 
 PROCESS_IMAGE = "imgproc.process_image"
 REPORT_OUTCOME = "imgproc.report_outcome"
 
 
 def celery_config(settings: Settings) -> dict:
-    transport_options: dict = {}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        transport_options = {
+    broker_url, transport_options = celery_broker(settings)
+    if uses_redis(settings):
+        transport_options |= {
             "visibility_timeout": settings.VISIBILITY_TIMEOUT,
             "unacked_restore_interval": settings.UNACKED_RESTORE_INTERVAL,
             "unacked_restore_throttle": settings.UNACKED_RESTORE_THROTTLE,
@@ -28,7 +29,7 @@ def celery_config(settings: Settings) -> dict:
             "health_check_interval": 10,
         }
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.QUEUE_NAME,

@@ -31,6 +31,18 @@ def _local_secret(path: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+def _host_port(item: str, default_port: int) -> tuple[str, int]:
+    """"host:port", "host" or "[v6]:port" -> (host, port); ValueError on garbage."""
+    text = item.strip()
+    host, sep, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not sep:
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{item!r} is not host:port")
+    return host, int(port)
+
+
 class MissingWebhookSecret(RuntimeError):
     pass
 
@@ -70,6 +82,13 @@ class Settings(BaseSettings):
     S3_MAX_ATTEMPTS: int = Field(3, ge=1, le=20)  # per call, botocore's standard retry mode
     S3_CONNECT_TIMEOUT: float = Field(3.0, gt=0)
     QUEUE_NAME: str = "imgproc"
+    # Redis Sentinel (automatic failover of the broker). With sentinels set, every Redis client
+    # (Celery's broker connection, the rate-limit counters, readiness) asks them for the current
+    # master of REDIS_SENTINEL_MASTER and follows it through a failover; BROKER_URL (redis://)
+    # then gives only the user, password and database number, its host:port is not used.
+    REDIS_SENTINELS: str = ""  # "host:port,host:port,..." (port default 26379); empty = no Sentinel
+    REDIS_SENTINEL_MASTER: str = "mymaster"  # the name the sentinels monitor the master under
+    REDIS_SENTINEL_PASSWORD: str = ""  # AUTH for the sentinels themselves; empty = none
 
     # --- HTTP ----------------------------------------------------------------------------
     HOST: str = "127.0.0.1"
@@ -152,6 +171,12 @@ class Settings(BaseSettings):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def redis_sentinels(self) -> list[tuple[str, int]]:
+        """(host, port) of every sentinel; [] without Sentinel."""
+        return [_host_port(item, 26379) for item in self.REDIS_SENTINELS.split(",") if item.strip()]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def storage_dir(self) -> Path:
         return (self.STORAGE_DIR or self.DATA_DIR / "storage").resolve()
 
@@ -218,6 +243,18 @@ class Settings(BaseSettings):
                 url = getattr(self, name)
                 if url and not url.startswith(("http://", "https://")):
                     raise ValueError(f"IMGPROC_{name} must be an http:// or https:// URL, got {url!r}.")
+        if self.REDIS_SENTINELS:
+            try:
+                self.redis_sentinels  # noqa: B018 - parses every address
+            except ValueError as exc:
+                raise ValueError(f"IMGPROC_REDIS_SENTINELS: {exc}") from None
+            if not self.broker_url.startswith("redis://"):
+                raise ValueError(
+                    "IMGPROC_REDIS_SENTINELS needs a redis:// IMGPROC_BROKER_URL (it gives the password and the "
+                    "database; TLS to Sentinel is not supported)."
+                )
+            if not self.REDIS_SENTINEL_MASTER:
+                raise ValueError("IMGPROC_REDIS_SENTINEL_MASTER must not be empty with IMGPROC_REDIS_SENTINELS.")
         if self.DATABASE_REPLICA_URL and not (
             self.DATABASE_REPLICA_URL.startswith("postgresql") and self.database_url.startswith("postgresql")
         ):

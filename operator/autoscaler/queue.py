@@ -16,6 +16,10 @@ Celery on kombu's Redis transport keeps, per queue ``q``:
   timeout), and they are counted: that work still has to be done by someone.
 
 Missing keys count as 0. Any Redis failure raises ``QueueUnavailable``.
+
+With ``spec.redis.sentinel`` the reader asks the sentinels for the current master of
+``masterName`` on every (re)connection (redis-py's ``Sentinel.master_for``), so it follows a
+failover; the URL then gives only the database, the user and the password.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from autoscaler.scaling import Observation, PolicyError
 
@@ -59,6 +64,9 @@ class RedisSource:
     key_prefix: str = ""
     secret_ref: SecretRef | None = None
     username: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()  # (host, port) of each sentinel; () = no Sentinel
+    master_name: str = ""
+    sentinel_auth: bool = True  # log in to the sentinels with the password too
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> RedisSource:
@@ -88,9 +96,28 @@ class RedisSource:
                 problems.append("redis.secretRef needs name and key")
             else:
                 secret = SecretRef(str(ref["name"]), str(ref["key"]))
+        sentinels: list[tuple[str, int]] = []
+        sentinel = conf.get("sentinel")
+        if sentinel is not None:
+            addresses = sentinel.get("addresses") if isinstance(sentinel, Mapping) else None
+            if not (isinstance(addresses, list) and addresses):
+                problems.append("redis.sentinel.addresses must list host:port of at least one sentinel")
+            else:
+                for address in addresses:
+                    host, _, port = str(address).rpartition(":")
+                    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                        problems.append(f"redis.sentinel.addresses: {address!r} is not host:port")
+                    else:
+                        sentinels.append((host.strip("[]"), int(port)))
+            if not (isinstance(sentinel, Mapping) and sentinel.get("masterName")):
+                problems.append("redis.sentinel.masterName must be set")
+            if url and str(url).startswith("rediss://"):
+                problems.append("redis.sentinel does not support TLS")
         if problems:
             raise PolicyError(problems)
-        return cls(str(url), tuple(queues), str(conf.get("keyPrefix") or ""), secret, conf.get("username"))
+        return cls(str(url), tuple(queues), str(conf.get("keyPrefix") or ""), secret, conf.get("username"),
+                   tuple(sentinels), str((sentinel or {}).get("masterName") or ""),
+                   bool((sentinel or {}).get("authenticate", True)))
 
     def lists(self) -> list[str]:
         """Every Redis list that can hold a waiting message of our queues."""
@@ -118,11 +145,26 @@ class QueueReader:
         if self.source.username:
             options["username"] = self.source.username
         # Our timeouts win over the URL's query options: a poll must stay bounded.
-        self.client = redis.Redis(connection_pool=redis.ConnectionPool(**{**options, **kwargs}))
+        self._sentinel: Sentinel | None = None
+        if self.source.sentinels:
+            options.pop("host", None)
+            options.pop("port", None)
+            sentinel_kwargs: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT,
+                                               "socket_connect_timeout": SOCKET_TIMEOUT}
+            if self.source.sentinel_auth and options.get("password"):
+                sentinel_kwargs["password"] = options["password"]
+            self._sentinel = Sentinel(list(self.source.sentinels), sentinel_kwargs=sentinel_kwargs)
+            self.client = self._sentinel.master_for(self.source.master_name, **{**options, **kwargs})
+        else:
+            self.client = redis.Redis(connection_pool=redis.ConnectionPool(**{**options, **kwargs}))
 
     def close(self) -> None:
         self.client.close()
         self.client.connection_pool.disconnect()  # a pool passed in is not closed with the client
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.close()
+                sentinel.connection_pool.disconnect()
 
     def observe(self) -> Observation:
         try:

@@ -234,3 +234,52 @@ def test_redacted_hides_the_password() -> None:
     assert redacted("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
     assert redacted("redis://:pw@host/0") == "redis://***@host/0"
     assert redacted("redis://host/0") == "redis://host/0"
+
+
+# --------------------------------------------------------------------------- Sentinel
+
+
+def test_source_from_spec_reads_the_sentinels() -> None:
+    source = RedisSource.from_spec({"redis": {"host": "r", "db": 3, "sentinel": {
+        "addresses": ["s-0.s-headless:26379", "s-1.s-headless:26380"], "masterName": "mymaster"}}})
+    assert source.sentinels == (("s-0.s-headless", 26379), ("s-1.s-headless", 26380))
+    assert (source.master_name, source.sentinel_auth) == ("mymaster", True)
+
+
+@pytest.mark.parametrize("sentinel", [
+    {"addresses": [], "masterName": "m"}, {"addresses": ["s:x"], "masterName": "m"}, {"addresses": ["s:1"]},
+], ids=["no-addresses", "bad-port", "no-master-name"])
+def test_invalid_sentinel_spec_is_a_policy_error(sentinel: dict) -> None:
+    with pytest.raises(PolicyError):
+        RedisSource.from_spec({"redis": {"host": "r", "sentinel": sentinel}})
+
+
+def test_the_reader_follows_the_master_through_a_failover(sentinel_group) -> None:
+    """The queue is read from whichever server the sentinels name; after the master is killed
+    and a replica promoted, the next reader (the operator rebuilds it after a failed read)
+    reads the promoted one."""
+    spec = {"redis": {"url": "redis://ignored:1/0", "secretRef": {"name": "x", "key": "y"}, "sentinel": {
+        "addresses": [f"127.0.0.1:{port}" for port in sentinel_group.sentinel_ports], "masterName": "mymaster"}}}
+    source = RedisSource.from_spec(spec)
+    old = sentinel_group.master_port()
+    master = redis.Redis(port=old, password=sentinel_group.password)
+    master.rpush("imgproc", *range(3))
+    master.execute_command("WAIT", 1, 5000)  # on the replica too
+    master.close()
+    one = QueueReader(source, sentinel_group.password)
+    assert one.observe().waiting == 3
+    sentinel_group.server(old).kill()
+    failed = one.observe()
+    assert not failed.ok  # the master is gone: QueueUnavailable, not an exception
+    one.close()
+    deadline = time.monotonic() + 30
+    while True:
+        again = QueueReader(source, sentinel_group.password)
+        observation = again.observe()
+        again.close()
+        if observation.ok:
+            break
+        assert time.monotonic() < deadline, f"no new master read within 30 s: {observation.error}"
+        time.sleep(0.2)
+    assert observation.waiting == 3
+    assert sentinel_group.master_port() != old

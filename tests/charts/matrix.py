@@ -48,6 +48,9 @@ CASES: dict[str, Case] = {
     "keda-external-urls": Case({**EXTERNAL_URLS, "keda": {"enabled": True}}),
     "app-existing-secret": Case({"secrets": {"existingSecret": "imgproc-app"}}, {"Secret": {"imgproc-app"}}),
     "redis-replicas": Case({"redis": {"replica": {"replicaCount": 2}}}),
+    "redis-sentinel": Case({"redis": {"replica": {"replicaCount": 2}, "sentinel": {"enabled": True}}}),
+    "redis-sentinel-keda": Case({"redis": {"replica": {"replicaCount": 1}, "sentinel": {"enabled": True}},
+                                 "keda": {"enabled": True}}),
     "postgresql-replicas": Case({"postgresql": {"readReplicas": {"replicaCount": 2}}}),
     "external-replica-url": Case({**EXTERNAL_URLS, "externalDatabase": {
         **EXTERNAL_URLS["externalDatabase"],

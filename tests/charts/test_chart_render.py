@@ -238,9 +238,20 @@ def test_every_reference_resolves(objects, case):
             check("ServiceAccount", account, None, False, pod.ref)
 
     pods = pod_templates(objects)
+
+    def pod_labels(pod) -> list[dict[str, str]]:
+        """The labels of the pods a template makes: a StatefulSet's controller adds each pod's
+        name (statefulset.kubernetes.io/pod-name), which per-pod Services select on."""
+        if pod.owner["kind"] != "StatefulSet":
+            return [pod.labels]
+        name = pod.owner["metadata"]["name"]
+        return [{**pod.labels, "statefulset.kubernetes.io/pod-name": f"{name}-{i}"}
+                for i in range(pod.owner["spec"].get("replicas", 1))]
+
     for service in by_kind(objects, "Service"):
         selector = service["spec"]["selector"]
-        matching = [p for p in pods if p.long_running and selector_matches({"matchLabels": selector}, p.labels)]
+        matching = [p for p in pods if p.long_running
+                    and any(selector_matches({"matchLabels": selector}, labels) for labels in pod_labels(p))]
         if not matching:
             problems.append(f"Service/{service['metadata']['name']} selects no pods")
         for port in service["spec"]["ports"]:

@@ -473,15 +473,25 @@ imgproc.env.database, whose DATABASE_PASSWORD it reuses. Nothing without a repli
 {{- end }}
 
 {{/* Where the broker is: dict with host, port, db, secretName, secretKey (secretName "" = no
-password). Used for IMGPROC_BROKER_URL, the WorkerAutoscaler and the KEDA trigger. */}}
+password) and, with the bundled Redis's sentinels, sentinels (list of "host:port", the Service
+of every sentinel pod) and masterName. Used for IMGPROC_BROKER_URL /
+IMGPROC_REDIS_SENTINELS, the WorkerAutoscaler and the KEDA trigger. */}}
 {{- define "imgproc.redis.endpoint" -}}
 {{- if .Values.redis.enabled }}
 {{- $r := .Values.redis }}
-host: {{ include "imgproc.redis.fullname" . }}
+{{- $full := include "imgproc.redis.fullname" . }}
+host: {{ $full }}
 port: {{ $r.service.port }}
 db: 0
-secretName: {{ default (include "imgproc.redis.fullname" .) $r.auth.existingSecret }}
+secretName: {{ default $full $r.auth.existingSecret }}
 secretKey: {{ $r.auth.existingSecretPasswordKey }}
+{{- if $r.sentinel.enabled }}
+masterName: {{ $r.sentinel.masterName | quote }}
+sentinels:
+{{- range $i := until (int $r.sentinel.replicaCount) }}
+  - {{ printf "%s-sentinel-%d.%s.svc.%s:%v" $full $i $.Release.Namespace $r.clusterDomain $r.sentinel.port | quote }}
+{{- end }}
+{{- end }}
 {{- else if .Values.externalRedis.url }}
 {{- $url := urlParse .Values.externalRedis.url }}
 {{- $hostport := splitList ":" $url.host }}
@@ -527,6 +537,16 @@ secretKey: {{ if $r.existingSecret }}{{ $r.existingSecretPasswordKey }}{{ else }
 {{- else }}
 - name: IMGPROC_BROKER_URL
   value: {{ printf "redis://%s:%v/%v" $ep.host $ep.port $ep.db | quote }}
+{{- end }}
+{{- with $ep.sentinels }}
+{{- /* The master comes from the sentinels (they share the Redis password); BROKER_URL then
+       gives only the password and database. */}}
+- name: IMGPROC_REDIS_SENTINELS
+  value: {{ join "," . | quote }}
+- name: IMGPROC_REDIS_SENTINEL_MASTER
+  value: {{ $ep.masterName | quote }}
+- name: IMGPROC_REDIS_SENTINEL_PASSWORD
+  value: "$(REDIS_PASSWORD)"
 {{- end }}
 {{- end }}
 {{- end }}

@@ -73,7 +73,15 @@ imgproc.np.egressDatabase opens already). */}}
 {{/* Egress to the broker, same idea. */}}
 {{- define "imgproc.np.egressBroker" -}}
 {{- $ep := include "imgproc.redis.endpoint" . | fromYaml }}
-{{- if .Values.redis.enabled }}
+{{- if and .Values.redis.enabled .Values.redis.sentinel.enabled }}
+{{- /* Any Redis pod may be the master after a failover; the sentinels name it. */}}
+- to:
+    - podSelector:
+        {{- include "imgproc.np.subchartSelector" (dict "root" . "chart" "redis") | nindent 8 }}
+  ports:
+    - {protocol: TCP, port: 6379}
+    - {protocol: TCP, port: {{ .Values.redis.sentinel.port | int }}}
+{{- else if .Values.redis.enabled }}
 - to:
     - podSelector:
         {{- include "imgproc.np.subchartSelector" (dict "root" . "chart" "redis" "component" "master") | nindent 8 }}

@@ -51,6 +51,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 ["sh", "-c", "test \"$(redis-cli -h 127.0.0.1 -p 6379 ping)\" = PONG"]
 {{- end }}
 
+{{/* The same for a sentinel (its port). */}}
+{{- define "redis.sentinelPingCommand" -}}
+["sh", "-c", "test \"$(redis-cli -h 127.0.0.1 -p {{ .Values.sentinel.port }} ping)\" = PONG"]
+{{- end }}
+
 {{/* Everything one Redis StatefulSet needs; (dict "root" $ "component" "master"|"replica"
 "spec" .Values.master|.Values.replica "replicas" N). */}}
 {{- define "redis.statefulset" -}}
@@ -78,6 +83,9 @@ spec:
         {{- include "redis.labels" $ctx | nindent 8 }}
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+        {{- if $root.Values.sentinel.enabled }}
+        checksum/scripts: {{ include (print $root.Template.BasePath "/sentinel-scripts.yaml") $root | sha256sum }}
+        {{- end }}
     spec:
       automountServiceAccountToken: false
       # No <SERVICE>_PORT=tcp://... variables for every Service in the namespace: nothing
@@ -100,6 +108,10 @@ spec:
           # The password reaches redis-server on stdin ("-" = read more config from stdin), not
           # on its command line. The command-line options come last and win over the files, so
           # the broker's durability settings cannot be overridden by extraConfig.
+          {{- if $root.Values.sentinel.enabled }}
+          # The role (master, or replica of whom) comes from the sentinels: scripts ConfigMap.
+          command: ["/bin/sh", "/scripts/start-redis.sh", {{ .component | quote }}]
+          {{- else }}
           command: ["/bin/sh", "-c"]
           args:
             - |
@@ -111,6 +123,7 @@ spec:
               replica-read-only yes
               {{- end }}
               EOF
+          {{- end }}
           env:
             # Read by redis-cli (probes) and by the start command above.
             - name: REDISCLI_AUTH
@@ -151,10 +164,20 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if $root.Values.sentinel.enabled }}
+            - name: scripts
+              mountPath: /scripts
+              readOnly: true
+            {{- end }}
       volumes:
         - name: config
           configMap:
             name: {{ include "redis.fullname" $root }}
+        {{- if $root.Values.sentinel.enabled }}
+        - name: scripts
+          configMap:
+            name: {{ include "redis.fullname" $root }}-scripts
+        {{- end }}
         # The shell keeps the here-document in /tmp.
         - name: tmp
           emptyDir:
