@@ -157,30 +157,24 @@ def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_
     assert counts["redelivered"] == 0, "a task of the warm-shut-down pod ran twice"
 
 
-def test_the_redis_pod_deleted_without_persistence(release: Release, live_cluster: LiveCluster,
-                                                   images: list[bytes]):
-    """Redis comes back empty: uploads meanwhile get 503 + Retry-After, and the queued tasks that
-    vanished with it are re-enqueued by the reconciler from the database."""
+@pytest.mark.parametrize(
+    ("component", "scenario"),
+    [("master", "Redis pod deleted (no volume)"), ("primary", "PostgreSQL pod deleted")],
+    ids=["redis", "postgresql"],
+)
+def test_a_stateful_pod_deleted(release: Release, live_cluster: LiveCluster, images: list[bytes],
+                                component: str, scenario: str):
+    """The StatefulSet brings the pod back; meanwhile the API answers 503 with Retry-After and
+    the workers' reports wait (retried). Redis comes back empty (no volume here): the queued
+    tasks that vanished with it are re-enqueued by the reconciler from the database.
+    PostgreSQL comes back on its volume."""
     source = release.since_now()
     with Burst(release, images, users=3, count=6, seconds=180) as burst:
         processing_seen(burst)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "master"))
-        back = wait_ready(release, "master")
-    print(f"redis master Ready again {back:.1f} s after the delete")
-    counts = ledger_of(source, burst, "cluster: Redis pod deleted (no volume)")
-    assert counts["completed"] == counts["accepted"]
-
-
-def test_the_postgresql_pod_deleted(release: Release, live_cluster: LiveCluster, images: list[bytes]):
-    """The StatefulSet brings PostgreSQL back on its volume; meanwhile the API answers 503 with
-    Retry-After, and the workers' reports wait (retried) until it answers again."""
-    source = release.since_now()
-    with Burst(release, images, users=3, count=6, seconds=180) as burst:
-        processing_seen(burst)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "primary"))
-        back = wait_ready(release, "primary")
-    print(f"postgresql Ready again {back:.1f} s after the delete")
-    counts = ledger_of(source, burst, "cluster: PostgreSQL pod deleted")
+        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, component))
+        back = wait_ready(release, component)
+    print(f"{component} Ready again {back:.1f} s after the delete")
+    counts = ledger_of(source, burst, f"cluster: {scenario}")
     assert counts["completed"] == counts["accepted"]
 
 
