@@ -30,6 +30,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.message import Message
 
 from autoscaler.queue import QueueReader, RedisSource
+from tests.fixtures.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOP_APP = "tests.autoscaler.loop_app"
@@ -109,15 +110,9 @@ class OperatorProcess:
     def stop(self, timeout: float = 20) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        status = terminate(self.process, timeout=timeout)
         self.log.close()
-        return self.process.returncode
+        return status
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

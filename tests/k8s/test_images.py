@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from tests.charts.rendering import ROOT, Renderer
 from tests.charts.test_dockerfile import _locked
+from tests.fixtures.processes import terminate
 from tests.fixtures.registry import running_registry
 
 SCRIPT = ROOT / "scripts" / "images"
@@ -358,12 +359,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         assert socket.exists(), (tmp_path / "containerd.log").read_text()
         yield str(socket)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=20)
         subprocess.run(["umount", "-R", str(tmp_path / "state")], capture_output=True)
 
 
