@@ -60,6 +60,12 @@ def get_owned_task(*, session: Session, owner: User, task_id: int) -> Task | Non
     return session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner.id))
 
 
+def owned_task_exists(*, session: Session, owner: User, task_id: int) -> bool:
+    """Whether the user still has the task (one primary-key probe, no row loaded)."""
+    query = select(Task.id).where(Task.id == task_id, Task.owner_id == owner.id)
+    return session.scalar(query) is not None
+
+
 def list_owned_tasks(
     *, session: Session, owner: User, limit: int, offset: int
 ) -> tuple[list[Task], tuple[int, int | None]]:

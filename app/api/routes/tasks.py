@@ -73,12 +73,18 @@ def _owned_task(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
 
 def _read_owned_task(session: Session, user: User, task_id: int) -> Task:
     """As _owned_task, for the status routes: a finished task may come from the read replica;
-    a missing or unfinished one is read from the primary (app.core.replica says why)."""
-    task = replica.read(
-        session,
-        lambda s: crud.get_owned_task(session=s, owner=user, task_id=task_id),
-        good=lambda t: t is not None and t.status.terminal,
-    )
+    a missing or unfinished one is read from the primary (app.core.replica says why). A finished
+    task can still be deleted, so the primary confirms it is there (a probe, not the row): a
+    task deleted a moment ago is never shown again from a replica that has not replayed it."""
+
+    def final(task: Task | None) -> bool:
+        return (
+            task is not None
+            and task.status.terminal
+            and crud.owned_task_exists(session=session, owner=user, task_id=task_id)
+        )
+
+    task = replica.read(session, lambda s: crud.get_owned_task(session=s, owner=user, task_id=task_id), good=final)
     if task is None:
         raise HTTPException(404, NOT_FOUND)
     return task

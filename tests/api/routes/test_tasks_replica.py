@@ -113,6 +113,19 @@ def test_a_finished_task_is_answered_by_the_replica_an_unfinished_one_by_the_pri
     assert after["replica"] - before["replica"] == 2 and after["primary"] == before["primary"]
 
 
+@pytest.mark.parametrize("path", STATUS_PATHS)
+def test_a_deleted_task_is_gone_even_while_the_replica_still_holds_it(api, standby, path):
+    task_id = upload(api, images.jpeg()).json()["task_id"]
+    complete(api, task_id)
+    standby.wait_for_status(task_id, "completed")
+    standby.pause()
+    assert api.delete(f"/api/tasks/{task_id}").status_code == 204
+    assert standby.status_of(task_id) == "completed"  # the replica has not replayed the delete
+    response = api.get(path.format(id=task_id))
+    assert response.status_code == 404, response.text
+    assert response.json() == {"detail": "Task not found."}
+
+
 def test_a_task_created_while_the_replica_is_paused_is_found_by_every_status_route(api, standby):
     api.get("/api/tasks")  # the user exists before the pause
     standby.pause()
