@@ -24,7 +24,9 @@ def configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unty
     cursor.close()
 
 
-def make_engine(url: str, *, connect_timeout: int = 3) -> Engine:
+def make_engine(url: str, *, connect_timeout: int = 3, give_up_after_ms: int | None = None) -> Engine:
+    """`give_up_after_ms` bounds a statement and unacknowledged traffic on PostgreSQL (for a
+    server that is only a shortcut, such as a read replica, which may hang rather than refuse)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", configure_sqlite)
@@ -35,8 +37,21 @@ def make_engine(url: str, *, connect_timeout: int = 3) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=5,
-        connect_args={"connect_timeout": connect_timeout},
+        connect_args={"connect_timeout": connect_timeout, **_bounded(give_up_after_ms)},
     )
+
+
+def _bounded(ms: int | None) -> dict[str, object]:
+    if ms is None:
+        return {}
+    return {
+        "options": f"-c statement_timeout={ms}",  # the server gives up on a slow statement
+        "tcp_user_timeout": ms,  # the client gives up on a server that stopped answering
+        "keepalives": 1,
+        "keepalives_idle": max(1, ms // 1000),
+        "keepalives_interval": 1,
+        "keepalives_count": 2,
+    }
 
 
 @lru_cache

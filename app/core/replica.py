@@ -5,11 +5,14 @@ is taken only when it cannot be worse than the primary's:
 
 - the replica is reachable and its replay lag, measured at most every
   IMGPROC_DATABASE_REPLICA_CHECK_SECONDS, is within IMGPROC_DATABASE_REPLICA_MAX_LAG_SECONDS;
-  a failed connection skips it for that long too (no connect timeout paid per request);
+  a replica found unreachable is skipped for that long too, twice as long after each further
+  failure (up to 32 times), so a replica that hangs costs one request its 2 s connect or
+  statement timeout now and then, never every request;
 - the caller's ``good`` predicate accepts the answer. The routes accept a row that the replica
   has and that can no longer change: a user (never modified once created), a task in a terminal
   state (the primary never moves a completed/failed task again: ``crud.finish_task`` and
-  ``crud.start_processing`` only touch unfinished ones). A missing row (a task created a moment
+  ``crud.start_processing`` only touch unfinished ones) that the primary confirms is not deleted
+  (a primary-key probe), a page whose count and newest id match the primary's. A missing row (a task created a moment
   ago) or an unfinished one (perhaps already further on the primary) is read again from the
   primary, so a new task is always found and a status never goes backwards for a client that
   the primary already answered, whatever the lag;
@@ -69,6 +72,7 @@ class Replica:
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
         self._usable = False
+        self._unreachable_in_a_row = 0
         self.lag: float | None = None  # seconds, from the last measurement (None: unknown)
         self.answers = {"replica": 0, "primary": 0}  # who answered read(); for tests and logs
 
@@ -87,11 +91,12 @@ class Replica:
     def usable(self) -> bool:
         """Reachable and within the lag bound, as of a measurement at most check_seconds old.
         One thread measures; the others meanwhile keep the previous verdict."""
-        if self._clock() - self._checked_at < self.check_seconds or not self._lock.acquire(blocking=False):
+        if self._clock() - self._checked_at < self._interval() or not self._lock.acquire(blocking=False):
             return self._usable
         try:
-            if self._clock() - self._checked_at >= self.check_seconds:
+            if self._clock() - self._checked_at >= self._interval():
                 self.lag = self.measure_lag()
+                self._unreachable_in_a_row = self._unreachable_in_a_row + 1 if self.lag is None else 0
                 usable = self.lag is not None and self.lag <= self.max_lag
                 if usable != self._usable:
                     state = "in use" if usable else "skipped: " + ("unreachable" if self.lag is None else "lagging")
@@ -101,6 +106,9 @@ class Replica:
         finally:
             self._lock.release()
         return self._usable
+
+    def _interval(self) -> float:
+        return self.check_seconds * 2 ** min(max(self._unreachable_in_a_row - 1, 0), 5)
 
     def failed(self) -> None:
         """A read on the replica failed: skip it until the next measurement is due."""
@@ -130,7 +138,7 @@ def get_replica() -> Replica | None:
     settings = get_settings()
     if not settings.DATABASE_REPLICA_URL:
         return None
-    engine = make_engine(settings.DATABASE_REPLICA_URL, connect_timeout=2)
+    engine = make_engine(settings.DATABASE_REPLICA_URL, connect_timeout=2, give_up_after_ms=2000)
     return Replica(
         sessionmaker(engine, expire_on_commit=False),
         get_sessionmaker(),

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
+from app.core.db import make_engine
 from app.core.replica import Replica
 
 pytestmark = pytest.mark.integration
@@ -130,3 +131,48 @@ def test_a_stopped_replica_is_skipped_without_waiting_on_it(servers, postgres_re
     assert router.measure_lag() is None
     assert first < 2 and next_hundred < 2
     print(f"\nreplica stopped: first read {first * 1000:.0f} ms (fails over), next 100: {next_hundred * 1000:.0f} ms")
+
+
+def test_an_unreachable_replica_is_measured_less_and_less_often_until_it_answers():
+    """The schedule alone (no server): each further failed measurement doubles the wait, up to
+    32 check intervals, and one that succeeds puts it back to every check interval."""
+    now = 0.0
+    measured: list[float] = []
+    lags = iter([None] * 7 + [0.0, 0.0])
+
+    def measure() -> float | None:
+        measured.append(now)
+        return next(lags)
+
+    router = Replica(sessionmaker(), sessionmaker(), max_lag=1.0, check_seconds=1.0, clock=lambda: now)
+    router.measure_lag = measure  # type: ignore[method-assign]
+    verdicts = {}
+    for second in range(97):
+        now = float(second)
+        verdicts[second] = router.usable()
+    assert measured == [0, 1, 3, 7, 15, 31, 63, 95, 96]
+    assert not verdicts[94] and verdicts[95] and verdicts[96]
+
+
+def test_a_replica_that_hangs_is_given_up_on_and_the_primary_answers(servers, postgres_replica, pg_database):
+    """A statement that does not return on the replica (here: a sleep only a standby takes) is
+    cancelled by the replica engine's bound, and the primary answers instead of the request
+    hanging with it."""
+    primary, _ = servers
+    replica_url = postgres_replica.wait_for_database(pg_database.rsplit("/", 1)[1])
+    bounded = make_engine(replica_url, connect_timeout=2, give_up_after_ms=300)
+    router = Replica(sessionmaker(bounded), sessionmaker(primary), max_lag=1.0, check_seconds=60)
+    hangs_on_a_standby = text(
+        "SELECT CASE WHEN pg_is_in_recovery() THEN CAST(pg_sleep(30) AS text) ELSE 'primary' END"
+    )
+    try:
+        assert router.usable()
+        with sessionmaker(primary)() as session:
+            started = time.monotonic()
+            assert router.read(session, lambda s: s.scalar(hangs_on_a_standby), good=lambda _: True) == "primary"
+            seconds = time.monotonic() - started
+        assert router.answers == {"replica": 0, "primary": 1}
+        assert not router.usable()  # skipped until the next measurement
+        assert seconds < 15, f"the read waited {seconds:.1f} s for the replica"
+    finally:
+        bounded.dispose()
