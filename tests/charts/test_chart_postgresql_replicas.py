@@ -58,7 +58,12 @@ def test_replicas_clone_the_primary_with_pg_basebackup_and_run_its_image_read_on
     # The password file lives in the pod's run directory, which the server mounts too.
     run = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}["run"]
     assert env["PGPASSFILE"].startswith(run + "/")
-    assert server["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    # Alive while it accepts connections, ready only while it streams (run for real below).
+    assert server["livenessProbe"]["exec"]["command"][0] == "pg_isready"
+    assert "pg_stat_wal_receiver" in server["readinessProbe"]["exec"]["command"][-1]
+    # The primary keeps WAL for a replica that was away, only while there are replicas.
+    assert primary["containers"][0]["args"] == ["-c", "wal_keep_size=1GB"]
+    assert "args" not in named(render({}), "StatefulSet", "rel-postgresql")["spec"]["template"]["spec"]["containers"][0]
     assert replicas["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
 
 
@@ -151,6 +156,7 @@ def test_the_init_script_and_the_clone_script_make_a_streaming_replica(render, p
     that starts as a hot standby following the primary."""
     from sqlalchemy import create_engine, text
 
+    from tests.fixtures import processes
     from tests.fixtures.ports import free_port
     from tests.fixtures.postgres import _pg_bin
 
@@ -219,6 +225,20 @@ def test_the_init_script_and_the_clone_script_make_a_streaming_replica(render, p
             assert connection.scalar(text("SELECT pg_is_in_recovery()")) is True
             assert connection.scalar(text("SELECT status FROM pg_stat_wal_receiver")) == "streaming"
         replica.dispose()
+        # The replica pod's readiness command, its socket directory and database mapped to
+        # this server's: ready on the streaming standby, not on a server that streams nothing.
+        server = named(objects, "StatefulSet", READ)["spec"]["template"]["spec"]["containers"][0]
+        probe = [arg.replace("/var/run/postgresql", str(base / "run")).replace("--dbname=imgproc", "--dbname=postgres")
+                 for arg in server["readinessProbe"]["exec"]["command"]]
+        probe_env = {**common, "PGPORT": str(port)}
+        assert subprocess.run(_as_postgres(probe), env=probe_env, capture_output=True).returncode == 0
+        with open(replica_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write("\nprimary_conninfo = ''\n")  # cut off from the primary
+        subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(replica_dir), "-w", "reload"]),
+                       check=True, capture_output=True)
+        processes.wait_until(
+            lambda: subprocess.run(_as_postgres(probe), env=probe_env, capture_output=True).returncode != 0,
+            timeout=30, what="the readiness probe failing without a primary")
     finally:
         if replica_dir.exists():
             subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(replica_dir), "-m", "immediate", "stop"]),

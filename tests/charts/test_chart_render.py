@@ -989,6 +989,8 @@ def test_subchart_images_are_pinned_to_a_version(render):
     ({"objectStore": {"persistence": {"accessModes": ["Sometimes"]}}}, "at '/objectStore/persistence/accessModes/0'"),
     ({"postgresql": {"readReplicas": {"replicaCount": -1}}},
      "postgresql:\n- at '/readReplicas/replicaCount': minimum: got -1, want 0"),
+    ({"postgresql": {"readReplicas": {"walKeepSize": "1G"}}},
+     "postgresql:\n- at '/readReplicas/walKeepSize': '1G' does not match pattern '^[1-9][0-9]*(kB|MB|GB|TB)$'"),
     ({"postgresql": {"readReplicas": {"replicas": 1}}},
      "postgresql:\n- at '/readReplicas': additional properties 'replicas' not allowed"),
     ({"redis": {"replica": {"replicaCount": -1}}}, "redis:\n- at '/replica/replicaCount': minimum: got -1, want 0"),
