@@ -30,7 +30,7 @@ from PIL import Image
 
 from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
-from tests.fixtures.ledger import LedgerSource, ledger
+from tests.fixtures.ledger import ledger
 from tests.fixtures.services import wait_for_terminal
 from tests.utils.images import encode, jpeg, photo
 
@@ -97,16 +97,6 @@ def wait_ready(release: Release, component: str, count: int = 1, timeout: float 
     raise AssertionError(f"{component} not Ready again within {timeout}s")
 
 
-def ledger_of(source: LedgerSource, burst: Burst, name: str, *, timeout: float = 240) -> dict:
-    burst.join()
-    counts = ledger(source, burst.owners(), burst.ids(), name=name, faults=1, timeout=timeout,
-                    refused=burst.refused.get(503, 0), server_errors=len(burst.server_errors), started=burst.started,
-                    rate_limited=burst.refused.get(429, 0), transport_errors=burst.transport_errors)
-    assert not burst.server_errors, burst.server_errors
-    burst.close()
-    return counts
-
-
 def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: LiveCluster, images: list[bytes]):
     """--grace-period=0 --force removes the pod object at once; the kubelet still stops the
     container with its minimum grace (about 2 s), so a task of a few hundred milliseconds
@@ -117,7 +107,7 @@ def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: Liv
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--grace-period=0", "--force")
-    counts = ledger_of(source, burst, "cluster: worker pod force-deleted mid-task")
+    counts = burst.ledger(source, "cluster: worker pod force-deleted mid-task")
     assert counts["completed"] == counts["accepted"]
 
 
@@ -137,7 +127,7 @@ def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_
                     os.kill(pid, signal.SIGKILL)
                     killed += 1
         assert killed, "no worker process found in the pods' cgroups"
-    counts = ledger_of(source, burst, "cluster: worker containers SIGKILLed mid-task")
+    counts = burst.ledger(source, "cluster: worker containers SIGKILLed mid-task")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
 
@@ -152,7 +142,7 @@ def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--wait=false")
-    counts = ledger_of(source, burst, "cluster: worker pod deleted (warm shutdown)")
+    counts = burst.ledger(source, "cluster: worker pod deleted (warm shutdown)")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] == 0, "a task of the warm-shut-down pod ran twice"
 
@@ -174,7 +164,7 @@ def test_a_stateful_pod_deleted(release: Release, live_cluster: LiveCluster, ima
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, component))
         back = wait_ready(release, component)
     print(f"{component} Ready again {back:.1f} s after the delete")
-    counts = ledger_of(source, burst, f"cluster: {scenario}")
+    counts = burst.ledger(source, f"cluster: {scenario}")
     assert counts["completed"] == counts["accepted"]
 
 
@@ -186,7 +176,7 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
         time.sleep(2)
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "api"), "--wait=false")
-    counts = ledger_of(source, burst, "cluster: API pod deleted during uploads")
+    counts = burst.ledger(source, "cluster: API pod deleted during uploads")
     assert counts["completed"] == counts["accepted"] == 100
     assert burst.transport_errors == 0
 
@@ -218,7 +208,7 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         while not burst.done and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
             time.sleep(0.5)
-    counts = ledger_of(source, burst, "cluster: operator pod deleted mid scale-up")
+    counts = burst.ledger(source, "cluster: operator pod deleted mid scale-up")
     assert counts["completed"] == counts["accepted"]
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
