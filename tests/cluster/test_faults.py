@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from PIL import Image
 from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.ledger import ledger
+from tests.fixtures.processes import wait_until
 from tests.fixtures.services import TERMINAL, wait_for_terminal
 from tests.utils.images import encode, jpeg, photo
 
@@ -85,16 +87,24 @@ def oldest(release: Release, component: str) -> str:
     return pods[0]["metadata"]["name"]
 
 
-def wait_ready(release: Release, component: str, count: int = 1, timeout: float = 120) -> float:
-    """Seconds until `count` pods of the component are Ready again."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+def wait_ready(release: Release, component: str, since: float, count: int = 1, timeout: float = 180) -> float:
+    """Seconds from `since` (time.monotonic()) until `count` pods of the component that are not
+    terminating are Ready."""
+    while time.monotonic() - since < timeout:
         ready = [p for p in release.pods(component)
                  if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
         if len(ready) >= count:
-            return time.monotonic() - started
+            return time.monotonic() - since
         time.sleep(0.5)
     raise AssertionError(f"{component} not Ready again within {timeout}s")
+
+
+def delete_pod(live_cluster: LiveCluster, release: Release, pod: str) -> float:
+    """Deletes the pod without waiting for it to go; the time.monotonic() from before the delete,
+    so that "Ready again N s after the delete" includes the old pod's termination."""
+    deleted = time.monotonic()
+    live_cluster.kubectl("delete", "pod", "-n", release.namespace, pod, "--wait=false")
+    return deleted
 
 
 def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: LiveCluster, images: list[bytes]):
@@ -161,8 +171,8 @@ def test_a_stateful_pod_deleted(release: Release, live_cluster: LiveCluster, ima
     source = release.since_now()
     with Burst(release, images, users=3, count=6, seconds=180) as burst:
         processing_seen(burst)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, component))
-        back = wait_ready(release, component)
+        deleted = delete_pod(live_cluster, release, oldest(release, component))
+        back = wait_ready(release, component, since=deleted)
     print(f"{component} Ready again {back:.1f} s after the delete")
     counts = burst.ledger(source, f"cluster: {scenario}")
     assert counts["completed"] == counts["accepted"]
@@ -174,9 +184,13 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     assert len(release.pods("api")) >= 2
     source = release.since_now()
     with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
-        time.sleep(2)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "api"), "--wait=false")
+        wait_until(lambda: len(burst.accepted) >= 8 or burst.done, timeout=60, interval=0.05,
+                   what="uploads of the burst accepted")
+        assert not burst.done, "the burst ended before the delete"  # 100 uploads: most still to come
+        in_flight_at_delete = len(burst.accepted)
+        delete_pod(live_cluster, release, oldest(release, "api"))
     counts = burst.ledger(source, "cluster: API pod deleted during uploads")
+    print(f"API pod deleted after {in_flight_at_delete} of 100 uploads were accepted")
     assert counts["completed"] == counts["accepted"] == 100
     assert burst.transport_errors == 0
 
@@ -201,9 +215,11 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         while replicas() == minimum and time.monotonic() < deadline:
             time.sleep(0.3)
         assert replicas() > minimum, "no scale-up began"
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "operator"))
-        deleted = time.monotonic()
-        back = wait_ready(release, "operator")
+        at_delete = replicas()
+        old = oldest(release, "operator")
+        deleted = delete_pod(live_cluster, release, old)
+        back = wait_ready(release, "operator", since=deleted)
+        (replacement,) = [p["metadata"]["name"] for p in release.pods("operator") if p["metadata"]["name"] != old]
         peak = replicas()
         while not burst.done and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
@@ -213,8 +229,13 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"operator Ready again {back:.1f} s after the delete; workers peaked at {peak}; "
-          f"back at {replicas()} (minimum {minimum})")
+    print(f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, peaked at "
+          f"{peak}; back at {replicas()} (minimum {minimum})")
+    assert peak > at_delete, "the scale-up did not go on after the operator's replacement"
+    # ... by the replacement itself (the old pod might still poll once while it stops).
+    log = live_cluster.kubectl("logs", "-n", release.namespace, replacement).stdout
+    ups = [(int(a), int(b)) for a, b in re.findall(rf"deployment/{worker}: (\d+) -> (\d+)", log) if int(b) > int(a)]
+    assert ups, f"no scale-up in the replacement operator's log:\n{log[-3000:]}"
     assert replicas() == minimum, "the new operator did not scale the drained workers back down"
 
 
