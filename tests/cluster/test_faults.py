@@ -12,7 +12,9 @@ One release for the module, with short timers so that recoveries land within the
 - Redis without a volume (emptyDir): a deleted Redis pod comes back empty, the harder case
   (the default, with a volume, is covered in test_chart.py);
 - a worker with one pool process and a 256 MiB memory limit, and 2 attempts per task, for the
-  out-of-memory scenario.
+  out-of-memory scenario;
+- the operator adds one worker per polling interval, up to 6 (the local values stop at 3, one
+  step), so that the operator scenario deletes it in the middle of a scale-up with room to go on.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ FAULT_VALUES = (
     "--set", "worker.resources.requests.memory=128Mi",
     "--set", f"worker.resources.limits.memory={WORKER_MEMORY_LIMIT}",
     "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15", "--set", "autoscaler.cooldownPeriod=15",
+    "--set", "autoscaler.maxReplicaCount=6", "--set", "autoscaler.scaleUp.maxStep=1",
 )
 
 
@@ -204,24 +207,31 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     def replicas() -> int:
         return live_cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
 
-    minimum = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]["minReplicaCount"]
+    def load() -> int:
+        status = live_cluster.get("workerautoscaler", worker, "-n", release.namespace).get("status", {})
+        return status.get("backlog", 0) + status.get("inFlight", 0)
+
+    spec = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]
+    minimum, maximum = spec["minReplicaCount"], spec["maxReplicaCount"]
     deadline = time.monotonic() + 120  # the earlier scenarios' scale-up winds down first
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(1)
     assert replicas() == minimum, "the workers did not return to the minimum before the scenario"
     source = release.since_now()
-    with Burst(release, images[0], users=3, count=12, seconds=180) as burst:
+    with Burst(release, images[0], users=3, count=20, seconds=180) as burst:
         deadline = time.monotonic() + 60
         while replicas() == minimum and time.monotonic() < deadline:
             time.sleep(0.3)
         assert replicas() > minimum, "no scale-up began"
         at_delete = replicas()
+        assert at_delete < maximum, f"the scale-up reached the maximum ({maximum}) before the delete"
         old = oldest(release, "operator")
         deleted = delete_pod(live_cluster, release, old)
         back = wait_ready(release, "operator", since=deleted)
         (replacement,) = [p["metadata"]["name"] for p in release.pods("operator") if p["metadata"]["name"] != old]
         peak = replicas()
-        while not burst.done and time.monotonic() - deleted < 120:
+        # Until the uploads are sent and the queue is drained (the operator's own reading).
+        while not (burst.done and load() == 0) and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
             time.sleep(0.5)
     counts = burst.ledger(source, "cluster: operator pod deleted mid scale-up")
