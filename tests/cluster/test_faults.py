@@ -218,7 +218,8 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         time.sleep(1)
     assert replicas() == minimum, "the workers did not return to the minimum before the scenario"
     source = release.since_now()
-    with Burst(release, images[0], users=3, count=20, seconds=180) as burst:
+    # Ten users at once: uploads outpace the workers, so the queue outlasts the replacement.
+    with Burst(release, images[0], users=10, count=12, seconds=180) as burst:
         deadline = time.monotonic() + 60
         while replicas() == minimum and time.monotonic() < deadline:
             time.sleep(0.3)
@@ -229,7 +230,7 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
         deleted = delete_pod(live_cluster, release, old)
         back = wait_ready(release, "operator", since=deleted)
         (replacement,) = [p["metadata"]["name"] for p in release.pods("operator") if p["metadata"]["name"] != old]
-        peak = replicas()
+        peak, load_at_replacement = replicas(), load()
         # Until the uploads are sent and the queue is drained (the operator's own reading).
         while not (burst.done and load() == 0) and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
@@ -239,8 +240,9 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, peaked at "
-          f"{peak}; back at {replicas()} (minimum {minimum})")
+    print(f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, load "
+          f"{load_at_replacement} when the replacement was Ready, workers peaked at {peak}; back at {replicas()} "
+          f"(minimum {minimum})")
     assert peak > at_delete, "the scale-up did not go on after the operator's replacement"
     # ... by the replacement itself (the old pod might still poll once while it stops).
     log = live_cluster.kubectl("logs", "-n", release.namespace, replacement).stdout
