@@ -20,6 +20,7 @@ import redis
 
 from tests.charts.manifests import named
 from tests.charts.rendering import NAMESPACE, RELEASE
+from tests.fixtures.processes import terminate, terminate_all, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")]
@@ -70,9 +71,12 @@ class Pods:
 
     def stop(self, pod: str) -> None:
         process = self.processes.pop(pod, None)
-        if process and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
+        if process is not None:
+            terminate(process, timeout=15)
+
+    def stop_all(self) -> None:
+        processes, self.processes = list(self.processes.values()), {}
+        terminate_all(processes, timeout=15)
 
     def log(self, pod: str) -> str:
         return (self.base / f"{pod}.log").read_text()
@@ -100,31 +104,23 @@ class Pods:
         return best if best is not None and votes.count(best) >= 2 else None
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return value
-
-
 @pytest.fixture
 def pods(render, tmp_path):
     data = named(render(VALUES), "ConfigMap", f"{REDIS}-scripts")["data"]
     group = Pods(data, tmp_path)
     yield group
-    for pod in list(group.processes):
-        group.stop(pod)
+    group.stop_all()
 
 
 def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(pods):
     for pod in ("sentinel-0", "sentinel-1", "sentinel-2", "master-0", "replicas-0"):  # a first install
         pods.start(pod)
-    wait_for(lambda: pods.role("master-0") == "master" and pods.role("replicas-0") == "slave", 30, "first roles")
-    wait_for(lambda: pods.named_master() == "master-0", 30, "the sentinels name master-0")
-    wait_for(lambda: all(len(pods.client(f"sentinel-{i}", 26379).sentinel_sentinels("mymaster")) == 2
-                         and pods.client(f"sentinel-{i}", 26379).sentinel_slaves("mymaster")
-                         for i in range(3)), 60, "the sentinels know each other and the replica")
+    wait_until(lambda: pods.role("master-0") == "master" and pods.role("replicas-0") == "slave", timeout=30,
+               what="first roles")
+    wait_until(lambda: pods.named_master() == "master-0", timeout=30, what="the sentinels name master-0")
+    wait_until(lambda: all(len(pods.client(f"sentinel-{i}", 26379).sentinel_sentinels("mymaster")) == 2
+                           and pods.client(f"sentinel-{i}", 26379).sentinel_slaves("mymaster")
+                           for i in range(3)), timeout=60, what="the sentinels know each other and the replica")
     assert "starting as master" in pods.log("master-0")
     master = pods.client("master-0")
     master.rpush("imgproc", "a", "b")
@@ -135,9 +131,9 @@ def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(
     pods.stop("master-0")
     stopped = time.monotonic()
     pods.start("master-0")
-    wait_for(lambda: pods.named_master() == "replicas-0", 30, "replicas-0 promoted")
+    wait_until(lambda: pods.named_master() == "replicas-0", timeout=30, what="replicas-0 promoted")
     promoted = time.monotonic() - stopped
-    wait_for(lambda: pods.role("master-0") == "slave", 40, "master-0 rejoined as a replica")
+    wait_until(lambda: pods.role("master-0") == "slave", timeout=40, what="master-0 rejoined as a replica")
     log = pods.log("master-0")
     assert "sentinels name this pod as the master; waiting for a failover" in log
     assert f"starting as replica of {pods.ip['replicas-0']}" in log
@@ -150,5 +146,6 @@ def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(
         (pods.base / f"sentinel-{i}" / "sentinel.conf").unlink()
     for i in range(3):
         pods.start(f"sentinel-{i}")
-    wait_for(lambda: pods.named_master() == "replicas-0", 30, "restarted sentinels name the promoted master")
+    wait_until(lambda: pods.named_master() == "replicas-0", timeout=30,
+               what="restarted sentinels name the promoted master")
     assert all(f"monitoring mymaster at {pods.ip['replicas-0']}:6379" in pods.log(f"sentinel-{i}") for i in range(3))

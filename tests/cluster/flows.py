@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import httpx
 
 from tests.fixtures.cluster import LiveCluster, Release
+from tests.fixtures.ledger import LedgerSource, ledger
 
 
 def client(release: Release) -> httpx.Client:
@@ -22,7 +24,6 @@ def upload(user: httpx.Client, data: bytes, name: str = "photo.jpg") -> int:
     body = response.json()
     assert body["message"] == "Task created successfully"
     return body["task_id"]
-
 
 
 CONNECT = """
@@ -122,3 +123,19 @@ class Burst:
     def close(self) -> None:
         for user in self.users:
             user.close()
+
+    def ledger(self, source: LedgerSource, name: str, *, faults: int = 1, timeout: float = 240) -> dict[str, Any]:
+        """Waits for the burst to end, then its ledger (tests.fixtures.ledger.ledger: recorded,
+        then asserted) with the burst's refusals, server and transport errors; closes the users."""
+        self.join()
+        try:
+            return ledger(source, self.owners(), self.ids(), name=name, faults=faults, timeout=timeout,
+                          refused=self.refused.get(503, 0), server_errors=len(self.server_errors),
+                          started=self.started, rate_limited=self.refused.get(429, 0),
+                          transport_errors=self.transport_errors)
+        except AssertionError as error:
+            if self.server_errors:
+                raise AssertionError(f"{error}\nserver errors: {self.server_errors[:10]}") from error
+            raise
+        finally:
+            self.close()

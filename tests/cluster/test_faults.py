@@ -12,7 +12,9 @@ One release for the module, with short timers so that recoveries land within the
 - Redis without a volume (emptyDir): a deleted Redis pod comes back empty, the harder case
   (the default, with a volume, is covered in test_chart.py);
 - a worker with one pool process and a 256 MiB memory limit, and 2 attempts per task, for the
-  out-of-memory scenario.
+  out-of-memory scenario;
+- the operator adds one worker per polling interval, up to 6 (the local values stop at 3, one
+  step), so that the operator scenario deletes it in the middle of a scale-up with room to go on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -30,8 +33,9 @@ from PIL import Image
 
 from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
-from tests.fixtures.ledger import LedgerSource, ledger
-from tests.fixtures.services import wait_for_terminal
+from tests.fixtures.ledger import ledger
+from tests.fixtures.processes import wait_until
+from tests.fixtures.services import TERMINAL, wait_for_terminal
 from tests.utils.images import encode, jpeg, photo
 
 pytestmark = pytest.mark.cluster
@@ -52,6 +56,7 @@ FAULT_VALUES = (
     "--set", "worker.resources.requests.memory=128Mi",
     "--set", f"worker.resources.limits.memory={WORKER_MEMORY_LIMIT}",
     "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15", "--set", "autoscaler.cooldownPeriod=15",
+    "--set", "autoscaler.maxReplicaCount=6", "--set", "autoscaler.scaleUp.maxStep=1",
 )
 
 
@@ -85,26 +90,24 @@ def oldest(release: Release, component: str) -> str:
     return pods[0]["metadata"]["name"]
 
 
-def wait_ready(release: Release, component: str, count: int = 1, timeout: float = 120) -> float:
-    """Seconds until `count` pods of the component are Ready again."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+def wait_ready(release: Release, component: str, since: float, count: int = 1, timeout: float = 180) -> float:
+    """Seconds from `since` (time.monotonic()) until `count` pods of the component that are not
+    terminating are Ready."""
+    while time.monotonic() - since < timeout:
         ready = [p for p in release.pods(component)
                  if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
         if len(ready) >= count:
-            return time.monotonic() - started
+            return time.monotonic() - since
         time.sleep(0.5)
     raise AssertionError(f"{component} not Ready again within {timeout}s")
 
 
-def ledger_of(source: LedgerSource, burst: Burst, name: str, *, timeout: float = 240) -> dict:
-    burst.join()
-    counts = ledger(source, burst.owners(), burst.ids(), name=name, faults=1, timeout=timeout,
-                    refused=burst.refused.get(503, 0), server_errors=len(burst.server_errors), started=burst.started,
-                    rate_limited=burst.refused.get(429, 0), transport_errors=burst.transport_errors)
-    assert not burst.server_errors, burst.server_errors
-    burst.close()
-    return counts
+def delete_pod(live_cluster: LiveCluster, release: Release, pod: str) -> float:
+    """Deletes the pod without waiting for it to go; the time.monotonic() from before the delete,
+    so that "Ready again N s after the delete" includes the old pod's termination."""
+    deleted = time.monotonic()
+    live_cluster.kubectl("delete", "pod", "-n", release.namespace, pod, "--wait=false")
+    return deleted
 
 
 def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: LiveCluster, images: list[bytes]):
@@ -117,7 +120,7 @@ def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: Liv
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--grace-period=0", "--force")
-    counts = ledger_of(source, burst, "cluster: worker pod force-deleted mid-task")
+    counts = burst.ledger(source, "cluster: worker pod force-deleted mid-task")
     assert counts["completed"] == counts["accepted"]
 
 
@@ -137,7 +140,7 @@ def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_
                     os.kill(pid, signal.SIGKILL)
                     killed += 1
         assert killed, "no worker process found in the pods' cgroups"
-    counts = ledger_of(source, burst, "cluster: worker containers SIGKILLed mid-task")
+    counts = burst.ledger(source, "cluster: worker containers SIGKILLed mid-task")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
 
@@ -152,7 +155,7 @@ def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_
         processing_seen(burst)
         victim = oldest(release, "worker")
         live_cluster.kubectl("delete", "pod", "-n", release.namespace, victim, "--wait=false")
-    counts = ledger_of(source, burst, "cluster: worker pod deleted (warm shutdown)")
+    counts = burst.ledger(source, "cluster: worker pod deleted (warm shutdown)")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] == 0, "a task of the warm-shut-down pod ran twice"
 
@@ -171,10 +174,10 @@ def test_a_stateful_pod_deleted(release: Release, live_cluster: LiveCluster, ima
     source = release.since_now()
     with Burst(release, images, users=3, count=6, seconds=180) as burst:
         processing_seen(burst)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, component))
-        back = wait_ready(release, component)
+        deleted = delete_pod(live_cluster, release, oldest(release, component))
+        back = wait_ready(release, component, since=deleted)
     print(f"{component} Ready again {back:.1f} s after the delete")
-    counts = ledger_of(source, burst, f"cluster: {scenario}")
+    counts = burst.ledger(source, f"cluster: {scenario}")
     assert counts["completed"] == counts["accepted"]
 
 
@@ -184,9 +187,13 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     assert len(release.pods("api")) >= 2
     source = release.since_now()
     with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
-        time.sleep(2)
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "api"), "--wait=false")
-    counts = ledger_of(source, burst, "cluster: API pod deleted during uploads")
+        wait_until(lambda: len(burst.accepted) >= 8 or burst.done, timeout=60, interval=0.05,
+                   what="uploads of the burst accepted")
+        assert not burst.done, "the burst ended before the delete"  # 100 uploads: most still to come
+        in_flight_at_delete = len(burst.accepted)
+        delete_pod(live_cluster, release, oldest(release, "api"))
+    counts = burst.ledger(source, "cluster: API pod deleted during uploads")
+    print(f"API pod deleted after {in_flight_at_delete} of 100 uploads were accepted")
     assert counts["completed"] == counts["accepted"] == 100
     assert burst.transport_errors == 0
 
@@ -200,50 +207,91 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     def replicas() -> int:
         return live_cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
 
-    minimum = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]["minReplicaCount"]
+    def load() -> int:
+        status = live_cluster.get("workerautoscaler", worker, "-n", release.namespace).get("status", {})
+        return status.get("backlog", 0) + status.get("inFlight", 0)
+
+    spec = live_cluster.get("workerautoscaler", worker, "-n", release.namespace)["spec"]
+    minimum, maximum = spec["minReplicaCount"], spec["maxReplicaCount"]
     deadline = time.monotonic() + 120  # the earlier scenarios' scale-up winds down first
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(1)
     assert replicas() == minimum, "the workers did not return to the minimum before the scenario"
     source = release.since_now()
-    with Burst(release, images[0], users=3, count=12, seconds=180) as burst:
+    # Ten users at once: uploads outpace the workers, so the queue outlasts the replacement.
+    with Burst(release, images[0], users=10, count=12, seconds=180) as burst:
         deadline = time.monotonic() + 60
         while replicas() == minimum and time.monotonic() < deadline:
             time.sleep(0.3)
         assert replicas() > minimum, "no scale-up began"
-        live_cluster.kubectl("delete", "pod", "-n", release.namespace, oldest(release, "operator"))
-        deleted = time.monotonic()
-        back = wait_ready(release, "operator")
-        peak = replicas()
-        while not burst.done and time.monotonic() - deleted < 120:
+        at_delete = replicas()
+        assert at_delete < maximum, f"the scale-up reached the maximum ({maximum}) before the delete"
+        old = oldest(release, "operator")
+        deleted = delete_pod(live_cluster, release, old)
+        back = wait_ready(release, "operator", since=deleted)
+        (replacement,) = [p["metadata"]["name"] for p in release.pods("operator") if p["metadata"]["name"] != old]
+        peak, load_at_replacement = replicas(), load()
+        # Until the uploads are sent and the queue is drained (the operator's own reading).
+        while not (burst.done and load() == 0) and time.monotonic() - deleted < 120:
             peak = max(peak, replicas())
             time.sleep(0.5)
-    counts = ledger_of(source, burst, "cluster: operator pod deleted mid scale-up")
+    counts = burst.ledger(source, "cluster: operator pod deleted mid scale-up")
     assert counts["completed"] == counts["accepted"]
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"operator Ready again {back:.1f} s after the delete; workers peaked at {peak}; "
-          f"back at {replicas()} (minimum {minimum})")
+    print(f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, load "
+          f"{load_at_replacement} when the replacement was Ready, workers peaked at {peak}; back at {replicas()} "
+          f"(minimum {minimum})")
+    assert peak > at_delete, "the scale-up did not go on after the operator's replacement"
+    # ... by the replacement itself (the old pod might still poll once while it stops).
+    log = live_cluster.kubectl("logs", "-n", release.namespace, replacement).stdout
+    ups = [(int(a), int(b)) for a, b in re.findall(rf"deployment/{worker}: (\d+) -> (\d+)", log) if int(b) > int(a)]
+    assert ups, f"no scale-up in the replacement operator's log:\n{log[-3000:]}"
     assert replicas() == minimum, "the new operator did not scale the drained workers back down"
 
 
-def oom_kills(live_cluster: LiveCluster, release: Release) -> int:
-    """Out-of-memory kills in the worker containers' memory cgroups, read on the node (this test
-    runs on the node). On cgroup v1, as here, the kernel kills the biggest process of the
-    container, the pool process decoding the image; on cgroup v2 the kubelet makes the whole
-    container the unit (memory.oom.group) and restarts it. Both count."""
-    total = 0
-    for pod in live_cluster.get("pods", "-n", release.namespace, "-l",
-                                f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=worker")["items"]:
-        uid = pod["metadata"]["uid"]
-        for status in pod["status"].get("containerStatuses", []):
-            terminated = status.get("lastState", {}).get("terminated") or {}
-            total += status["restartCount"] if terminated.get("reason") == "OOMKilled" else 0
-        for path in glob.glob(f"/sys/fs/cgroup/memory/kubepods*/**/pod{uid}/*/memory.oom_control", recursive=True):
-            fields = dict(line.split() for line in Path(path).read_text().splitlines())
-            total += int(fields.get("oom_kill", 0))
-    return total
+class OomKills:
+    """Out-of-memory kills in the worker containers since this object was made, counted per
+    container instance (pod uid + container id) and read on the node (this test runs on the
+    node). On cgroup v1, as here, the kernel kills the biggest process of the container, the pool
+    process decoding the image, and the container runs on: its memory cgroup's oom_kill counts
+    it. On cgroup v2 the kubelet makes the whole container the unit (memory.oom.group): it ends
+    OOMKilled and is restarted as a new container; that termination counts as one kill of the
+    old instance. The highest count seen per instance is kept, so a container whose cgroup
+    went with a restart keeps what was read before (sample() while the scenario runs), one
+    kill seen both ways is counted once, and what instances had before (earlier scenarios of
+    the release, restarts) is left out."""
+
+    def __init__(self, live_cluster: LiveCluster, release: Release) -> None:
+        self.live_cluster, self.release = live_cluster, release
+        self.seen: dict[str, int] = {}
+        self.sample()
+        self.before = dict(self.seen)
+
+    def sample(self) -> None:
+        pods = self.live_cluster.get("pods", "-n", self.release.namespace, "-l",
+                                     f"app.kubernetes.io/instance={self.release.name},"
+                                     "app.kubernetes.io/component=worker")["items"]
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            for status in pod["status"].get("containerStatuses", []):
+                running = status.get("containerID", "").rpartition("//")[2]
+                if running:
+                    for path in glob.glob(f"/sys/fs/cgroup/memory/kubepods*/**/pod{uid}/{running}/memory.oom_control",
+                                          recursive=True):
+                        fields = dict(line.split() for line in Path(path).read_text().splitlines())
+                        self._saw(f"{uid}/{running}", int(fields.get("oom_kill", 0)))
+                ended = status.get("lastState", {}).get("terminated") or {}
+                if ended.get("reason") == "OOMKilled" and ended.get("containerID"):
+                    self._saw(f"{uid}/{ended['containerID'].rpartition('//')[2]}", 1)
+
+    def _saw(self, key: str, count: int) -> None:
+        self.seen[key] = max(self.seen.get(key, 0), count)
+
+    def since_start(self) -> int:
+        self.sample()
+        return sum(count - self.before.get(key, 0) for key, count in self.seen.items())
 
 
 def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, live_cluster: LiveCluster):
@@ -252,16 +300,19 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
     dies by the kernel's OOM killer; after MAX_ATTEMPTS the task is failed with a reason instead
     of being run forever, and the worker serves the next upload."""
     bomb = encode(Image.new("RGBA", (7000, 7000), (9, 99, 199, 255)), "PNG")
-    before = oom_kills(live_cluster, release)
+    oom = OomKills(live_cluster, release)
     source = release.since_now()
     started = time.monotonic()
     with client(release) as user:
         bomb_id = upload(user, bomb, name="bomb.png")
-        status = wait_for_terminal(user, bomb_id, timeout=180)
+        while (status := user.get(f"/api/isReady/{bomb_id}").json())["status"] not in TERMINAL:
+            assert time.monotonic() - started < 180, f"the task did not finish within 180 s: {status}"
+            oom.sample()  # each attempt's kill, before a restart could take its cgroup away
+            time.sleep(0.5)
         after_bomb = time.monotonic() - started
         assert status["status"] == "failed", status
         assert "attempted" in (status.get("error") or ""), status
-        kills = oom_kills(live_cluster, release) - before
+        kills = oom.since_start()
         assert kills >= MAX_ATTEMPTS, f"expected {MAX_ATTEMPTS} OOM kills, saw {kills}"
         # The worker is still (or again) serving.
         normal = upload(user, jpeg(1280, 960))

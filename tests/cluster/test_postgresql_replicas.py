@@ -10,10 +10,12 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
+import httpx
 import pytest
 
 from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release, timed
+from tests.fixtures.processes import wait_until
 from tests.fixtures.services import wait_for_terminal
 from tests.utils.images import jpeg
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.cluster
 
 READ_POD = "imgproc-postgresql-read-0"
 PRIMARY_POD = "imgproc-postgresql-0"
+STATS_IDLE_SECONDS = 11  # PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s) and a margin
 
 # Run in the API pod, which may reach both (NetworkPolicies): rows committed on the primary one
 # at a time, each polled on the replica until it is there.
@@ -55,6 +58,19 @@ def _user_lookups(live_cluster: LiveCluster, release: Release) -> int:
     """Index scans of the users table run on the replica (cookie look-ups; the lag checks touch no table)."""
     return int(_psql(live_cluster, release, READ_POD,
                      "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'users'"))
+
+
+def _settled_user_lookups(live_cluster: LiveCluster, release: Release) -> int:
+    """_user_lookups() once the counts of requests already answered are all published: a backend
+    publishes within STATS_IDLE_SECONDS of going idle, so a count unchanged for longer is final."""
+    deadline = time.monotonic() + 60
+    value, since = _user_lookups(live_cluster, release), time.monotonic()
+    while time.monotonic() - since <= STATS_IDLE_SECONDS:
+        assert time.monotonic() < deadline, "the replica's user look-ups never settled"
+        time.sleep(1)
+        if (now := _user_lookups(live_cluster, release)) != value:
+            value, since = now, time.monotonic()
+    return value
 
 
 def _ready_seconds(pod: dict) -> float:
@@ -102,11 +118,13 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
     assert measured.returncode == 0, measured.stderr
     lag = json.loads(measured.stdout)
 
-    reads_before = _user_lookups(live_cluster, release)
     with client(release) as user:
         task_id = upload(user, jpeg(1200, 900))
         assert wait_for_terminal(user, task_id, timeout=120)["status"] == "completed"
-        time.sleep(1)  # the replica has the outcome: the next polls are its
+        # The replica has the outcome: the next polls are its.
+        wait_until(lambda: _psql(live_cluster, release, READ_POD, f"SELECT status FROM tasks WHERE id = {task_id}")
+                   == "completed", timeout=30, interval=0.2, what="the completed task on the replica")
+        reads_before = _settled_user_lookups(live_cluster, release)
         for _ in range(20):
             assert user.get(f"/api/isReady/{task_id}").json()["status"] == "completed"
             assert user.get(f"/api/tasks/{task_id}").json()["status"] == "completed"
@@ -136,13 +154,17 @@ def test_the_api_keeps_answering_while_the_replica_pod_is_replaced(release: Rele
             nonlocal answered
             while not stop.is_set():
                 for path in (f"/api/isReady/{task_id}", f"/api/tasks/{task_id}", "/api/tasks"):
-                    response = user.get(path)
+                    try:
+                        response = user.get(path)
+                    except httpx.HTTPError as error:  # a failure too, and the polling goes on
+                        failures.append(f"{path}: {type(error).__name__}: {error}")
+                        continue
                     if response.status_code != 200:
                         failures.append(f"{path}: {response.status_code}")
                     answered += 1
                 time.sleep(0.1)
 
-        poller = threading.Thread(target=poll)
+        poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         try:
             with timed("postgresql read replica: pod deleted until Ready again"):
@@ -153,11 +175,15 @@ def test_the_api_keeps_answering_while_the_replica_pod_is_replaced(release: Rele
                 live_cluster.kubectl("wait", "-n", release.namespace, "--for=condition=Ready", f"pod/{READ_POD}",
                                      "--timeout=180s", timeout=190)
                 back = time.monotonic() - started
-            time.sleep(2)  # and polls once it is back
+            at_back = answered  # and polls once it is back
+            wait_until(lambda: answered >= at_back + 30, timeout=60, interval=0.2,
+                       what="30 polls after the replica is back")
         finally:
             stop.set()
             poller.join(30)
+        assert not poller.is_alive(), "the poller did not stop"
     assert not failures, failures[:10]
+    assert answered > 0
     clone_log = live_cluster.kubectl("logs", "-n", release.namespace, READ_POD, "-c", "clone").stdout
     assert "following the primary" in clone_log  # its volume kept the copy: it only caught up
     assert _psql(live_cluster, release, READ_POD, "SELECT status FROM pg_stat_wal_receiver") == "streaming"

@@ -2,30 +2,33 @@
 During a bounded burst of uploads through the ingress the master pod is deleted; the sentinels
 promote the replica, the API keeps accepting (503 + Retry-After at most during the switch, the
 client retries), the worker follows the new master, the old master's pod comes back as a
-replica, and the ledger ends with nothing lost and nothing duplicated.
+replica, and the ledger (tests.fixtures.ledger) ends with nothing lost, nothing duplicated and a
+result file for every completed task. The operator follows the new master too: messages pushed
+onto the promoted master after the promotion (a queue of the test's own, which no worker
+consumes) make it scale, and its connection is among that server's clients.
 
 Figures printed: seconds without a master (pod deleted -> the sentinels name the replica),
-503s served, tasks run more than once (re-deliveries), tasks re-enqueued by the reconciler."""
+503s served, tasks run more than once (re-deliveries), tasks re-enqueued by the reconciler, the
+operator's scale-up on the probe messages."""
 
 from __future__ import annotations
 
-import collections
-import threading
+import json
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.cluster.flows import client
+from tests.cluster.flows import Burst
 from tests.fixtures.cluster import CHART, LiveCluster, Release, timed
-from tests.fixtures.services import TERMINAL
+from tests.fixtures.processes import wait_until
 from tests.utils.images import jpeg
 
 pytestmark = pytest.mark.cluster
 
 UPLOADS = 40  # the burst: bounded in count ...
 BURST_SECONDS = 240  # ... and in time
+PROBE_QUEUE = "failover-probe"  # counted by the operator (the test adds it), consumed by no worker
 
 
 @pytest.fixture(scope="module")
@@ -70,41 +73,6 @@ def role(cluster: LiveCluster, release: Release, pod: str) -> str:
     return (redis_cli(cluster, release, pod, "role").splitlines() or [""])[0]
 
 
-class Uploader(threading.Thread):
-    """One cookie user uploading UPLOADS images one after the other; a 503 is retried after
-    its Retry-After (capped at 1 s to keep the test short), every answer is counted."""
-
-    def __init__(self, release: Release) -> None:
-        super().__init__(daemon=True)
-        self.release = release
-        self.ids: list[int] = []
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.without_retry_after = 0
-        self.transport_errors = 0
-        self.user = client(release)
-        self.data = jpeg(640, 480)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + BURST_SECONDS
-        while len(self.ids) < UPLOADS and time.monotonic() < deadline:
-            try:
-                response = self.user.post("/api/newTask", files={"file": ("a.jpg", self.data, "image/jpeg")})
-            except httpx.HTTPError:
-                self.transport_errors += 1
-                time.sleep(0.5)
-                continue
-            self.statuses[response.status_code] += 1
-            if response.status_code == 200:
-                self.ids.append(response.json()["task_id"])
-                time.sleep(0.2)
-            elif response.status_code == 503:
-                retry_after = response.headers.get("retry-after")
-                self.without_retry_after += not retry_after
-                time.sleep(min(float(retry_after or 1), 1.0))
-            else:
-                time.sleep(0.5)
-
-
 def database(cluster: LiveCluster, release: Release, sql: str) -> str:
     result = cluster.kubectl("exec", "-n", release.namespace, f"{release.name}-postgresql-0", "--",
                              "psql", "-U", "imgproc", "-d", "imgproc", "-tAc", sql, timeout=30)
@@ -124,9 +92,12 @@ def diagnostics(cluster: LiveCluster, release: Release) -> str:
     return "\n".join(out)
 
 
-def autoscaler_ready(cluster: LiveCluster, release: Release) -> bool:
-    (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in scaler.get("status", {}).get("conditions", []))
+def operator_clients(cluster: LiveCluster, release: Release, pod: str) -> list[str]:
+    """The connections from the operator's pod among the clients of the Redis in `pod`."""
+    (operator,) = release.pods("operator")
+    address = operator["status"]["podIP"]
+    return [line for line in redis_cli(cluster, release, pod, "client", "list").splitlines()
+            if f" addr={address}:" in f" {line}"]
 
 
 def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: Release, live_cluster: LiveCluster):
@@ -143,50 +114,41 @@ def failover_under_a_burst(release: Release, cluster: LiveCluster) -> None:
     assert role(cluster, release, master0) == "master" and role(cluster, release, replica0) == "slave"
     (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
     assert scaler["spec"]["redis"]["sentinel"]["masterName"] == "mymaster"  # not pruned by an old CRD
+    scaler_name, worker = scaler["metadata"]["name"], scaler["spec"]["scaleTargetRef"]["name"]
 
-    uploader = Uploader(release)
-    started = time.monotonic()
-    uploader.start()
-    deadline = time.monotonic() + 120
-    while len(uploader.ids) < 10 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(uploader.ids) >= 10, dict(uploader.statuses)
-    deleted_at = time.monotonic()
-    cluster.kubectl("delete", "pod", "-n", release.namespace, master0, "--wait=false")
-    promoted_at = None
-    with timed("Redis failover (pod deleted -> replica named)"):
-        while time.monotonic() < deleted_at + 120:
-            if named_master(cluster, release) == replica0:
-                promoted_at = time.monotonic()
-                break
-            time.sleep(0.3)
-    assert promoted_at is not None, "the sentinels never promoted the replica"
-    uploader.join(timeout=BURST_SECONDS + 30)
-    assert not uploader.is_alive()
-    burst_seconds = time.monotonic() - started
+    def scaler_now() -> dict:
+        return cluster.get("workerautoscaler", scaler_name, "-n", release.namespace)
 
-    # The ledger: every accepted task ends completed or failed (with a reason), bounded.
-    final: dict[int, dict] = {}
-    pending = list(uploader.ids)
-    deadline = time.monotonic() + 180
-    user = uploader.user  # the uploader's cookie: its tasks
-    try:
-        while pending and time.monotonic() < deadline:
-            for task_id in list(pending):
-                try:
-                    status = user.get(f"/api/isReady/{task_id}").json()
-                except (httpx.HTTPError, ValueError):
-                    continue
-                if status["status"] in TERMINAL:
-                    final[task_id] = status
-                    pending.remove(task_id)
-            time.sleep(0.5)
-    finally:
-        user.close()
-    completed = sum(1 for s in final.values() if s["status"] == "completed")
-    failed = {i: s["error"] for i, s in final.items() if s["status"] == "failed"}
-    rows, runs_again = database(cluster, release, "SELECT count(*), count(*) FILTER (WHERE attempts > 1) FROM tasks"
-                                ).split("|")
+    def replicas() -> int:
+        return cluster.get("deployment", worker, "-n", release.namespace)["spec"]["replicas"]
+
+    # The operator also counts a queue of the test's own that no worker consumes. Set before the
+    # failover: a change of the spec rebuilds the operator's Redis client, after it nothing may.
+    queues = scaler["spec"].get("queues") or ["imgproc"]
+    cluster.kubectl("patch", "workerautoscaler", scaler_name, "-n", release.namespace, "--type=merge",
+                    "-p", json.dumps({"spec": {"queues": [*queues, PROBE_QUEUE]}}))
+    wait_until(lambda: (s := scaler_now()).get("status", {}).get("observedGeneration") == s["metadata"]["generation"],
+               timeout=60, interval=1, what="the operator polls with the probe queue")
+
+    source = release.since_now()
+    with Burst(release, jpeg(640, 480), users=1, count=UPLOADS, seconds=BURST_SECONDS, pause=0.2) as burst:
+        wait_until(lambda: len(burst.accepted) >= 10 or burst.done, timeout=120, interval=0.2,
+                   what="10 uploads accepted before the fault")
+        assert len(burst.accepted) >= 10 and not burst.done, (len(burst.accepted), burst.refused)
+        deleted_at = time.monotonic()
+        cluster.kubectl("delete", "pod", "-n", release.namespace, master0, "--wait=false")
+        with timed("Redis failover (pod deleted -> replica named)"):
+            wait_until(lambda: named_master(cluster, release) == replica0, timeout=120, interval=0.3,
+                       what="the sentinels promote the replica")
+        promoted_at = time.monotonic()
+    burst_seconds = time.monotonic() - burst.started
+    accepted = burst.ids()
+    served_503, rate_limited, transport_errors = burst.refused.get(503, 0), burst.refused.get(429, 0), \
+        burst.transport_errors
+    # Every accepted task completed or failed with a reason, none lost, one result file each.
+    counts = burst.ledger(source, "cluster: Redis master pod deleted (Sentinel failover)", timeout=180)
+
+    rows = int(database(cluster, release, "SELECT count(*) FROM tasks"))
     logs = cluster.kubectl("logs", "-n", release.namespace, "-l", "app.kubernetes.io/component=api",
                            "--tail=-1", check=False).stdout
     reconciled = sum(int(line.split("re-enqueued ")[1].split()[0]) for line in logs.splitlines()
@@ -197,26 +159,37 @@ def failover_under_a_burst(release: Release, cluster: LiveCluster) -> None:
     while role(cluster, release, master0) != "slave" and time.monotonic() < deadline:
         time.sleep(1)
     rejoined = role(cluster, release, master0)
-    # The operator reads the queue from the promoted master (through the sentinels).
-    deadline = time.monotonic() + 60
-    while not autoscaler_ready(cluster, release) and time.monotonic() < deadline:
-        time.sleep(1)
-    scaler_ready = autoscaler_ready(cluster, release)
+
+    # The operator reads the promoted master: it scales on messages pushed there only now, after
+    # the promotion, and its connection is among that server's clients.
+    (scaler,) = cluster.get("workerautoscalers", "-n", release.namespace)["items"]
+    per_replica, maximum = scaler["spec"]["tasksPerReplica"], scaler["spec"]["maxReplicaCount"]
+    before = replicas()
+    target = before + 2  # within one scale-up step (maxStep 4)
+    assert target <= maximum, (before, maximum)
+    probe = per_replica * target  # alone worth `target` workers; the burst is drained
+    try:
+        assert redis_cli(cluster, release, replica0, "rpush", PROBE_QUEUE, *["p"] * probe) == str(probe)
+        pushed_at = time.monotonic()
+        backlog = wait_until(lambda: (n := scaler_now().get("status", {}).get("backlog", 0)) >= probe and n,
+                             timeout=60, interval=1, what=f"the operator counts the {probe} probe messages")
+        wait_until(lambda: replicas() >= target, timeout=60, interval=1,
+                   what=f"the operator scales {before} -> {target} on the probe messages")
+        scaled_after = time.monotonic() - pushed_at
+        clients = operator_clients(cluster, release, replica0)
+    finally:
+        redis_cli(cluster, release, replica0, "del", PROBE_QUEUE)
 
     figures = {
-        "accepted": len(uploader.ids), "completed": completed, "failed": len(failed), "lost": len(pending),
-        "duplicated": int(rows) - len(set(uploader.ids)), "redelivered": int(runs_again), "reconciled": reconciled,
-        "served_503": uploader.statuses[503], "answers": dict(uploader.statuses),
+        "accepted": counts["accepted"], "completed": counts["completed"], "failed": counts["failed"],
+        "redelivered": counts["redelivered"], "reconciled": reconciled, "served_503": served_503,
         "seconds_without_master": round(promoted_at - deleted_at, 1), "burst_seconds": round(burst_seconds, 1),
+        "operator_scaled": f"{before} -> {replicas()} in {scaled_after:.1f} s (backlog {backlog})",
     }
     print("redis failover ledger:", figures)
-    assert figures["lost"] == 0, pending
-    assert completed + len(failed) == len(uploader.ids)
-    assert all(failed.values()), failed  # failed only with a reason
-    assert figures["duplicated"] == 0, "a refused upload left a row, or a task was stored twice"
-    assert len(set(uploader.ids)) == len(uploader.ids)
-    assert set(uploader.statuses) <= {200, 503}, uploader.statuses  # never a 500 (nor 502/504)
-    assert uploader.without_retry_after == 0 and uploader.transport_errors == 0
+    assert "?" not in counts["failed_reasons"], counts["failed_reasons"]  # failed only with a reason
+    assert rows == len(set(accepted)), "a refused upload left a row, or a task was stored twice"
+    assert rate_limited == 0 and transport_errors == 0  # only 200 or 503 with Retry-After
     assert rejoined == "slave", f"the old master's pod did not rejoin as a replica: role {rejoined!r}"
     assert named_master(cluster, release) == replica0
-    assert scaler_ready, "the WorkerAutoscaler did not read the queue from the new master"
+    assert clients, "no connection from the operator's pod to the promoted master"

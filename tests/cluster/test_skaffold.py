@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures import processes
 from tests.fixtures.cluster import REPO_ROOT, TIMINGS, LiveCluster, _unavailable
 
 pytestmark = pytest.mark.cluster
@@ -85,13 +86,12 @@ def health(live_cluster: LiveCluster, host: str) -> dict | None:
 
 
 def wait_until(what: str, seconds: float, probe: Callable[[], object], log: Path | None = None) -> object:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-6000:] if log and log.exists() else ""
-    raise AssertionError(f"{what} not within {seconds:.0f} s\n{tail}")
+    """processes.wait_until, failing with the end of skaffold's log."""
+    try:
+        return processes.wait_until(probe, timeout=seconds, interval=0.5, what=what)
+    except TimeoutError as error:
+        tail = log.read_text(errors="replace")[-6000:] if log and log.exists() else ""
+        raise AssertionError(f"{error}\n{tail}") from None
 
 
 def release_gone(live_cluster: LiveCluster, namespace: str) -> bool:

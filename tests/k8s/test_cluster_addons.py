@@ -17,7 +17,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDONS = ROOT / "k8s" / "cluster"
-PLACEHOLDERS = {"TRAEFIK_VERSION": "v3.6.10", "INGRESS_IP": "10.96.0.80", "METRICS_SERVER_VERSION": "v0.8.0"}
+
+
+def script_value(name: str, script: str = "k8s-tools") -> str:
+    """A NAME=value line of one of the scripts (a trailing comment left out)."""
+    return re.search(rf"^{name}=(\S+)", (ROOT / "scripts" / script).read_text(), re.M).group(1)
+
+
+# What scripts/cluster substitutes into the manifests, from where it takes it: the versions
+# from scripts/k8s-tools, Traefik's Service address from scripts/cluster itself.
+PLACEHOLDERS = {
+    "TRAEFIK_VERSION": script_value("TRAEFIK_VERSION"),
+    "INGRESS_IP": script_value("INGRESS_IP", "cluster"),
+    "METRICS_SERVER_VERSION": script_value("METRICS_SERVER_VERSION"),
+}
 
 
 def documents(name: str) -> list[dict[str, Any]]:
@@ -32,10 +45,6 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found
 
 
-def script_version(name: str) -> str:
-    return re.search(rf"^{name}=(\S+)", (ROOT / "scripts" / "k8s-tools").read_text(), re.M).group(1)
-
-
 @pytest.mark.parametrize("name", ["metrics-server.yaml", "traefik.yaml"])
 def test_addon_manifests_are_valid_for_kubernetes_1_35(name):
     for doc in documents(name):
@@ -48,7 +57,7 @@ def test_metrics_server_serves_the_resource_metrics_api_from_the_kubelets_intern
     assert service["metadata"]["name"] == "v1beta1.metrics.k8s.io"
     assert service["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system"}
     (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert container["image"].endswith(f":{script_version('METRICS_SERVER_VERSION')}")
+    assert container["image"].endswith(f":{script_value('METRICS_SERVER_VERSION')}")
     args = set(container["args"])
     # The kubelet's serving certificate is self-signed, and the node name does not resolve.
     assert {"--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP"} <= args
@@ -97,7 +106,7 @@ def test_the_gateway_objects_match_the_pinned_gateway_api_crds():
     crds = _gateway_crds()
     for doc in documents("gateway.yaml"):
         crd = crds[doc["kind"]]
-        assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == script_version(
+        assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == script_value(
             "GATEWAY_API_VERSION")
         assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/channel"] == "standard"
         (version,) = [v for v in crd["spec"]["versions"] if v["name"] == doc["apiVersion"].split("/")[1]]

@@ -12,6 +12,7 @@ file system (readOnlyRootFilesystem).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -532,7 +533,13 @@ def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_
         images("buildah", "rmi", image, check=False)
 
 
-def test_the_skaffold_verb_needs_skaffolds_image_name():
-    env = {k: v for k, v in os.environ.items() if k != "IMAGE"}
-    result = subprocess.run([str(SCRIPT), "skaffold"], env=env, capture_output=True, text=True, timeout=60)
+def test_the_skaffold_verb_needs_skaffolds_image_name(tmp_path):
+    # While a build holds the store's lock (held here): the mistake is told at once, not after
+    # the lock's wait (flock -w 1800).
+    store = tmp_path / "images"
+    store.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "IMAGE"} | {"IMGPROC_IMAGES_DIR": str(store)}
+    with (store / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = subprocess.run([str(SCRIPT), "skaffold"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "IMAGE is not set" in result.stderr
