@@ -41,6 +41,8 @@ def sentinel_release(live_cluster: LiveCluster) -> Iterator[Release]:
         "--set", "redis.sentinel.enabled=true",
         "--set", "redis.replica.replicaCount=1",
         "--set", "api.replicaCount=1",
+        # Room above what the burst leaves running (2 or 3 workers) for the probe's scale-up.
+        "--set", "autoscaler.maxReplicaCount=6",
         # A message on its way when the master went may be gone with it (asynchronous
         # replication): the reconciler's bound must fit the test's, and its work is counted.
         "--set", "config.extraEnv.IMGPROC_RECONCILE_AFTER_SECONDS=30",
@@ -166,7 +168,7 @@ def failover_under_a_burst(release: Release, cluster: LiveCluster) -> None:
     per_replica, maximum = scaler["spec"]["tasksPerReplica"], scaler["spec"]["maxReplicaCount"]
     before = replicas()
     target = before + 2  # within one scale-up step (maxStep 4)
-    assert target <= maximum, (before, maximum)
+    assert target <= maximum, f"{before} workers still running: no room to scale up to {target} (max {maximum})"
     probe = per_replica * target  # alone worth `target` workers; the burst is drained
     try:
         assert redis_cli(cluster, release, replica0, "rpush", PROBE_QUEUE, *["p"] * probe) == str(probe)
