@@ -12,10 +12,10 @@ is taken only when it cannot be worse than the primary's:
   has and that can no longer change: a user (never modified once created), a task in a terminal
   state (the primary never moves a completed/failed task again: ``crud.finish_task`` and
   ``crud.start_processing`` only touch unfinished ones) that the primary confirms is not deleted
-  (a primary-key probe), a page whose count and newest id match the primary's. A missing row (a task created a moment
-  ago) or an unfinished one (perhaps already further on the primary) is read again from the
-  primary, so a new task is always found and a status never goes backwards for a client that
-  the primary already answered, whatever the lag;
+  (a primary-key probe), a page whose count and newest id match the primary's. A missing row
+  (a task created a moment ago) or an unfinished one (perhaps already further on the primary)
+  is read again from the primary, so a new task is always found and a status never goes
+  backwards for a client that the primary already answered, whatever the lag;
 - anything else (a connection error mid-read) also falls back to the primary.
 
 So the replica takes the reads that are final (finished tasks, user look-ups, lists of finished
