@@ -52,8 +52,8 @@ tools: system-packages ## build/locate the Kubernetes tools, the local cluster's
 	scripts/k8s-tools --cluster >/dev/null
 	scripts/versitygw >/dev/null
 
-test: $(VENV)/.installed-test tools ## the whole suite (starts its own PostgreSQL, Redis, a real cluster)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed-test system-packages ## the whole suite (its own PostgreSQL, Redis, a real cluster; builds the tools it needs)
+	scripts/test-suite -- $(PYTEST_ARGS)
 
 cluster: tools ## a local single-node cluster (root) with the chart installed; prints the URL
 	scripts/cluster up >/dev/null
