@@ -35,11 +35,11 @@ if str(_REPO_ROOT) not in sys.path:  # when run as a script rather than with -m
 from kubernetes import client  # noqa: E402
 
 from autoscaler.scaling import Behavior, Policy  # noqa: E402
-from tests.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler  # noqa: E402
-from tests.autoscaler.k8s_env import WORKER, deploy, install_crd, require_password, undeploy  # noqa: E402
-from tests.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
 from tests.fixtures.kube import KubeTestBed, locate_tools  # noqa: E402
 from tests.fixtures.redis import start_redis  # noqa: E402
+from tests.support.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler  # noqa: E402
+from tests.support.autoscaler.k8s_env import WORKER, deploy, install_crd, require_password, undeploy  # noqa: E402
+from tests.support.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
 
 HARD_LIMIT = 290.0  # seconds for the whole measured run
 

@@ -34,11 +34,11 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from tests.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
-from tests.cluster.flows import Burst  # noqa: E402
 from tests.fixtures.cluster import LiveCluster, Release, running_cluster  # noqa: E402
 from tests.fixtures.ledger import tally  # noqa: E402
-from tests.utils.images import photo  # noqa: E402
+from tests.support.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
+from tests.support.cluster import Burst  # noqa: E402
+from tests.support.images import photo  # noqa: E402
 
 # The chart's default policy (charts/imgproc/values.yaml, autoscaler.*), which the table's
 # simulated "ours" column replays; the release below only sets min/max.

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fixtures.postgres import start_postgres
     from tests.fixtures.redis import start_redis
     from tests.fixtures.services import running_stack, server_env
-    from tests.utils import images
+    from tests.support import images
 
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--uploads", type=int, default=1000)

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.report import ENV, read  # noqa: E402
+from tests.support.report import ENV, read  # noqa: E402
 
 HOSTILE = ROOT / "tests" / "security" / "test_hostile_uploads.py"
 CLUSTER_FAULTS = "tests/cluster/test_faults.py"

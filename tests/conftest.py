@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.api",
+    "tests.fixtures.charts",
     "tests.fixtures.postgres",
     "tests.fixtures.redis",
     "tests.fixtures.s3",

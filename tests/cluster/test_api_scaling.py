@@ -20,10 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster.flows import client, endpoints, upload
 from tests.fixtures.cluster import LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
+from tests.support.cluster import client, endpoints, upload
+from tests.support.images import decode, jpeg
 
 pytestmark = pytest.mark.cluster
 

@@ -18,12 +18,12 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.cluster.flows import CONNECT, Burst, client, connect_from_pod, endpoints, upload
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.frontend import browser, samples
-from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
-from tests.utils.images import decode, jpeg, photo
+from tests.integration.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
+from tests.support.cluster import CONNECT, Burst, client, connect_from_pod, endpoints, upload
+from tests.support.frontend import browser, samples
+from tests.support.images import decode, jpeg, photo
 
 pytestmark = pytest.mark.cluster
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
+from tests.support.cluster import client, upload
+from tests.support.images import decode, jpeg
 
 pytestmark = pytest.mark.cluster
 

@@ -1,5 +1,5 @@
 """Faults on real pods (#11): each scenario sends a bounded burst of uploads through the ingress
-as a client that follows the contract (tests.cluster.flows.Burst), injects one fault with
+as a client that follows the contract (tests.support.cluster.Burst), injects one fault with
 kubectl, and ends with the ledger (tests.fixtures.ledger): accepted = completed + failed with a
 reason, 0 lost, 0 duplicated, no 5xx other than 503 with Retry-After. Each ledger becomes a row
 of `make reliability-cluster`.
@@ -31,12 +31,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.ledger import ledger
 from tests.fixtures.processes import wait_until
 from tests.fixtures.services import TERMINAL, wait_for_terminal
-from tests.utils.images import encode, jpeg, photo
+from tests.support.cluster import Burst, client, upload
+from tests.support.images import encode, jpeg, photo
 
 pytestmark = pytest.mark.cluster
 

@@ -17,10 +17,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.cluster.flows import CONNECT, client, connect_from_pod, upload
 from tests.fixtures.cluster import CLUSTER, REPO_ROOT, LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
+from tests.support.cluster import CONNECT, client, connect_from_pod, upload
+from tests.support.images import decode, jpeg
 
 pytestmark = pytest.mark.cluster
 

@@ -13,11 +13,11 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release, timed
 from tests.fixtures.processes import wait_until
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import jpeg
+from tests.support.cluster import client, upload
+from tests.support.images import jpeg
 
 pytestmark = pytest.mark.cluster
 

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.flows import Burst
 from tests.fixtures.cluster import CHART, LiveCluster, Release, timed
 from tests.fixtures.processes import wait_until
-from tests.utils.images import jpeg
+from tests.support.cluster import Burst
+from tests.support.images import jpeg
 
 pytestmark = pytest.mark.cluster
 
