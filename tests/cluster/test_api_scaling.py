@@ -25,8 +25,6 @@ from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client, endpoints, upload
 from tests.support.images import decode, jpeg
 
-pytestmark = pytest.mark.cluster
-
 MIN_REPLICAS, MAX_REPLICAS = 1, 3
 # Of the API container's CPU request (50m in k8s/values-local.yaml): a few busy clients are far
 # above it, one slow client far below.

@@ -25,8 +25,6 @@ from tests.support.cluster import CONNECT, Burst, client, connect_from_pod, endp
 from tests.support.frontend import browser, samples
 from tests.support.images import decode, jpeg, photo
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.fixture(scope="module")
 def release(live_cluster: LiveCluster) -> Iterator[Release]:

@@ -15,8 +15,6 @@ from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client, upload
 from tests.support.images import decode, jpeg
 
-pytestmark = pytest.mark.cluster
-
 RESTRICTED = {
     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
 }

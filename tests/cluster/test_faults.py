@@ -38,8 +38,6 @@ from tests.fixtures.services import TERMINAL, wait_for_terminal
 from tests.support.cluster import Burst, client, upload
 from tests.support.images import encode, jpeg, photo
 
-pytestmark = pytest.mark.cluster
-
 MAX_ATTEMPTS = 2
 WORKER_MEMORY_LIMIT = "256Mi"
 

@@ -12,7 +12,6 @@ file system (readOnlyRootFilesystem).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -47,63 +46,6 @@ def _missing(message: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
-
-
-# --- static checks -----------------------------------------------------------------------------
-
-
-def test_the_scripts_pass_shellcheck():
-    if shutil.which("shellcheck") is None:
-        _missing("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run(["shellcheck", str(SCRIPT), *map(str, ENTRYPOINTS)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
-
-
-def test_the_script_documents_every_verb_it_accepts():
-    text = SCRIPT.read_text()
-    verbs = set(re.findall(r"^  ([a-z-]+)(?: \| [a-z|-]+)?\)", text, re.M)) - {"-h"}
-    documented = set(re.findall(r"^#   scripts/images (?:--refresh )?([a-z]+)", text, re.M))
-    assert verbs - {"help"} == documented
-    usage = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True)
-    assert usage.returncode == 0 and "scripts/images app [TAG]" in usage.stderr
-    assert subprocess.run([str(SCRIPT), "no-such-verb"], capture_output=True).returncode == 2
-
-
-def _containerfile_ids(name: str) -> tuple[str, int, int]:
-    """(USER, --uid of useradd, --gid of groupadd) in k8s/images/<name>/Containerfile."""
-    text = (IMAGES / name / "Containerfile").read_text()
-    user = re.search(r"^USER (\S+)$", text, re.M).group(1)
-    return user, int(re.search(r"useradd [^\n]*--uid (\d+)", text).group(1)), int(
-        re.search(r"groupadd [^\n]*--gid (\d+)", text).group(1))
-
-
-def _values(subchart: str) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load((ROOT / "charts" / "imgproc" / "charts" / subchart / "values.yaml").read_text())
-
-
-@pytest.mark.parametrize(("image", "subchart", "pod_context"), [
-    ("postgres", "postgresql", ("primary", "podSecurityContext")),
-    ("redis", "redis", ("podSecurityContext",)),
-])
-def test_the_local_images_run_as_the_ids_the_subcharts_set(image, subchart, pod_context):
-    context = _values(subchart)
-    for key in pod_context:
-        context = context[key]
-    user, uid, gid = _containerfile_ids(image)
-    assert user == f"{context['runAsUser']}:{context['runAsGroup']}"
-    assert (uid, gid) == (context["runAsUser"], context["fsGroup"])
-
-
-def test_the_postgres_entrypoint_reads_every_variable_the_subchart_sets():
-    template = (ROOT / "charts/imgproc/charts/postgresql/templates/statefulset.yaml").read_text()
-    names = set(re.findall(r"- name: (POSTGRES_\w+|PGDATA)", template))
-    assert names >= {"POSTGRES_USER", "POSTGRES_PASSWORD_FILE", "POSTGRES_DB", "PGDATA"}
-    entrypoint = (IMAGES / "postgres" / "docker-entrypoint.sh").read_text()
-    for name in names:
-        base = name.removesuffix("_FILE")
-        assert f"file_env {base}" in entrypoint or f"${name}" in entrypoint, name
 
 
 # --- real builds -------------------------------------------------------------------------------
@@ -239,7 +181,6 @@ def serve(start: str, ready: str, checks: str, stop_signal: str) -> str:
     """
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_app_image_runs_imgproc_under_tini_as_uid_10001_with_the_locked_versions(built):
     config = image_config(built["app"])
@@ -259,7 +200,6 @@ def test_app_image_runs_imgproc_under_tini_as_uid_10001_with_the_locked_versions
     assert set(installed) - set(locked) == {"imgproc", "pip", "setuptools"}
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_local_base_is_debian_bookworm_python_3_11(built):
     with container(built["base"]) as name:
@@ -268,7 +208,6 @@ def test_local_base_is_debian_bookworm_python_3_11(built):
     assert out.split() == ["(3,", "11)", "bookworm"]
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_postgres_image_initialises_the_chart_database_and_restarts_on_it(built, chart, tmp_path):
     sts = chart[("StatefulSet", "rel-postgresql")]
@@ -307,7 +246,6 @@ def test_postgres_image_initialises_the_chart_database_and_restarts_on_it(built,
     assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_redis_image_runs_the_chart_command_with_auth_and_aof_and_keeps_data(built, chart, tmp_path):
     sts = chart[("StatefulSet", "rel-redis-master")]
@@ -364,7 +302,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         subprocess.run(["umount", "-R", str(tmp_path / "state")], capture_output=True)
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_user(built, containerd):
     result = subprocess.run([str(SCRIPT), "import", built["redis"]], capture_output=True, text=True,
@@ -379,7 +316,6 @@ def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_use
     assert ran.stdout.split() == ["999", "1000", "read-only"], ran.stdout + ran.stderr
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(built, chart, tmp_path):
     # Embedded mode (SQLite, in-process worker): no PostgreSQL/Redis needed, yet the real image,
@@ -412,7 +348,6 @@ def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(b
     assert writes == [], "the image writes outside its volumes (readOnlyRootFilesystem)"
 
 
-@pytest.mark.images
 def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not_ours(tmp_path):
     if os.geteuid() != 0 or shutil.which("buildah") is None:
         _missing("buildah runs as root here")
@@ -448,7 +383,6 @@ def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not
     store("buildah", "rmi", "--all", "--force")
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
     # The layer cache must notice the change: buildah 1.28 reused a `RUN --mount=from=builder`
@@ -496,7 +430,6 @@ def registry_manifest(registry: str, repository: str, tag: str) -> dict[str, Any
     return response.json() if response.status_code == 200 else None
 
 
-@pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_local_copy(built, registry,
                                                                                          tmp_path):
@@ -533,13 +466,3 @@ def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_
         images("buildah", "rmi", image, check=False)
 
 
-def test_the_skaffold_verb_needs_skaffolds_image_name(tmp_path):
-    # While a build holds the store's lock (held here): the mistake is told at once, not after
-    # the lock's wait (flock -w 1800).
-    store = tmp_path / "images"
-    store.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "IMAGE"} | {"IMGPROC_IMAGES_DIR": str(store)}
-    with (store / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = subprocess.run([str(SCRIPT), "skaffold"], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "IMAGE is not set" in result.stderr

@@ -22,8 +22,6 @@ from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import CONNECT, client, connect_from_pod, upload
 from tests.support.images import decode, jpeg
 
-pytestmark = pytest.mark.cluster
-
 NAME = "store"  # release name: the objects are called store-imgproc-*
 STORE = f"{NAME}-imgproc-object-store"
 

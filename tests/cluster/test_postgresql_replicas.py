@@ -19,8 +19,6 @@ from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client, upload
 from tests.support.images import jpeg
 
-pytestmark = pytest.mark.cluster
-
 READ_POD = "imgproc-postgresql-read-0"
 PRIMARY_POD = "imgproc-postgresql-0"
 STATS_IDLE_SECONDS = 11  # PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s) and a margin

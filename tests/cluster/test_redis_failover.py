@@ -24,8 +24,6 @@ from tests.fixtures.processes import wait_until
 from tests.support.cluster import Burst
 from tests.support.images import jpeg
 
-pytestmark = pytest.mark.cluster
-
 UPLOADS = 40  # the burst: bounded in count ...
 BURST_SECONDS = 240  # ... and in time
 PROBE_QUEUE = "failover-probe"  # counted by the operator (the test adds it), consumed by no worker

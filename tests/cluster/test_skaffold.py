@@ -31,8 +31,6 @@ import pytest
 from tests.fixtures import processes
 from tests.fixtures.cluster import REPO_ROOT, TIMINGS, LiveCluster, _unavailable
 
-pytestmark = pytest.mark.cluster
-
 PROFILE = "cluster"
 HEALTH_MODULE = Path("app/api/routes/health.py")
 HEALTH_MESSAGE = "Image processing service is running"

@@ -13,8 +13,6 @@ from app.cli import build_parser, main
 from tests.fixtures.ports import free_port
 from tests.fixtures.services import imgproc
 
-pytestmark = pytest.mark.integration
-
 
 def test_every_role_is_a_subcommand():
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001

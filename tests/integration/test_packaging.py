@@ -8,12 +8,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.integration
 def test_the_wheel_has_the_api_worker_operator_migrations_and_page(tmp_path):
     build_dir_existed = (ROOT / "build").exists()
     try:

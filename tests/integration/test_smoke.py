@@ -7,8 +7,6 @@ import pytest
 from app.smoke import smoke
 from tests.fixtures.services import embedded_env, running_stack
 
-pytestmark = pytest.mark.integration
-
 
 def test_smoke_passes_over_plain_http_with_the_clusters_secure_cookie(tmp_path):
     # The chart's defaults: COOKIE_SECURE on, and `helm test` calls the Service over http.

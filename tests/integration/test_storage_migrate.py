@@ -9,8 +9,6 @@ import pytest
 from app.cli import main
 from app.storage import get_storage
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def to_bucket(configure, tmp_path, s3_server, s3_prefix, monkeypatch):

@@ -1,33 +1,19 @@
-"""crud statements whose SQL differs per database, run on both: SQLite and PostgreSQL."""
+"""crud statements whose SQL differs per database (tests/support/crud_contract.py), on SQLite."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import crud
-from app.core.db import session_scope
 from app.migrate import upgrade
 
+# The contract's tests, collected here with this module's `database` fixture.
+from tests.support.crud_contract import test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay  # noqa: F401
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+
+@pytest.fixture(params=["sqlite"])
 def database(request, configure, tmp_path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        configure(DATA_DIR=tmp_path / "data")
-    else:
-        configure(DATA_DIR=tmp_path / "data", DATABASE_URL=request.getfixturevalue("pg_database"))
+    configure(DATA_DIR=tmp_path / "data")
     upgrade()
     return request.param
 
 
-def test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay(database) -> None:
-    with session_scope() as session:
-        assert crud.record_delivery(session=session, delivery_id="first") is True
-        assert crud.record_delivery(session=session, delivery_id="first") is False  # same transaction
-        session.commit()
-    with session_scope() as session:
-        assert crud.record_delivery(session=session, delivery_id="first") is False  # committed before
-        # The refused insert must leave the transaction usable (no aborted transaction on PostgreSQL).
-        assert crud.record_delivery(session=session, delivery_id="second") is True
-        session.commit()
-    with session_scope() as session:
-        assert crud.record_delivery(session=session, delivery_id="second") is False

@@ -18,8 +18,6 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.redis import start_redis
 from tests.support.autoscaler.harness import consumed_unacked, publish
 
-pytestmark = pytest.mark.integration
-
 DB = 9  # a database of the shared test Redis that only these tests use (flushed per test)
 
 

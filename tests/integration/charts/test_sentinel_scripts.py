@@ -22,8 +22,7 @@ from tests.fixtures.processes import terminate, terminate_all, wait_until
 from tests.support.charts.manifests import named
 from tests.support.charts.rendering import NAMESPACE, RELEASE
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")]
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 REDIS = f"{RELEASE}-redis"
 DOMAIN = f"{NAMESPACE}.svc.cluster.local"

@@ -13,8 +13,6 @@ from app.core.db import make_engine
 from app.core.replica import Replica
 from tests.fixtures.processes import wait_until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def servers(postgres_server, postgres_replica, pg_database):

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.fixtures.ledger import full_log, ledger, upload_many
 from tests.fixtures.processes import wait_until
-
-pytestmark = pytest.mark.integration
 
 
 def test_reports_made_while_the_api_is_down_are_applied_when_it_returns(fault_stack):

@@ -11,13 +11,11 @@ import threading
 import time
 
 import httpx
-import pytest
 import redis
 
 from tests.fixtures.ledger import count_rows, full_log, ledger, upload, upload_many
 from tests.fixtures.processes import wait_until
 
-pytestmark = pytest.mark.integration
 QUEUE = "imgproc"  # Settings.QUEUE_NAME
 
 

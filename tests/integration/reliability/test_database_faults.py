@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.fixtures.ledger import full_log, ledger, upload, upload_many, wait_for_status
-
-pytestmark = pytest.mark.integration
 
 
 def test_postgresql_restart_gives_503s_then_everything_completes(dedicated_postgres, fault_stack):

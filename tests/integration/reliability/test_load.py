@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from bench.loadtest import UNLIMITED, check, drive, print_figures
 from tests.fixtures.services import running_stack, server_env
 from tests.support import images
 from tests.support.report import record
-
-pytestmark = pytest.mark.integration
 
 
 def test_100_uploads_from_10_users_all_complete_and_stay_private(pg_database, fresh_redis_url, tmp_path):

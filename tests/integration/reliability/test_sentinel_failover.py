@@ -13,14 +13,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import redis
 
 from tests.fixtures.ledger import count_rows, ledger, upload
 from tests.fixtures.processes import wait_until
 from tests.integration.reliability.test_broker_faults import Burst
-
-pytestmark = pytest.mark.integration
 
 FAILOVER_SETTINGS = {
     "RECONCILE_AFTER_SECONDS": 15,

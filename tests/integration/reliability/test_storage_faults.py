@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.fixtures.ledger import count_rows, full_log, ledger
 from tests.fixtures.processes import wait_until
 from tests.integration.reliability.test_broker_faults import Burst
-
-pytestmark = pytest.mark.integration
 
 
 def test_object_store_outage_during_a_burst_loses_and_duplicates_nothing(dedicated_s3, fault_stack, monkeypatch):

@@ -8,12 +8,8 @@ import os
 import signal
 import time
 
-import pytest
-
 from tests.fixtures.ledger import full_log, ledger, status_of, upload_many, wait_for_status
 from tests.fixtures.processes import child_pids, is_alive, wait_until
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_pool_child_killed_mid_task_is_redelivered_and_completes(fault_stack):

@@ -18,8 +18,6 @@ from tests.fixtures.services import running_stack, server_env, wait_for_terminal
 from tests.support import images
 from tests.support.report import record
 
-pytestmark = pytest.mark.integration
-
 WORKER_MEMORY_LIMIT = 512 * 1024 * 1024  # half the chart's default worker limit (1 GiB)
 
 

@@ -8,11 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures.services import embedded_env, running_stack
-
-pytestmark = pytest.mark.integration
 
 
 def test_generated_requests_never_break_the_documented_contract(tmp_path: Path):

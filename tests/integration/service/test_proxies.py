@@ -7,8 +7,6 @@ import pytest
 
 from tests.fixtures.services import embedded_env, running_stack
 
-pytestmark = pytest.mark.integration
-
 
 def new_session_statuses(url: str, forwarded_for: list[str]) -> list[int]:
     statuses = []

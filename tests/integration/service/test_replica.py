@@ -19,8 +19,6 @@ from tests.fixtures.services import TERMINAL, ServiceStack, running_stack, serve
 from tests.integration.reliability.conftest import fresh_redis_db
 from tests.support import images
 
-pytestmark = pytest.mark.integration
-
 USERS, TASKS_PER_USER = 20, 5
 PAUSE = 6  # seconds the replica stops replaying
 RANK = {"pending": 0, "processing": 1, "completed": 2, "failed": 2}

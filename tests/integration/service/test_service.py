@@ -14,8 +14,6 @@ import pytest
 from tests.fixtures.services import embedded_env, running_stack, server_env, wait_for_terminal
 from tests.support import images
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def server_stack(pg_database, redis_server, tmp_path):

@@ -28,7 +28,7 @@ import pytest
 from tests.support.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler, wait_until
 from tests.support.autoscaler.k8s_env import Autoscaled
 
-pytestmark = [pytest.mark.k8s, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 BURST = 24
 POLL = 2

@@ -23,8 +23,6 @@ from tests.fixtures.kube import KubeTestBed
 from tests.support.autoscaler.harness import ROOT, consumed_unacked, publish
 from tests.support.autoscaler.k8s_env import POLL, RELEASE, SECRET, WORKER, Autoscaled, require_password
 
-pytestmark = [pytest.mark.k8s, pytest.mark.integration]
-
 # --------------------------------------------------------------------------- RBAC
 
 

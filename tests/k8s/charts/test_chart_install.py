@@ -18,8 +18,6 @@ from tests.support.charts.manifests import pod_templates
 from tests.support.charts.matrix import CASES
 from tests.support.charts.rendering import CHART
 
-pytestmark = pytest.mark.k8s
-
 RELEASE = "rel"
 FULLNAME = f"{RELEASE}-imgproc"
 WORKER, OPERATOR = f"{FULLNAME}-worker", f"{FULLNAME}-operator"

@@ -6,15 +6,13 @@ offline, and by a real kube-apiserver with those CRDs installed (their CEL rules
 
 from __future__ import annotations
 
-import functools
-import time
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
+from tests.support.charts.gateway import gateway_crds
 from tests.support.charts.manifests import by_kind, ingress_backend, named, pod_templates, selector_matches
 from tests.support.charts.matrix import CASES
 from tests.support.charts.rendering import CHART, RELEASE
@@ -22,7 +20,6 @@ from tests.unit.charts.test_chart_render import INTERNAL_PATHS, WEBHOOK_PROBES, 
 
 FULLNAME = f"{RELEASE}-imgproc"
 API, FLOWER = f"{FULLNAME}-api", f"{FULLNAME}-flower"
-GATEWAY_CRDS = "gateway-api-standard-install.yaml"
 NO_BACKEND = "<no backend>"
 
 
@@ -259,14 +256,6 @@ def test_schema_rejects_wrong_gateway_values(helm_fails, values, message):
     assert message in error, error
 
 
-@functools.cache
-def gateway_crds(bin_dir: Path) -> dict[str, dict[str, Any]]:
-    path = bin_dir / GATEWAY_CRDS
-    if not path.exists():
-        pytest.skip(f"{path} is missing: run scripts/k8s-tools")
-    return {doc["spec"]["names"]["kind"]: doc for doc in yaml.safe_load_all(path.read_text()) if doc}
-
-
 @pytest.mark.parametrize("case", ["gateway", "api-autoscaling"])
 def test_the_httproute_matches_the_gateway_api_crd_schema(render, k8s_tools_bin, case):
     crd = gateway_crds(k8s_tools_bin)["HTTPRoute"]
@@ -281,35 +270,3 @@ def test_the_httproute_matches_the_gateway_api_crd_schema(render, k8s_tools_bin,
         assert len(route["spec"]["rules"]) <= 16
 
 
-@pytest.mark.k8s
-def test_a_real_api_server_accepts_the_hpa_and_the_httproute(kube, k8s_tools_bin, tmp_path):
-    """helm install (no hooks: nothing runs here) with the HPA and the HTTPRoute into a
-    kube-apiserver that has the Gateway API CRDs: strict field validation and the CRDs' CEL rules."""
-    for crd in gateway_crds(k8s_tools_bin).values():
-        try:
-            kube.create(crd)
-        except Exception as error:  # noqa: BLE001 - already there from an earlier test of this bed
-            if "AlreadyExists" not in str(error) and "409" not in str(error):
-                raise
-    namespace = kube.new_namespace("apiscale")
-    values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({**CASES["api-autoscaling"].values, **CASES["gateway"].values}))
-    for _ in range(30):  # new CRDs take a moment to be served
-        result = kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                           "--values", str(values), check=False)
-        if result.returncode == 0 or "no matches for kind" not in result.stderr + result.stdout:
-            break
-        time.sleep(1)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Warning" not in result.stderr, result.stderr
-    dynamic = kube.dynamic_client()
-    hpa = dynamic.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler").get(
-        name=API, namespace=namespace)
-    assert hpa.spec.scaleTargetRef.name == API and hpa.spec.maxReplicas == 6
-    route = dynamic.resources.get(api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute").get(
-        name=FULLNAME, namespace=namespace)
-    assert [ref.name for ref in route.spec.parentRefs] == ["public"]
-    deployment = dynamic.resources.get(api_version="apps/v1", kind="Deployment").get(name=API, namespace=namespace)
-    # No replicas in the manifest: the server defaults it to 1 until the HPA acts.
-    assert deployment.spec.replicas == 1
-    kube.helm("uninstall", RELEASE, "--namespace", namespace, "--no-hooks")  # the hooks need pods to run

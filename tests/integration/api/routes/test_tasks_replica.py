@@ -18,8 +18,6 @@ from tests.fixtures.api import RecordingQueue
 from tests.support import images
 from tests.unit.api.routes.test_tasks import complete, upload
 
-pytestmark = pytest.mark.integration
-
 
 class Standby:
     """The replica's side of the test: replay control and what it holds."""

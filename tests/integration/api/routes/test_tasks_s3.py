@@ -16,8 +16,6 @@ from tests.support import images
 from tests.support.signing import report_outcome
 from tests.unit.api.routes.test_tasks import upload
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def use_s3(configure, embedded, s3_server, s3_prefix, monkeypatch):
