@@ -18,14 +18,6 @@ def client(release: Release) -> httpx.Client:
     return httpx.Client(base_url=release.url, headers=release.headers, timeout=30)
 
 
-def upload(user: httpx.Client, data: bytes, name: str = "photo.jpg") -> int:
-    response = user.post("/api/newTask", files={"file": (name, data, "image/jpeg")})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["message"] == "Task created successfully"
-    return body["task_id"]
-
-
 CONNECT = """
 import socket, sys
 results = {}

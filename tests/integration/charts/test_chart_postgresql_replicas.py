@@ -27,9 +27,9 @@ def test_the_init_script_and_the_clone_script_make_a_streaming_replica(render, p
     that starts as a hot standby following the primary."""
     from sqlalchemy import create_engine, text
 
-    from tests.fixtures import processes
     from tests.fixtures.ports import free_port
     from tests.fixtures.postgres import _pg_bin
+    from tests.support import waiting
 
     if not postgres_server.data_dir:
         pytest.skip("needs a PostgreSQL started by the tests")
@@ -107,7 +107,7 @@ def test_the_init_script_and_the_clone_script_make_a_streaming_replica(render, p
             conf.write("\nprimary_conninfo = ''\n")  # cut off from the primary
         subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(replica_dir), "-w", "reload"]),
                        check=True, capture_output=True)
-        processes.wait_until(
+        waiting.wait_until(
             lambda: subprocess.run(_as_postgres(probe), env=probe_env, capture_output=True).returncode != 0,
             timeout=30, what="the readiness probe failing without a primary")
     finally:

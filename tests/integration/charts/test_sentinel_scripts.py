@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fixtures.processes import terminate, terminate_all, wait_until
+from tests.fixtures.processes import terminate, terminate_all
 from tests.support.charts.manifests import named
 from tests.support.charts.rendering import NAMESPACE, RELEASE
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

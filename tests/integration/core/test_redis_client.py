@@ -8,7 +8,7 @@ import redis
 
 from app.core.config import Settings
 from app.core.redis_client import redis_client
-from tests.fixtures.processes import wait_until
+from tests.support.waiting import wait_until
 
 
 def test_the_client_follows_the_master_through_a_failover(sentinel_group):

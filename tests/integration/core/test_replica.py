@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.core.db import make_engine
 from app.core.replica import Replica
-from tests.fixtures.processes import wait_until
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _scalar(engine, sql: str, **params):  # type: ignore[no-untyped-def]
 
 
 def seconds_until(condition, timeout: float = 10, step: float = 0.001) -> float:  # type: ignore[no-untyped-def]
-    """Seconds until ``condition()`` held (processes.wait_until, timed)."""
+    """Seconds until ``condition()`` held (waiting.wait_until, timed)."""
     started = time.monotonic()
     wait_until(condition, timeout=timeout, interval=step, what=getattr(condition, "__name__", ""))
     return time.monotonic() - started

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.fixtures.ledger import full_log, ledger, upload_many
-from tests.fixtures.processes import wait_until
+from tests.support.waiting import wait_until
 
 
 def test_reports_made_while_the_api_is_down_are_applied_when_it_returns(fault_stack):

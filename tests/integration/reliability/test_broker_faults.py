@@ -13,8 +13,9 @@ import time
 import httpx
 import redis
 
-from tests.fixtures.ledger import count_rows, full_log, ledger, upload, upload_many
-from tests.fixtures.processes import wait_until
+from tests.fixtures.ledger import count_rows, full_log, ledger, upload_many
+from tests.support.tasks import upload
+from tests.support.waiting import wait_until
 
 QUEUE = "imgproc"  # Settings.QUEUE_NAME
 

@@ -15,9 +15,10 @@ import time
 
 import redis
 
-from tests.fixtures.ledger import count_rows, ledger, upload
-from tests.fixtures.processes import wait_until
+from tests.fixtures.ledger import count_rows, ledger
 from tests.integration.reliability.test_broker_faults import Burst
+from tests.support.tasks import upload
+from tests.support.waiting import wait_until
 
 FAILOVER_SETTINGS = {
     "RECONCILE_AFTER_SECONDS": 15,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from tests.fixtures.ledger import count_rows, full_log, ledger
-from tests.fixtures.processes import wait_until
 from tests.integration.reliability.test_broker_faults import Burst
+from tests.support.waiting import wait_until
 
 
 def test_object_store_outage_during_a_burst_loses_and_duplicates_nothing(dedicated_s3, fault_stack, monkeypatch):

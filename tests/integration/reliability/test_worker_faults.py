@@ -9,7 +9,8 @@ import signal
 import time
 
 from tests.fixtures.ledger import full_log, ledger, status_of, upload_many, wait_for_status
-from tests.fixtures.processes import child_pids, is_alive, wait_until
+from tests.fixtures.processes import child_pids, is_alive
+from tests.support.waiting import wait_until
 
 
 def test_a_pool_child_killed_mid_task_is_redelivered_and_completes(fault_stack):

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bench.loadtest import UNLIMITED
-from tests.fixtures.processes import wait_until
 from tests.fixtures.services import TERMINAL, ServiceStack, running_stack, server_env
 from tests.integration.reliability.conftest import fresh_redis_db
 from tests.support import images
+from tests.support.waiting import wait_until
 
 USERS, TASKS_PER_USER = 20, 5
 PAUSE = 6  # seconds the replica stops replaying

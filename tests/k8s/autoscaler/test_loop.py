@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler, wait_until
+from tests.support.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler
 from tests.support.autoscaler.k8s_env import Autoscaled
+from tests.support.waiting import true_within
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,10 +53,10 @@ def test_burst_scales_up_drains_and_scales_to_zero(
         ids = publish_burst(env.broker, BURST)
         timeline.add(f"burst: {BURST} tasks published")
         results = tmp_path / "loop" / "results"
-        assert wait_until(lambda: len(list(results.iterdir())) == BURST, 90), "queue not drained"
+        assert true_within(lambda: len(list(results.iterdir())) == BURST, 90), "queue not drained"
         drained_at = time.monotonic()
         timeline.add("all results written")
-        assert wait_until(lambda: env.replicas() == 0 and not kubelet.workers and not kubelet.stopping, 60), \
+        assert true_within(lambda: env.replicas() == 0 and not kubelet.workers and not kubelet.stopping, 60), \
             "did not scale back to zero"
         timeline.add("scaled to zero, every worker exited")
     finally:

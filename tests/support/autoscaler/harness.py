@@ -314,15 +314,6 @@ def consumed_unacked(
             consumer.cancel()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, period: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(period)
-    return condition()
-
-
 def flush(broker_url: str) -> None:
     client = redis.Redis.from_url(broker_url)
     client.flushdb()

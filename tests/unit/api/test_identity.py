@@ -8,7 +8,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import User
 from tests.support import images
-from tests.unit.api.routes.test_tasks import upload
+from tests.support.tasks import upload
 
 
 def test_first_request_issues_a_hardened_random_cookie(client):

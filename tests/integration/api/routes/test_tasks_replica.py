@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from app.core.replica import get_replica
 from tests.fixtures.api import RecordingQueue
 from tests.support import images
-from tests.unit.api.routes.test_tasks import complete, upload
+from tests.support.tasks import complete, upload
 
 
 class Standby:

@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 from app.storage import get_storage, result_key
 from tests.fixtures.ports import free_port
 from tests.support import images
-from tests.support.signing import report_outcome
-from tests.unit.api.routes.test_tasks import upload
+from tests.support.tasks import complete, upload
 
 
 @pytest.fixture
@@ -35,15 +34,6 @@ def s3_client(use_s3, queue):
 
     with TestClient(create_app(), base_url="http://testserver", follow_redirects=False) as client:
         yield client
-
-
-def complete(client, task_id: int, data: bytes) -> None:
-    get_storage().write(result_key(task_id), data, content_type="image/jpeg")
-    metadata = {"original_size": 1, "processed_size": len(data), "width": 800, "height": 600}
-    response = report_outcome(
-        client, {"task_id": task_id, "status": "completed", "result_path": "x", "metadata": metadata}
-    )
-    assert response.status_code == 200, response.text
 
 
 def test_an_upload_is_stored_in_the_bucket_under_a_server_made_key(s3_client, s3_server, s3_prefix, queue):

@@ -13,7 +13,7 @@ from app.core.db import get_engine, session_scope
 from app.models import TaskStatus
 from tests.support import images
 from tests.support.signing import report_outcome
-from tests.unit.api.routes.test_tasks import upload
+from tests.support.tasks import upload
 
 STATUS_PATHS = ["/api/isReady/{id}", "/api/tasks/{id}"]
 FAILED = {"status": "failed", "error": "the image is damaged"}

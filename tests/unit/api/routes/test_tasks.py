@@ -7,24 +7,7 @@ import pytest
 from app.core.config import get_settings
 from app.storage import FileSystemStorage, result_key
 from tests.support import images
-from tests.support.signing import report_outcome
-
-UPLOAD = "/api/newTask"
-
-
-def upload(client, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"):
-    return client.post(UPLOAD, files={"file": (name, data, content_type)})
-
-
-def complete(client, task_id: int) -> None:
-    """Does what the worker does on success: writes the result and reports it, signed."""
-    storage = FileSystemStorage(get_settings().storage_dir)
-    storage.write(result_key(task_id), images.jpeg(800, 600))
-    metadata = {"original_size": 1, "processed_size": 2, "width": 800, "height": 600}
-    response = report_outcome(
-        client, {"task_id": task_id, "status": "completed", "result_path": "x", "metadata": metadata}
-    )
-    assert response.status_code == 200, response.text
+from tests.support.tasks import UPLOAD, complete, upload
 
 
 def test_upload_returns_the_contract_shape_and_enqueues_once(client, queue):

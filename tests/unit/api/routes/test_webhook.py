@@ -7,7 +7,7 @@ from app.core.config import get_settings
 from app.core.webhook_signing import sign
 from tests.support import images
 from tests.support.signing import WEBHOOK, report_outcome
-from tests.unit.api.routes.test_tasks import upload
+from tests.support.tasks import upload
 
 FAILED = {"status": "failed", "error": "image file is truncated"}
 
