@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 from tests.fixtures.processes import terminate
 from tests.fixtures.registry import running_registry
 from tests.support.charts.rendering import ROOT, Renderer
-from tests.unit.charts.test_dockerfile import _locked
+from tests.support.locks import _locked
 
 SCRIPT = ROOT / "scripts" / "images"
 IMAGES = ROOT / "k8s" / "images"

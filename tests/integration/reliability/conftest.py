@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.postgres import PostgresServer, start_postgres
-from tests.fixtures.redis import RedisServer, start_redis
+from tests.fixtures.redis import RedisServer, fresh_redis_db, start_redis
 from tests.fixtures.services import ServiceStack, running_stack, server_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -25,19 +24,6 @@ GENEROUS_LIMITS = {
     "MAX_PENDING_TASKS_PER_USER": 100_000,
     "NEW_USERS_PER_MINUTE_PER_IP": 100_000,
 }
-
-
-def fresh_redis_db(redis_url: str) -> str:
-    """A database of the shared Redis, emptied: no message of an earlier test reaches this one."""
-    import redis
-
-    url = f"{redis_url.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
 
 
 @pytest.fixture

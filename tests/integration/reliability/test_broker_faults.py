@@ -6,14 +6,11 @@ back with no data at all, the API's reconciler re-enqueues what was lost."""
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 
-import httpx
 import redis
 
-from tests.fixtures.ledger import count_rows, full_log, ledger, upload_many
+from tests.fixtures.ledger import Burst, count_rows, full_log, ledger, upload_many
 from tests.support.tasks import upload
 from tests.support.waiting import wait_until
 
@@ -26,42 +23,6 @@ def queue_length(url: str) -> int:
         return client.llen(QUEUE)
     finally:
         client.close()
-
-
-class Burst(threading.Thread):
-    """One user uploading back to back until stopped; counts every answer."""
-
-    def __init__(self, client: httpx.Client, pause: float = 0.02) -> None:
-        super().__init__(daemon=True)
-        self.client, self.pause = client, pause
-        self.ids: list[int] = []
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.transport_errors = 0
-        self.without_retry_after = 0
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            try:
-                response = upload(self.client, timeout=20)
-            except httpx.HTTPError:
-                self.transport_errors += 1
-                continue
-            self.statuses[response.status_code] += 1
-            if response.status_code == 200:
-                self.ids.append(response.json()["task_id"])
-            elif response.status_code == 503 and not response.headers.get("retry-after"):
-                self.without_retry_after += 1
-            self.halt.wait(self.pause)
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=30)
-        assert not self.is_alive()
-
-    @property
-    def server_errors(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status >= 500 and status != 503)
 
 
 def test_redis_crash_during_a_burst_loses_no_accepted_task(dedicated_redis, fault_stack):

@@ -15,8 +15,7 @@ import time
 
 import redis
 
-from tests.fixtures.ledger import count_rows, ledger
-from tests.integration.reliability.test_broker_faults import Burst
+from tests.fixtures.ledger import Burst, count_rows, ledger
 from tests.support.tasks import upload
 from tests.support.waiting import wait_until
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-from tests.fixtures.ledger import count_rows, full_log, ledger
-from tests.integration.reliability.test_broker_faults import Burst
+from tests.fixtures.ledger import Burst, count_rows, full_log, ledger
 from tests.support.waiting import wait_until
 
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bench.loadtest import UNLIMITED
+from tests.fixtures.redis import fresh_redis_db
 from tests.fixtures.services import TERMINAL, ServiceStack, running_stack, server_env
-from tests.integration.reliability.conftest import fresh_redis_db
 from tests.support import images
 from tests.support.waiting import wait_until
 

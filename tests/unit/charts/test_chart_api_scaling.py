@@ -15,8 +15,8 @@ import yaml
 from tests.support.charts.gateway import gateway_crds
 from tests.support.charts.manifests import by_kind, ingress_backend, named, pod_templates, selector_matches
 from tests.support.charts.matrix import CASES
+from tests.support.charts.release import INTERNAL_PATHS, WEBHOOK_PROBES, app_paths
 from tests.support.charts.rendering import CHART, RELEASE
-from tests.unit.charts.test_chart_render import INTERNAL_PATHS, WEBHOOK_PROBES, _app_paths
 
 FULLNAME = f"{RELEASE}-imgproc"
 API, FLOWER = f"{FULLNAME}-api", f"{FULLNAME}-flower"
@@ -208,7 +208,7 @@ def test_the_httproute_routes_exactly_what_the_ingress_routes(render):
     objects = render(values)
     (ingress,), (route,) = by_kind(objects, "Ingress"), by_kind(objects, "HTTPRoute")
     host = "imgproc.example.com"
-    paths = [*_app_paths(), *WEBHOOK_PROBES, "/", "/docs", "/openapi.json", "/frontend", "/frontend/app.js",
+    paths = [*app_paths(), *WEBHOOK_PROBES, "/", "/docs", "/openapi.json", "/frontend", "/frontend/app.js",
              "/flower/", "/flower/api/workers", "/elsewhere", "/apix"]
     for path in paths:
         via_ingress = ingress_backend(ingress, host, path)

@@ -9,7 +9,7 @@ import base64
 
 from tests.support.charts.manifests import Endpoint, by_kind, named, selector_matches, traffic_allowed
 from tests.support.charts.matrix import CASES, EXTERNAL_HOSTS_WITH_SECRETS
-from tests.unit.charts.test_chart_render import API, DNS, STRANGER, WORKER, _env, release_pods
+from tests.support.charts.release import API, DNS, STRANGER, WORKER, env_of, release_pods
 
 REPLICAS = CASES["postgresql-replicas"].values
 READ = "rel-postgresql-read"
@@ -23,7 +23,7 @@ def _api_container(objects, name: str = "api") -> dict:
 def test_no_replica_objects_and_no_replica_url_by_default(render):
     objects = render({})
     assert not [o for o in objects if o["metadata"]["name"].startswith(READ)]
-    assert "IMGPROC_DATABASE_REPLICA_URL" not in _env(_api_container(objects))
+    assert "IMGPROC_DATABASE_REPLICA_URL" not in env_of(_api_container(objects))
 
 
 def test_replicas_clone_the_primary_with_pg_basebackup_and_run_its_image_read_only(render):
@@ -43,11 +43,11 @@ def test_replicas_clone_the_primary_with_pg_basebackup_and_run_its_image_read_on
     for flag in ("--write-recovery-conf", "--wal-method=stream", "--no-password", '--pgdata="$PGDATA.clone"'):
         assert flag in script
     assert 'mv "$PGDATA.clone" "$PGDATA"' in script
-    env = _env(clone)
+    env = env_of(clone)
     assert env["PRIMARY_HOST"] == "rel-postgresql" and env["PRIMARY_PORT"] == "5432"
     assert env["REPLICATION_USER"] == "replicator"
     assert env["REPLICATION_PASSWORD_FILE"] == "/run/secrets/postgresql/replication-password"
-    assert env["PGDATA"] == _env(server)["PGDATA"] == _env(primary["containers"][0])["PGDATA"]
+    assert env["PGDATA"] == env_of(server)["PGDATA"] == env_of(primary["containers"][0])["PGDATA"]
     # The password file lives in the pod's run directory, which the server mounts too.
     run = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}["run"]
     assert env["PGPASSFILE"].startswith(run + "/")
@@ -78,7 +78,7 @@ def test_the_replication_role_comes_from_the_secret_and_the_init_script(render):
     secret = named(objects, "Secret", "rel-postgresql")["data"]
     assert len(base64.b64decode(secret["replication-password"])) == 32
     assert secret["replication-password"] not in (secret["password"], secret["postgres-password"])
-    env = _env(named(objects, "StatefulSet", "rel-postgresql")["spec"]["template"]["spec"]["containers"][0])
+    env = env_of(named(objects, "StatefulSet", "rel-postgresql")["spec"]["template"]["spec"]["containers"][0])
     assert env["REPLICATION_USER"] == "replicator"
     assert env["REPLICATION_PASSWORD_FILE"] == "/run/secrets/postgresql/replication-password"
     script = named(objects, "ConfigMap", "rel-postgresql-initdb")["data"]["20-replication-role.sh"]
@@ -88,14 +88,14 @@ def test_the_replication_role_comes_from_the_secret_and_the_init_script(render):
 
 def test_only_the_api_container_reads_from_the_replicas_with_the_password_kept_in_the_secret(render):
     objects = render(REPLICAS)
-    env = _env(_api_container(objects))
+    env = env_of(_api_container(objects))
     assert env["IMGPROC_DATABASE_REPLICA_URL"] == (
         "postgresql+psycopg2://imgproc:$(DATABASE_PASSWORD)@rel-postgresql-read:5432/imgproc")
     names = [e["name"] for e in _api_container(objects)["env"]]
     assert names.index("DATABASE_PASSWORD") < names.index("IMGPROC_DATABASE_REPLICA_URL")
-    assert "IMGPROC_DATABASE_REPLICA_URL" not in _env(_api_container(objects, "schema"))
+    assert "IMGPROC_DATABASE_REPLICA_URL" not in env_of(_api_container(objects, "schema"))
     worker = named(objects, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"][0]
-    assert "IMGPROC_DATABASE_REPLICA_URL" not in _env(worker)
+    assert "IMGPROC_DATABASE_REPLICA_URL" not in env_of(worker)
 
 
 def test_network_policies_let_the_api_read_and_the_replicas_stream(render):
@@ -131,7 +131,7 @@ def test_an_external_replica_host_reuses_the_primarys_credentials(render):
     database = {**EXTERNAL_HOSTS_WITH_SECRETS["externalDatabase"], "replicaHost": "db-ro.example.com"}
     values = {**EXTERNAL_HOSTS_WITH_SECRETS, "externalDatabase": database}
     objects = render(values)
-    env = _env(_api_container(objects))
+    env = env_of(_api_container(objects))
     assert env["IMGPROC_DATABASE_REPLICA_URL"] == (
         "postgresql+psycopg2://app:$(DATABASE_PASSWORD)@db-ro.example.com:5432/images")
 

@@ -29,10 +29,23 @@ from tests.support.charts.manifests import (
     traffic_allowed,
 )
 from tests.support.charts.matrix import CASES
+from tests.support.charts.release import (
+    API,
+    DNS,
+    FLOWER,
+    FULLNAME,
+    INTERNAL_PATHS,
+    KEDA_OPERATOR,
+    OPERATOR,
+    STRANGER,
+    WEBHOOK_PROBES,
+    WORKER,
+    app_paths,
+    env_of,
+    release_pods,
+)
 from tests.support.charts.rendering import CHART, KUBE_VERSION, NAMESPACE, RELEASE, run_helm
 
-FULLNAME = f"{RELEASE}-imgproc"
-API, WORKER, FLOWER, OPERATOR = (f"{FULLNAME}-{c}" for c in ("api", "worker", "flower", "operator"))
 MIGRATIONS, SMOKE = f"{FULLNAME}-migrations", f"{FULLNAME}-smoke-test"
 # Custom resources: kubernetes_validate has no schema for them (the WorkerAutoscaler is checked
 # against its CRD below, the HTTPRoute against the Gateway API's in test_chart_api_scaling;
@@ -356,16 +369,12 @@ def test_configuration_reaches_every_component(render):
         assert {"configMapRef": {"name": FULLNAME}} in container["envFrom"], name
 
 
-def _env(container: dict[str, Any]) -> dict[str, Any]:
-    return {var["name"]: var.get("value", var.get("valueFrom")) for var in container.get("env") or []}
-
-
 def test_api_and_worker_share_the_webhook_secret_and_storage(render):
     objects = render({})
     containers = {name: named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
                   for name in (API, WORKER)}
     for container in containers.values():
-        assert _env(container)["IMGPROC_WEBHOOK_SECRET"] == {
+        assert env_of(container)["IMGPROC_WEBHOOK_SECRET"] == {
             "secretKeyRef": {"name": FULLNAME, "key": "webhook-secret"}}
     volumes = [named(objects, "Deployment", n)["spec"]["template"]["spec"]["volumes"] for n in (API, WORKER)]
     claims = {v["persistentVolumeClaim"]["claimName"] for vs in volumes for v in vs if "persistentVolumeClaim" in v}
@@ -410,14 +419,14 @@ def test_an_external_bucket_is_wired_into_api_and_workers(render):
     }
     for name in (API, WORKER):
         spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
-        env = _env(spec["containers"][0])
+        env = env_of(spec["containers"][0])
         # The standard AWS chain, from the user's Secret under the key names they chose.
         assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-credentials", "key": "access-key"}}
         assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secret-key"}}
         (ca,) = [v for v in spec["volumes"] if v["name"] == "s3-ca"]
         assert ca["secret"] == {"secretName": "s3-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}
     for name in (FLOWER, OPERATOR):  # they never touch storage
-        assert "AWS_ACCESS_KEY_ID" not in _env(named(objects, "Deployment", name)["spec"]["template"]["spec"]
+        assert "AWS_ACCESS_KEY_ID" not in env_of(named(objects, "Deployment", name)["spec"]["template"]["spec"]
                                                 ["containers"][0])
 
 
@@ -450,7 +459,7 @@ def test_the_bundled_object_store_creates_its_bucket_and_credentials_and_wires_i
     (gateway,) = spec["containers"]
     assert gateway["image"] == "ghcr.io/versity/versitygw:v1.8.0"
     assert gateway["args"] == ["posix", "/data"]
-    env = _env(gateway)
+    env = env_of(gateway)
     assert env["ROOT_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": store, "key": "AWS_ACCESS_KEY_ID"}}
     assert env["ROOT_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": store, "key": "AWS_SECRET_ACCESS_KEY"}}
     (bucket,) = spec["initContainers"]
@@ -461,7 +470,7 @@ def test_the_bundled_object_store_creates_its_bucket_and_credentials_and_wires_i
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     for name in (API, WORKER):
-        env = _env(named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
+        env = env_of(named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
         assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": store, "key": "AWS_ACCESS_KEY_ID"}}
     service = named(objects, "Service", store)
     assert service["spec"]["ports"] == [{"name": "s3", "port": 7070, "targetPort": "s3", "protocol": "TCP"}]
@@ -495,7 +504,7 @@ def test_notes_warn_about_a_read_write_once_claim_shared_by_several_replicas(not
 def test_database_and_broker_urls_never_hold_a_password_in_the_pod_spec(render, case, database_url, broker_url):
     objects = render(CASES[case].values)
     for name in (API, WORKER):
-        env = _env(named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
+        env = env_of(named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
         assert env["IMGPROC_DATABASE_URL"] == database_url
         assert env["IMGPROC_BROKER_URL"] == broker_url
     rendered = json.dumps([o for o in objects if o["kind"] != "Secret"])
@@ -547,9 +556,9 @@ def test_flower_is_optional_and_protected_by_basic_auth(render):
     objects = render({})
     (container,) = named(objects, "Deployment", FLOWER)["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["flower"]
-    assert _env(container)["IMGPROC_FLOWER_BASIC_AUTH"] == {
+    assert env_of(container)["IMGPROC_FLOWER_BASIC_AUTH"] == {
         "secretKeyRef": {"name": FULLNAME, "key": "flower-basic-auth"}}
-    assert "IMGPROC_DATABASE_URL" not in _env(container)
+    assert "IMGPROC_DATABASE_URL" not in env_of(container)
     config = named(objects, "ConfigMap", FULLNAME)["data"]
     assert config["IMGPROC_FLOWER_URL_PREFIX"] == "flower" and config["IMGPROC_FLOWER_PORT"] == "5555"
     off = render(CASES["ingress-flower-off"].values)
@@ -624,35 +633,13 @@ def test_migrations_run_as_a_hook_job_that_can_start_before_the_release_objects_
 
 # --- Ingress -------------------------------------------------------------------------------------
 
-@functools.cache
-def _openapi_paths() -> tuple[str, ...] | str:
-    try:
-        from app.main import create_app
-
-        return tuple(create_app().openapi()["paths"])
-    except Exception as error:  # noqa: BLE001 - the app is tested elsewhere; report, don't fail here
-        return f"app.main.create_app() failed: {error!r}"
-
-
-def _app_paths() -> list[str]:
-    """Concrete paths of every route the API serves (from its OpenAPI document)."""
-    paths = _openapi_paths()
-    if isinstance(paths, str):
-        pytest.skip(paths)
-    return [re.sub(r"\{[^}]+\}", "1", path) for path in paths]
-
-
-INTERNAL_PATHS = ("/livez", "/readyz")
-WEBHOOK_PROBES = ["/api/webhook", "/api/webhook/", "/api/webhook/task-complete", "/api/webhook/task-complete/",
-                  "/api/webhook/anything/else"]
-
 
 @pytest.mark.parametrize("case", ["ingress", "ingress-flower-off", "kind"])
 def test_ingress_never_routes_the_webhook_to_the_api(render, case):
     objects = render(CASES[case].values)
     (ingress,) = by_kind(objects, "Ingress")
     host = ingress["spec"]["rules"][0].get("host", "any.example")
-    for path in [*WEBHOOK_PROBES, *(p for p in _app_paths() if p.startswith("/api/webhook"))]:
+    for path in [*WEBHOOK_PROBES, *(p for p in app_paths() if p.startswith("/api/webhook"))]:
         backend = ingress_backend(ingress, host, path)
         assert backend != API, f"{path} reaches the API through the Ingress"
         if backend is not None:
@@ -672,7 +659,7 @@ def test_ingress_routes_every_public_path(render, case):
     objects = render(CASES[case].values)
     (ingress,) = by_kind(objects, "Ingress")
     host = ingress["spec"]["rules"][0].get("host", "any.example")
-    public = [p for p in _app_paths() if not p.startswith("/api/webhook") and p not in INTERNAL_PATHS]
+    public = [p for p in app_paths() if not p.startswith("/api/webhook") and p not in INTERNAL_PATHS]
     for path in [*public, "/", "/docs", "/openapi.json", "/frontend", "/frontend/", "/frontend/app.js"]:
         assert ingress_backend(ingress, host, path) == API, path
     assert ingress_backend(ingress, host, "/flower/") == FLOWER
@@ -702,23 +689,12 @@ def test_ingress_settings(render):
 # --- NetworkPolicy -------------------------------------------------------------------------------
 
 INGRESS_CONTROLLER = Endpoint.pod("ingress-controller", {"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx")
-DNS = Endpoint.pod("coredns", {"k8s-app": "kube-dns"}, "kube-system")
-STRANGER = Endpoint.pod("stranger", {"app": "other"}, NAMESPACE)
 # A worker of a same-named release in another namespace: labels match, namespace does not.
 OTHER_NAMESPACE = Endpoint.pod("elsewhere", {"app.kubernetes.io/name": "imgproc",
                                              "app.kubernetes.io/component": "worker",
                                              "app.kubernetes.io/instance": RELEASE}, "other")
 API_SERVER = Endpoint.outside("kube-apiserver", "172.18.0.2")
 EXTERNAL_DB = Endpoint.outside("external-db", "203.0.113.10")
-
-
-def release_pods(objects) -> dict[str, Endpoint]:
-    pods = {}
-    for pod in pod_templates(objects):
-        name, component = pod.labels["app.kubernetes.io/name"], pod.labels["app.kubernetes.io/component"]
-        key = component if name == "imgproc" else f"{name}-{component}"
-        pods[key] = Endpoint.pod(key, pod.labels, NAMESPACE)
-    return pods
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if CASES[c].values.get("networkPolicy", {}).get("enabled", True)])
@@ -835,7 +811,7 @@ def test_operator_runs_once_in_its_own_namespace(render):
     assert spec["serviceAccountName"] == OPERATOR
     (container,) = spec["containers"]
     assert container["args"] == ["operator"]
-    assert _env(container)["IMGPROC_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env_of(container)["IMGPROC_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9100}
@@ -932,7 +908,7 @@ def test_redis_is_a_durable_broker(render):
         # The command-line options win over redis.conf (and extraConfig).
         assert "--appendonly yes --maxmemory-policy noeviction -" in start
         assert "requirepass" in start and "$" in start and "REDISCLI_AUTH" in start
-        assert _env(container)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": "rel-redis", "key": "password"}}
+        assert env_of(container)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": "rel-redis", "key": "password"}}
         assert "redis-cli" in " ".join(container["readinessProbe"]["exec"]["command"])
         assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     replicas = named(objects, "StatefulSet", "rel-redis-replicas")
@@ -946,7 +922,7 @@ def test_postgresql_runs_as_its_image_user_with_a_non_superuser_app_role(render)
     spec = statefulset["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsUser"] == 70 and spec["securityContext"]["fsGroup"] == 70
     (container,) = spec["containers"]
-    env = _env(container)
+    env = env_of(container)
     assert env["POSTGRES_USER"] == "postgres" and env["APP_USER"] == "imgproc" and env["POSTGRES_DB"] == "imgproc"
     assert env["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/postgresql/")
     assert container["readinessProbe"]["exec"]["command"][0] == "pg_isready"
@@ -1103,9 +1079,6 @@ def test_redis_replicas_follow_the_master_on_its_service_port(render):
     replica = named(objects, "StatefulSet", f"{RELEASE}-redis-replicas")
     start = replica["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert f"replicaof {RELEASE}-redis 6380" in start
-
-
-KEDA_OPERATOR = Endpoint.pod("keda-operator", {"app": "keda-operator"}, "keda")
 
 
 def test_keda_reaches_the_bundled_redis_by_its_full_name_through_the_policies(render):

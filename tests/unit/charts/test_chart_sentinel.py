@@ -9,8 +9,8 @@ import pytest
 
 from tests.support.charts.manifests import Endpoint, by_kind, named, traffic_allowed
 from tests.support.charts.matrix import CASES
+from tests.support.charts.release import API, FLOWER, KEDA_OPERATOR, STRANGER, WORKER, release_pods
 from tests.support.charts.rendering import NAMESPACE, RELEASE
-from tests.unit.charts.test_chart_render import API, FLOWER, KEDA_OPERATOR, STRANGER, WORKER, release_pods
 
 REDIS = f"{RELEASE}-redis"
 SENTINEL_NAMES = [f"{REDIS}-sentinel-{i}.{NAMESPACE}.svc.cluster.local:26379" for i in range(3)]

@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.support.charts.rendering import ROOT
+from tests.support.locks import _locked
 
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "cmake", "clang", "libc6-dev", "python3-dev", "pkg-config")
@@ -133,21 +134,6 @@ def test_both_stages_use_one_virtualenv_so_any_python_3_11_base_works(parsed):
     assert any("python3 -m venv /opt/venv" in run for run in builder.all("RUN"))
     # The build backend lives in a venv of its own, which the runtime stage does not copy.
     assert any("python3 -m venv /opt/build" in run for run in builder.all("RUN"))
-
-
-def _locked(path) -> dict[str, tuple[str, list[str]]]:
-    """{name: (version, [sha256...])} of a pip-compile/uv requirements file with hashes."""
-    text = re.sub(r"\\\n\s*", " ", path.read_text())
-    pins: dict[str, tuple[str, list[str]]] = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        spec, *options = line.split(" --hash=")
-        name, _, version = spec.strip().partition("==")
-        assert version, f"{path.name}: {line!r} is not pinned with =="
-        pins[canonicalize_name(name.split("[")[0])] = (version, [o.strip() for o in options])
-    return pins
 
 
 @pytest.mark.parametrize("lock", ["requirements.lock", "requirements-build.lock"])
