@@ -5,13 +5,13 @@ Run: ``python -m bench.bench_autoscaler`` (about 3 minutes; hard limit 5). It st
 kube-apiserver (scripts/k8s-tools), a password-protected redis-server, creates the chart's CRD,
 RBAC, worker Deployment and WorkerAutoscaler, runs ``python -m autoscaler`` as the operator's
 ServiceAccount, and a kubelet stand-in that keeps real ``celery worker`` processes equal to the
-Deployment's spec.replicas (tests/autoscaler/harness.py). The same burst on real pods, through
+Deployment's spec.replicas (tests/support/autoscaler/harness.py). The same burst on real pods, through
 the ingress, is bench/bench_cluster.py (`make bench-cluster`).
 
 Measured, in seconds from the burst: first scale-up, maximum replicas, queue drained (every
 task done), first scale-down, back to minReplicaCount (every worker exited); busy workers
 removed (SIGTERMed while running a task). Then, with the measured per-task service time and
-worker start-up time, a discrete-time simulation (tests/autoscaler/simulation.py) replays the
+worker start-up time, a discrete-time simulation (tests/support/autoscaler/simulation.py) replays the
 burst under our policy and under KEDA's defaults (pollingInterval 30 s, cooldownPeriod 300 s,
 the HPA's 300 s scale-down window, waiting messages only), side by side.
 """

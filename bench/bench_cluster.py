@@ -1,7 +1,7 @@
 """Autoscaling on real pods: a burst of real uploads through the ingress of the local cluster
 (scripts/cluster), the operator in its pod scaling the real worker Deployment, once with the
 workers at minReplicaCount 1 and once at 0. Side by side: the same burst under KEDA's default
-policy, SIMULATED (tests/autoscaler/simulation.py) with the per-task time and pod start-up time
+policy, SIMULATED (tests/support/autoscaler/simulation.py) with the per-task time and pod start-up time
 measured in the run (KEDA itself is not run here).
 
 Run: ``make bench-cluster`` or ``python -m bench.bench_cluster [--count 200] [--minimums 1 0]``

@@ -1,6 +1,6 @@
 """The API down while workers finish: their reports are queued as `imgproc.report_outcome`
 tasks and retried until the API is back and acknowledges them. (Moved here from
-tests/integration/test_faults.py.)"""
+tests/integration/test_faults.py, since moved to tests/integration/reliability/.)"""
 
 from __future__ import annotations
 
