@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.imaging import ImageError, Spec, inspect, process
-
-from .images import encode, exif_with, flip_bits, gradient
+from tests.support.imaging import encode, exif_with, flip_bits, gradient
 
 # Mutated TIFFs make Pillow warn about every odd tag; the noise says nothing about the property.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -21,8 +21,7 @@ from app.imaging import (
     process,
 )
 from tests.support.images import corrupt_png
-
-from .images import (
+from tests.support.imaging import (
     RED,
     animated_gif,
     encode,

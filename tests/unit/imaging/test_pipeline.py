@@ -20,8 +20,7 @@ from app.imaging import (
     process,
 )
 from app.imaging.geometry import fit_within
-
-from .images import (
+from tests.support.imaging import (
     BLUE,
     RED,
     WHITE,

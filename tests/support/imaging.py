@@ -1,4 +1,5 @@
-"""Small, deterministic test images built in code (no binary fixtures in the repository)."""
+"""Small, deterministic test images built in code for the imaging tests (no binary fixtures in the
+repository); the shared encode/decode/jpeg are in tests/support/images.py."""
 
 from __future__ import annotations
 
