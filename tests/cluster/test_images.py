@@ -2,11 +2,11 @@
 base, and PostgreSQL/Redis images from Debian's packages that must honour the contract of the
 chart's subcharts.
 
-The static tests always run. The `images` tests build for real with buildah (root, mmdebstrap,
-Debian's mirror and PyPI; cached after the first run in scripts/images' state directory) and
-then run each image as the chart would: the chart's own env, command, volume mounts (contents
-made as the kubelet makes them), user and probe commands, with nothing written to the root
-file system (readOnlyRootFilesystem).
+These tests build for real with buildah (root, mmdebstrap, Debian's mirror and PyPI; cached
+after the first run in scripts/images' state directory) and then run each image as the chart
+would: the chart's own env, command, volume mounts (contents made as the kubelet makes them),
+user and probe commands, with nothing written to the root file system (readOnlyRootFilesystem).
+The checks that build nothing are tests/unit/images.
 """
 
 from __future__ import annotations
