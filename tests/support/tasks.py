@@ -37,10 +37,12 @@ def small_jpeg() -> bytes:
 
 
 def upload(client: httpx.Client, data: bytes | None = None, name: str = "photo.jpg",
-           content_type: str = "image/jpeg", *, timeout: float = 30) -> httpx.Response:
-    """POST /api/newTask with one file; the response, whatever it is."""
+           content_type: str = "image/jpeg", *, timeout: float | None = None) -> httpx.Response:
+    """POST /api/newTask with one file; the response, whatever it is. `timeout` overrides the
+    client's own (the stacks' clients have 30 s; a TestClient takes none)."""
     file = (name, small_jpeg() if data is None else data, content_type)
-    return client.post(UPLOAD, files={"file": file}, timeout=timeout)
+    extra = {} if timeout is None else {"timeout": timeout}
+    return client.post(UPLOAD, files={"file": file}, **extra)
 
 
 def upload_accepted(client: httpx.Client, data: bytes, name: str = "photo.jpg") -> int:
