@@ -14,7 +14,7 @@ LOCK_ARGS ?=
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,22 @@ tools: system-packages ## build/locate the Kubernetes tools, the local cluster's
 
 test: $(VENV)/.installed-test system-packages ## the whole suite (its own PostgreSQL, Redis, a real cluster; builds the tools it needs)
 	scripts/test-suite -- $(PYTEST_ARGS)
+
+# The tiers (tests/README.md): the folder under tests/ is the marker.
+test-unit: $(VENV)/.installed-test ## the fast loop: tests/unit, no server (helm and the offline checks' cheap tools; ~2 min)
+	scripts/k8s-tools --offline >/dev/null
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(VENV)/.installed-test system-packages ## tests/integration: real PostgreSQL, Redis, Sentinel, S3 servers and Chromium on loopback
+	scripts/k8s-tools --offline >/dev/null
+	scripts/versitygw >/dev/null
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test-k8s: $(VENV)/.installed-test tools ## tests/k8s: the kube-apiserver + etcd + helm test bed and the big Go tools, no cluster
+	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)
+
+test-cluster: $(VENV)/.installed-test tools ## tests/cluster: the real single-node cluster and the image builds (root)
+	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
 
 cluster: tools ## a local single-node cluster (root) with the chart installed; prints the URL
 	scripts/cluster up >/dev/null
@@ -107,4 +123,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean
+.PHONY: help install run dev worker flower migrate system-packages tools test test-unit test-integration test-k8s test-cluster cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean

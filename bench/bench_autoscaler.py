@@ -5,13 +5,13 @@ Run: ``python -m bench.bench_autoscaler`` (about 3 minutes; hard limit 5). It st
 kube-apiserver (scripts/k8s-tools), a password-protected redis-server, creates the chart's CRD,
 RBAC, worker Deployment and WorkerAutoscaler, runs ``python -m autoscaler`` as the operator's
 ServiceAccount, and a kubelet stand-in that keeps real ``celery worker`` processes equal to the
-Deployment's spec.replicas (tests/autoscaler/harness.py). The same burst on real pods, through
+Deployment's spec.replicas (tests/support/autoscaler/harness.py). The same burst on real pods, through
 the ingress, is bench/bench_cluster.py (`make bench-cluster`).
 
 Measured, in seconds from the burst: first scale-up, maximum replicas, queue drained (every
 task done), first scale-down, back to minReplicaCount (every worker exited); busy workers
 removed (SIGTERMed while running a task). Then, with the measured per-task service time and
-worker start-up time, a discrete-time simulation (tests/autoscaler/simulation.py) replays the
+worker start-up time, a discrete-time simulation (tests/support/autoscaler/simulation.py) replays the
 burst under our policy and under KEDA's defaults (pollingInterval 30 s, cooldownPeriod 300 s,
 the HPA's 300 s scale-down window, waiting messages only), side by side.
 """
@@ -35,11 +35,11 @@ if str(_REPO_ROOT) not in sys.path:  # when run as a script rather than with -m
 from kubernetes import client  # noqa: E402
 
 from autoscaler.scaling import Behavior, Policy  # noqa: E402
-from tests.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler  # noqa: E402
-from tests.autoscaler.k8s_env import WORKER, deploy, install_crd, require_password, undeploy  # noqa: E402
-from tests.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
 from tests.fixtures.kube import KubeTestBed, locate_tools  # noqa: E402
 from tests.fixtures.redis import start_redis  # noqa: E402
+from tests.support.autoscaler.harness import KubeletStandIn, Timeline, publish_burst, queue_sampler  # noqa: E402
+from tests.support.autoscaler.k8s_env import WORKER, deploy, install_crd, require_password, undeploy  # noqa: E402
+from tests.support.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
 
 HARD_LIMIT = 290.0  # seconds for the whole measured run
 

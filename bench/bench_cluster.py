@@ -1,7 +1,7 @@
 """Autoscaling on real pods: a burst of real uploads through the ingress of the local cluster
 (scripts/cluster), the operator in its pod scaling the real worker Deployment, once with the
 workers at minReplicaCount 1 and once at 0. Side by side: the same burst under KEDA's default
-policy, SIMULATED (tests/autoscaler/simulation.py) with the per-task time and pod start-up time
+policy, SIMULATED (tests/support/autoscaler/simulation.py) with the per-task time and pod start-up time
 measured in the run (KEDA itself is not run here).
 
 Run: ``make bench-cluster`` or ``python -m bench.bench_cluster [--count 200] [--minimums 1 0]``
@@ -34,11 +34,11 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from tests.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
-from tests.cluster.flows import Burst  # noqa: E402
 from tests.fixtures.cluster import LiveCluster, Release, running_cluster  # noqa: E402
 from tests.fixtures.ledger import tally  # noqa: E402
-from tests.utils.images import photo  # noqa: E402
+from tests.support.autoscaler.simulation import SimResult, keda_default_policy, simulate  # noqa: E402
+from tests.support.cluster import Burst  # noqa: E402
+from tests.support.images import photo  # noqa: E402
 
 # The chart's default policy (charts/imgproc/values.yaml, autoscaler.*), which the table's
 # simulated "ours" column replays; the release below only sets min/max.

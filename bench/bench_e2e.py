@@ -31,7 +31,7 @@ from tests.fixtures.postgres import start_postgres
 from tests.fixtures.redis import start_redis
 from tests.fixtures.s3 import start_s3
 from tests.fixtures.services import ServiceStack, embedded_env, running_stack, server_env, wait_for_terminal
-from tests.utils.images import encode
+from tests.support.images import encode
 
 
 def percentile(values: list[float], q: int) -> float:

@@ -50,7 +50,7 @@ from tests.fixtures.ports import free_port, wait_for_port
 from tests.fixtures.postgres import start_postgres
 from tests.fixtures.redis import start_redis
 from tests.fixtures.services import ServiceStack, embedded_env, running_stack, server_env
-from tests.utils.images import encode
+from tests.support.images import encode
 
 CACHE = Path(os.environ.get("IMGPROC_BENCH_CACHE", Path.home() / ".cache" / "imgproc-bench"))
 IMGPROXY_MODULE = "github.com/imgproxy/imgproxy/v3"

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fixtures.postgres import start_postgres
     from tests.fixtures.redis import start_redis
     from tests.fixtures.services import running_stack, server_env
-    from tests.utils import images
+    from tests.support import images
 
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--uploads", type=int, default=1000)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="pool processes per worker")
     parser.add_argument("--size", default="1024x768", help="the uploaded JPEG's WxH")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for completion")
-    parser.add_argument("--json", help="also append the figures as a JSON line (tests/reliability/report.py)")
+    parser.add_argument("--json", help="also append the figures as a JSON line (tests/support/report.py)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     data = images.jpeg(width, height)

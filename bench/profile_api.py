@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.bench_peers import ImgprocTarget, imgproc_embedded, imgproc_servers, run_load
 from bench.bench_pipeline import photo_like
-from tests.utils.images import encode
+from tests.support.images import encode
 
 # First match wins: (request type, substrings of a frame "function (file:line)").
 REQUEST_TYPES: list[tuple[str, tuple[str, ...]]] = [

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Reliability figures in one table: the fault tests (tests/reliability), the hostile-input
-corpus (tests/security/test_hostile_uploads.py) and a load run (bench/loadtest.py), all with
+"""Reliability figures in one table: the fault tests (tests/integration/reliability), the hostile-input
+corpus (tests/integration/security/test_hostile_uploads.py) and a load run (bench/loadtest.py), all with
 real processes on loopback PostgreSQL + Redis.
 
     python scripts/reliability.py [--uploads 1000 --users 20 --workers 2] [--no-load] [--no-hostile]
     python scripts/reliability.py --cluster    # the same faults on real pods (tests/cluster/test_faults.py)
 
-Each test appends a JSON line (tests/reliability/report.py) to a temporary file named by
+Each test appends a JSON line (tests/support/report.py) to a temporary file named by
 IMGPROC_TEST_RELIABILITY_REPORT; bench/loadtest.py appends its own with --json. This script
 runs them, then prints the table. Exit status 1 if any test failed, any accepted task was
 lost or duplicated, or any input got a 5xx."""
@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.report import ENV, read  # noqa: E402
+from tests.support.report import ENV, read  # noqa: E402
 
-HOSTILE = ROOT / "tests" / "security" / "test_hostile_uploads.py"
+HOSTILE = ROOT / "tests" / "integration" / "security" / "test_hostile_uploads.py"
 CLUSTER_FAULTS = "tests/cluster/test_faults.py"
 
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster:
         tests, args.no_load = [CLUSTER_FAULTS], True
     else:
-        tests = ["tests/reliability"] + (
+        tests = ["tests/integration/reliability"] + (
             [str(HOSTILE.relative_to(ROOT))] if HOSTILE.exists() and not args.no_hostile else []
         )
     if run([python, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests], env):

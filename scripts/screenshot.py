@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
 
-from tests.frontend import browser, samples  # noqa: E402
-from tests.frontend.stack import embedded_stack  # noqa: E402
-from tests.utils import images  # noqa: E402
+from tests.support import images  # noqa: E402
+from tests.support.frontend import browser, samples  # noqa: E402
+from tests.support.frontend.stack import embedded_stack  # noqa: E402
 
 # (file name, bytes): processed in this order, so the list shows them newest first.
 UPLOADS = [

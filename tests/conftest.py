@@ -1,15 +1,21 @@
-"""Shared fixtures. Real servers start in tests/fixtures/; this file wires them in."""
+"""Shared fixtures, the tier markers and the duration table. Real servers start in
+tests/fixtures/; this file wires them in. Helpers the tests share are in tests/support/."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures.api",
+    "tests.fixtures.charts",
     "tests.fixtures.postgres",
     "tests.fixtures.redis",
     "tests.fixtures.s3",
@@ -84,3 +90,62 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if reason.startswith(MISSING_COMPONENT[0]) or any(word in reason for word in MISSING_COMPONENT[1:]):
         report.outcome = "failed"
         report.longrepr = f"under CI a missing component fails the test: {reason}"
+
+
+# --- tiers: the top folder under tests/ is the marker (tests/README.md) --------------------------
+
+TESTS_DIR = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "k8s", "cluster")
+
+
+def _tier_path(nodeid: str) -> list[str]:
+    """["unit", "imaging", "test_pipeline.py"] for tests/unit/imaging/test_pipeline.py::test_x."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    return parts[1:] if parts and parts[0] == "tests" else parts
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+# --- the duration per package, printed at the end of every run ---------------------------------
+
+_durations: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # package -> [tests, seconds]
+
+
+def _package(nodeid: str) -> str:
+    """unit/imaging, integration/reliability, cluster: the tier and its first folder, if any."""
+    parts = _tier_path(nodeid)
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _durations[_package(report.nodeid)]
+    entry[1] += report.duration
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        entry[0] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _durations:
+        return
+    rows = sorted(_durations.items(), key=lambda row: row[1][1], reverse=True)
+    width = max(len("total"), *(len(name) for name in _durations))
+    terminalreporter.section("duration per package (setup + call + teardown)")
+    for name, (tests, seconds) in rows:
+        terminalreporter.write_line(f"{name:<{width}}  {tests:>5} tests  {seconds:>8.1f} s")
+    total_tests = sum(tests for tests, _ in _durations.values())
+    total_seconds = sum(seconds for _, seconds in _durations.values())
+    terminalreporter.write_line(f"{'total':<{width}}  {total_tests:>5} tests  {total_seconds:>8.1f} s")
+    if path := os.environ.get("IMGPROC_TEST_DURATIONS"):
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with open(path, "a", encoding="utf-8") as out:
+            for name, (tests, seconds) in rows:
+                out.write(json.dumps({"package": name, "tests": tests, "seconds": round(seconds, 3), "at": at}) + "\n")

@@ -20,12 +20,11 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster.flows import client, endpoints, upload
 from tests.fixtures.cluster import LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import client, endpoints
+from tests.support.images import decode, jpeg
+from tests.support.tasks import upload_accepted
 
 MIN_REPLICAS, MAX_REPLICAS = 1, 3
 # Of the API container's CPU request (50m in k8s/values-local.yaml): a few busy clients are far
@@ -269,7 +268,7 @@ def test_the_rest_flow_works_through_the_httproute(release: Release, live_cluste
     via_gateway = Release(release.cluster, release.name, release.namespace, host)
     with client(via_gateway) as alice, client(via_gateway) as bob:
         assert alice.get("/").json() == {"status": "healthy", "message": "Image processing service is running"}
-        task_id = upload(alice, jpeg(1600, 1200, orientation=6))
+        task_id = upload_accepted(alice, jpeg(1600, 1200, orientation=6))
         status = wait_for_terminal(alice, task_id, timeout=120)
         assert status["status"] == "completed", status
         assert json.loads(status["metadata"])["processed_size"] > 0

@@ -18,14 +18,13 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.cluster.flows import CONNECT, Burst, client, connect_from_pod, endpoints, upload
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.frontend import browser, samples
-from tests.frontend.test_page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
-from tests.utils.images import decode, jpeg, photo
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import CONNECT, Burst, client, connect_from_pod, endpoints
+from tests.support.frontend import browser, samples
+from tests.support.frontend.page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
+from tests.support.images import decode, jpeg, photo
+from tests.support.tasks import upload_accepted
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_rest_flow_through_the_ingress(release: Release):
         health = alice.get("/")
         assert health.json() == {"status": "healthy", "message": "Image processing service is running"}
         # 1600x1200 stored with EXIF orientation 6 (rotate 90°): upright it is 1200x1600.
-        task_id = upload(alice, jpeg(1600, 1200, orientation=6))
+        task_id = upload_accepted(alice, jpeg(1600, 1200, orientation=6))
         status = wait_for_terminal(alice, task_id, timeout=120)
         assert status["status"] == "completed", status
         metadata = json.loads(status["metadata"])
@@ -140,7 +139,7 @@ def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, l
 
     def burst(user: httpx.Client) -> None:
         for _ in range(16):
-            accepted.append((user, upload(user, data)))
+            accepted.append((user, upload_accepted(user, data)))
 
     senders = [threading.Thread(target=burst, args=(user,)) for user in users]
     for sender in senders:

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import client
+from tests.support.images import decode, jpeg
+from tests.support.tasks import upload_accepted
 
 RESTRICTED = {
     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -85,7 +84,7 @@ def test_the_service_works_on_external_postgresql_and_redis(external_release: Re
                   for p in live_cluster.get("pods", "-n", external_release.namespace)["items"]}
     assert "primary" not in components and "master" not in components, components
     with client(external_release) as user:
-        task_id = upload(user, jpeg(1200, 900))
+        task_id = upload_accepted(user, jpeg(1200, 900))
         status = wait_for_terminal(user, task_id, timeout=120)
         assert status["status"] == "completed", status
         assert decode(user.get(f"/api/tasks/{task_id}/result").content).size == (800, 600)

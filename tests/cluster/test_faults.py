@@ -1,5 +1,5 @@
 """Faults on real pods (#11): each scenario sends a bounded burst of uploads through the ingress
-as a client that follows the contract (tests.cluster.flows.Burst), injects one fault with
+as a client that follows the contract (tests.support.cluster.Burst), injects one fault with
 kubectl, and ends with the ledger (tests.fixtures.ledger): accepted = completed + failed with a
 reason, 0 lost, 0 duplicated, no 5xx other than 503 with Retry-After. Each ledger becomes a row
 of `make reliability-cluster`.
@@ -31,14 +31,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.cluster.flows import Burst, client, upload
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.ledger import ledger
-from tests.fixtures.processes import wait_until
 from tests.fixtures.services import TERMINAL, wait_for_terminal
-from tests.utils.images import encode, jpeg, photo
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import Burst, client
+from tests.support.images import encode, jpeg, photo
+from tests.support.tasks import upload_accepted
+from tests.support.waiting import wait_until
 
 MAX_ATTEMPTS = 2
 WORKER_MEMORY_LIMIT = "256Mi"
@@ -304,7 +303,7 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
     source = release.since_now()
     started = time.monotonic()
     with client(release) as user:
-        bomb_id = upload(user, bomb, name="bomb.png")
+        bomb_id = upload_accepted(user, bomb, name="bomb.png")
         while (status := user.get(f"/api/isReady/{bomb_id}").json())["status"] not in TERMINAL:
             assert time.monotonic() - started < 180, f"the task did not finish within 180 s: {status}"
             oom.sample()  # each attempt's kill, before a restart could take its cgroup away
@@ -315,7 +314,7 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
         kills = oom.since_start()
         assert kills >= MAX_ATTEMPTS, f"expected {MAX_ATTEMPTS} OOM kills, saw {kills}"
         # The worker is still (or again) serving.
-        normal = upload(user, jpeg(1280, 960))
+        normal = upload_accepted(user, jpeg(1280, 960))
         assert wait_for_terminal(user, normal, timeout=120)["status"] == "completed"
         owners = {bomb_id: user, normal: user}
         counts = ledger(source, owners, [bomb_id, normal], name="cluster: worker out of memory", faults=kills,

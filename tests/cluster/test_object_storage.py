@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.cluster.flows import CONNECT, client, connect_from_pod, upload
 from tests.fixtures.cluster import CLUSTER, REPO_ROOT, LiveCluster, Release, timed
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import decode, jpeg
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import CONNECT, client, connect_from_pod
+from tests.support.images import decode, jpeg
+from tests.support.tasks import upload_accepted
 
 NAME = "store"  # release name: the objects are called store-imgproc-*
 STORE = f"{NAME}-imgproc-object-store"
@@ -78,7 +77,7 @@ def test_api_and_worker_pods_mount_no_shared_volume(release: Release, live_clust
 
 def test_results_leave_through_a_signed_url_of_the_store(release: Release):
     with client(release) as alice, client(release) as bob:
-        task_id = upload(alice, jpeg(1600, 1200, orientation=6))
+        task_id = upload_accepted(alice, jpeg(1600, 1200, orientation=6))
         status = wait_for_terminal(alice, task_id, timeout=120)
         assert status["status"] == "completed", status
         assert json.loads(status["metadata"])["processed_size"] > 0
@@ -121,7 +120,7 @@ def test_only_api_and_worker_pods_reach_the_store(release: Release, live_cluster
 def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live_cluster: LiveCluster):
     scale = ("scale", "deployment", STORE, "-n", release.namespace)
     with client(release) as user:
-        before = upload(user, jpeg(640, 480))
+        before = upload_accepted(user, jpeg(640, 480))
         live_cluster.kubectl(*scale, "--replicas=0")
         live_cluster.kubectl("wait", "--for=delete", "pod", "-n", release.namespace, "-l",
                              "app.kubernetes.io/component=object-store", "--timeout=60s", timeout=90)
@@ -140,7 +139,7 @@ def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live
         live_cluster.kubectl(*scale, "--replicas=1")
         live_cluster.kubectl("rollout", "status", "deployment", STORE, "-n", release.namespace, "--timeout=120s",
                              timeout=150)
-        after = upload(user, jpeg(640, 480))
+        after = upload_accepted(user, jpeg(640, 480))
         # The task in flight when the store went away was retried, not failed.
         for task_id in (before, after):
             assert wait_for_terminal(user, task_id, timeout=180)["status"] == "completed", task_id

@@ -13,13 +13,12 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.cluster.flows import client, upload
 from tests.fixtures.cluster import LiveCluster, Release, timed
-from tests.fixtures.processes import wait_until
 from tests.fixtures.services import wait_for_terminal
-from tests.utils.images import jpeg
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import client
+from tests.support.images import jpeg
+from tests.support.tasks import upload_accepted
+from tests.support.waiting import wait_until
 
 READ_POD = "imgproc-postgresql-read-0"
 PRIMARY_POD = "imgproc-postgresql-0"
@@ -119,7 +118,7 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
     lag = json.loads(measured.stdout)
 
     with client(release) as user:
-        task_id = upload(user, jpeg(1200, 900))
+        task_id = upload_accepted(user, jpeg(1200, 900))
         assert wait_for_terminal(user, task_id, timeout=120)["status"] == "completed"
         # The replica has the outcome: the next polls are its.
         wait_until(lambda: _psql(live_cluster, release, READ_POD, f"SELECT status FROM tasks WHERE id = {task_id}")
@@ -144,7 +143,7 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
 
 def test_the_api_keeps_answering_while_the_replica_pod_is_replaced(release: Release, live_cluster: LiveCluster):
     with client(release) as user:
-        task_id = upload(user, jpeg(800, 600))
+        task_id = upload_accepted(user, jpeg(800, 600))
         assert wait_for_terminal(user, task_id, timeout=120)["status"] == "completed"
         failures: list[str] = []
         answered = 0

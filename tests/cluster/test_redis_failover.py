@@ -19,12 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.flows import Burst
 from tests.fixtures.cluster import CHART, LiveCluster, Release, timed
-from tests.fixtures.processes import wait_until
-from tests.utils.images import jpeg
-
-pytestmark = pytest.mark.cluster
+from tests.support.cluster import Burst
+from tests.support.images import jpeg
+from tests.support.waiting import wait_until
 
 UPLOADS = 40  # the burst: bounded in count ...
 BURST_SECONDS = 240  # ... and in time

@@ -28,10 +28,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures import processes
 from tests.fixtures.cluster import REPO_ROOT, TIMINGS, LiveCluster, _unavailable
-
-pytestmark = pytest.mark.cluster
+from tests.support import waiting
 
 PROFILE = "cluster"
 HEALTH_MODULE = Path("app/api/routes/health.py")
@@ -85,10 +83,10 @@ def health(live_cluster: LiveCluster, host: str) -> dict | None:
     return response.json() if response.status_code == 200 else None
 
 
-def wait_until(what: str, seconds: float, probe: Callable[[], object], log: Path | None = None) -> object:
-    """processes.wait_until, failing with the end of skaffold's log."""
+def wait_showing_log(what: str, seconds: float, probe: Callable[[], object], log: Path | None = None) -> object:
+    """waiting.wait_until, failing with the end of skaffold's log."""
     try:
-        return processes.wait_until(probe, timeout=seconds, interval=0.5, what=what)
+        return waiting.wait_until(probe, timeout=seconds, interval=0.5, what=what)
     except TimeoutError as error:
         tail = log.read_text(errors="replace")[-6000:] if log and log.exists() else ""
         raise AssertionError(f"{error}\n{tail}") from None
@@ -126,7 +124,7 @@ def test_skaffold_run_deploys_and_the_api_answers_through_the_ingress(live_clust
     TIMINGS["skaffold run -p cluster (build, push, deploy)"] = time.monotonic() - started
     assert result.returncode == 0, log.read_text(errors="replace")[-6000:]
 
-    body = wait_until("GET / through the ingress", 60, lambda: health(live_cluster, host), log)
+    body = wait_showing_log("GET / through the ingress", 60, lambda: health(live_cluster, host), log)
     assert body == {"status": "healthy", "message": HEALTH_MESSAGE}
     # The API runs the image skaffold pushed, by digest, pulled from the loopback registry.
     api = live_cluster.get("deployment", "-n", namespace, "imgproc-api")
@@ -140,7 +138,7 @@ def test_skaffold_run_deploys_and_the_api_answers_through_the_ingress(live_clust
     deleted = subprocess.run(skaffold("delete"), cwd=REPO_ROOT, env=env, capture_output=True,
                              text=True, timeout=CLEANUP_TIMEOUT)
     assert deleted.returncode == 0, deleted.stdout[-4000:] + deleted.stderr[-4000:]
-    wait_until("the release and its pods gone after skaffold delete", GONE_TIMEOUT,
+    wait_showing_log("the release and its pods gone after skaffold delete", GONE_TIMEOUT,
                lambda: release_gone(live_cluster, namespace))
     TIMINGS["skaffold delete (release and pods gone)"] = time.monotonic() - started
 
@@ -163,11 +161,11 @@ def test_skaffold_dev_serves_a_source_change_and_ctrl_c_removes_the_release(
                                env=skaffold_env(live_cluster, namespace), stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
-        body = wait_until("skaffold dev's first deploy answering through the ingress", FIRST_DEPLOY_TIMEOUT,
+        body = wait_showing_log("skaffold dev's first deploy answering through the ingress", FIRST_DEPLOY_TIMEOUT,
                           lambda: dev.poll() is None and health(live_cluster, host), log)
         TIMINGS["skaffold dev: first deploy answering"] = time.monotonic() - started
         assert body == {"status": "healthy", "message": HEALTH_MESSAGE}
-        wait_until("skaffold dev watching for changes", 120,
+        wait_showing_log("skaffold dev watching for changes", 120,
                    lambda: "Watching for changes" in log.read_text(errors="replace"), log)
 
         # The change a developer makes: the health message, in the copy's app code.
@@ -177,7 +175,7 @@ def test_skaffold_dev_serves_a_source_change_and_ctrl_c_removes_the_release(
         assert HEALTH_MESSAGE in source
         changed_at = time.monotonic()
         module.write_text(source.replace(HEALTH_MESSAGE, changed))
-        body = wait_until("the changed message served through the ingress", CHANGE_TIMEOUT,
+        body = wait_showing_log("the changed message served through the ingress", CHANGE_TIMEOUT,
                           lambda: dev.poll() is None and (b := health(live_cluster, host))
                           and b["message"] == changed and b, log)
         TIMINGS["skaffold dev: source change -> served"] = time.monotonic() - changed_at
@@ -193,7 +191,7 @@ def test_skaffold_dev_serves_a_source_change_and_ctrl_c_removes_the_release(
             raise AssertionError(f"skaffold dev still running {CLEANUP_TIMEOUT} s after SIGINT\n"
                                  f"{log.read_text(errors='replace')[-6000:]}") from None
         TIMINGS["skaffold dev: Ctrl-C -> exited"] = time.monotonic() - interrupted_at
-        wait_until("the release and its pods gone after Ctrl-C", GONE_TIMEOUT,
+        wait_showing_log("the release and its pods gone after Ctrl-C", GONE_TIMEOUT,
                    lambda: release_gone(live_cluster, namespace), log)
         TIMINGS["skaffold dev: Ctrl-C -> release and pods gone"] = time.monotonic() - interrupted_at
     finally:

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.core.config import get_settings
+from app.storage import FileSystemStorage, result_key
+from tests.support import images
+from tests.support.tasks import UPLOAD, complete, upload
+
+
+def test_upload_returns_the_contract_shape_and_enqueues_once(client, queue):
+    response = upload(client, images.jpeg())
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"task_id": body["task_id"], "message": "Task created successfully"}
+    assert isinstance(body["task_id"], int)
+    assert queue.sent == [body["task_id"]]
+
+
+def test_is_ready_has_the_legacy_shape_while_pending(client):
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    status = client.get(f"/api/isReady/{task_id}").json()
+    assert set(status) >= {"id", "status", "result_path", "metadata"}
+    assert status["id"] == task_id and status["status"] == "pending" and status["result_path"] is None
+    metadata = json.loads(status["metadata"])
+    assert metadata["original_size"] == len(images.jpeg())
+    assert metadata["processed_size"] is None
+    # known from the upload check already
+    assert (metadata["original_width"], metadata["original_height"], metadata["source_format"]) == (1600, 1200, "JPEG")
+
+
+def test_completed_task_exposes_result_metadata_and_download(client):
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    complete(client, task_id)
+
+    status = client.get(f"/api/isReady/{task_id}").json()
+    assert status["status"] == "completed"
+    assert status["result_path"] == f"results/{task_id}.jpg"
+    metadata = json.loads(status["metadata"])
+    assert metadata["processed_size"] == 2 and metadata["original_size"] == len(images.jpeg())
+
+    task = client.get(f"/api/tasks/{task_id}").json()
+    assert task["result_url"] == f"/api/tasks/{task_id}/result"
+    assert task["metadata"]["width"] == 800
+
+    result = client.get(task["result_url"])
+    assert result.status_code == 200
+    assert result.headers["content-type"] == "image/jpeg"
+    assert images.decode(result.content).size == (800, 600)
+    etag = result.headers["etag"]
+    assert "private" in result.headers["cache-control"]
+    assert client.get(task["result_url"], headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_result_of_an_unfinished_task_is_409(client):
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    response = client.get(f"/api/tasks/{task_id}/result")
+    assert response.status_code == 409
+    assert "pending" in response.json()["detail"]
+
+
+def test_list_is_newest_first_and_paginated(client):
+    ids = [upload(client, images.jpeg(64, 48)).json()["task_id"] for _ in range(5)]
+    page = client.get("/api/tasks", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == 1
+    assert [t["id"] for t in page["items"]] == [ids[3], ids[2]]
+
+
+def test_delete_removes_row_and_files(client):
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    complete(client, task_id)
+    storage = FileSystemStorage(get_settings().storage_dir)
+    assert storage.exists(result_key(task_id))
+    originals = list((storage.root / "originals").iterdir())
+    assert len(originals) == 1
+
+    assert client.delete(f"/api/tasks/{task_id}").status_code == 204
+    assert client.get(f"/api/tasks/{task_id}").status_code == 404
+    assert not storage.exists(result_key(task_id))
+    assert list((storage.root / "originals").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/isReady/{id}"),
+        ("GET", "/api/tasks/{id}"),
+        ("GET", "/api/tasks/{id}/result"),
+        ("DELETE", "/api/tasks/{id}"),
+    ],
+)
+def test_another_users_task_is_indistinguishable_from_a_missing_one(make_client, method, path):
+    alice, bob = make_client(), make_client()
+    task_id = upload(alice, images.jpeg()).json()["task_id"]
+    complete(alice, task_id)
+
+    foreign = bob.request(method, path.format(id=task_id))
+    missing = bob.request(method, path.format(id=task_id + 1000))
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json() == missing.json() == {"detail": "Task not found."}
+    assert alice.request("GET", f"/api/tasks/{task_id}").status_code == 200  # untouched
+
+
+def test_each_user_lists_only_their_own_tasks(make_client):
+    alice, bob = make_client(), make_client()
+    alice_ids = {upload(alice, images.jpeg(64, 48)).json()["task_id"] for _ in range(3)}
+    bob_ids = {upload(bob, images.jpeg(64, 48)).json()["task_id"]}
+    assert {t["id"] for t in alice.get("/api/tasks").json()["items"]} == alice_ids
+    assert {t["id"] for t in bob.get("/api/tasks").json()["items"]} == bob_ids
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status", "words"),
+    [
+        (b"", "empty.jpg", 422, "empty"),
+        (b"hello, this is text", "notes.jpg", 415, "not a recognised image"),
+        (b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "doc.png", 415, "pdf files are not supported"),
+        (images.jpeg()[:400], "cut.jpg", 422, "truncated"),
+    ],
+    ids=["empty", "text", "pdf-named-png", "truncated-jpeg"],
+)
+def test_bad_uploads_get_a_clear_4xx_and_store_nothing(client, queue, data, name, status, words):
+    response = upload(client, data, name)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"].lower()
+    assert queue.sent == []
+    assert client.get("/api/tasks").json()["total"] == 0
+    originals = FileSystemStorage(get_settings().storage_dir).root / "originals"
+    assert not originals.exists() or list(originals.iterdir()) == []
+
+
+def test_a_format_outside_the_allow_list_is_named(client):
+    from PIL import Image
+
+    ico = images.encode(Image.new("RGB", (32, 32)), "ICO")
+    response = upload(client, ico, "icon.png", "image/png")
+    assert response.status_code == 415
+    assert "ICO" in response.json()["detail"]
+
+
+def test_pixel_count_over_the_limit_is_refused_before_decoding(client, queue):
+    from PIL import Image
+
+    bomb = images.encode(Image.new("1", (10000, 10000)), "PNG")  # 100 MP in a few KB
+    response = upload(client, bomb, "bomb.png", "image/png")
+    assert response.status_code == 422
+    assert "pixels" in response.json()["detail"].lower()
+    assert queue.sent == []
+
+
+def test_upload_over_the_size_limit_is_413(configure, client, queue):
+    limit = get_settings().MAX_UPLOAD_BYTES
+    response = upload(client, b"\xff" * (limit + 1), "big.jpg")
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"File too large: the limit is {limit} bytes."}
+    assert queue.sent == []
+
+
+def test_chunked_upload_over_the_limit_is_refused(client, queue):
+    limit = get_settings().MAX_UPLOAD_BYTES
+    sent = 0
+
+    def body():  # no Content-Length: the server must count as it reads
+        nonlocal sent
+        boundary_head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n'
+        yield boundary_head
+        chunk = b"\0" * (1024 * 1024)
+        while sent < limit * 3:
+            sent += len(chunk)
+            yield chunk
+        yield b"\r\n--b--\r\n"
+
+    response = client.post(UPLOAD, content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"File too large: the limit is {limit} bytes."}
+    assert queue.sent == []
+
+
+def test_broker_outage_gives_503_with_retry_after_and_leaves_nothing(client, queue):
+    queue.fail = True
+    response = upload(client, images.jpeg())
+    assert response.status_code == 503
+    assert response.headers["retry-after"].isdigit()
+    assert client.get("/api/tasks").json()["total"] == 0
+    assert list((FileSystemStorage(get_settings().storage_dir).root / "originals").iterdir()) == []
+
+
+def test_client_file_names_never_reach_the_file_system(client):
+    response = upload(client, images.jpeg(), "../../etc/passwd\x00.jpg")
+    assert response.status_code == 200
+    task = client.get(f"/api/tasks/{response.json()['task_id']}").json()
+    assert task["filename"].startswith("../../etc/passwd")  # shown back as text only
+    stored = list((FileSystemStorage(get_settings().storage_dir).root / "originals").iterdir())
+    assert len(stored) == 1 and stored[0].name.isalnum()
+
+
+def test_result_url_carries_the_root_path_behind_a_prefix(embedded, queue):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    # The server sets the root path (`imgproc api` passes IMGPROC_ROOT_PATH to uvicorn).
+    with TestClient(create_app(), root_path="/imgproc") as client:
+        task_id = upload(client, images.jpeg()).json()["task_id"]
+        complete(client, task_id)
+        assert client.get(f"/api/tasks/{task_id}").json()["result_url"] == f"/imgproc/api/tasks/{task_id}/result"
+
+
+def test_every_response_carries_the_security_headers(client):
+    too_big = b"\xff" * (get_settings().MAX_UPLOAD_BYTES + 1)
+    cross_site = client.post(UPLOAD, files={"file": ("a.jpg", b"x")}, headers={"Origin": "https://evil.example"})
+    responses = [client.get("/"), client.get("/api/tasks"), upload(client, b""), upload(client, too_big), cross_site]
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"

@@ -1,0 +1,19 @@
+"""crud statements whose SQL differs per database (tests/support/crud_contract.py), on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.migrate import upgrade
+
+# The contract's tests, collected here with this module's `database` fixture.
+from tests.support.crud_contract import test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite"])
+def database(request, configure, tmp_path):  # type: ignore[no-untyped-def]
+    configure(DATA_DIR=tmp_path / "data")
+    upgrade()
+    return request.param
+
+

@@ -1,0 +1,75 @@
+"""The storage contract (tests/support/storage_contract.py) on the file system, and the S3
+backend's settings checks that need no server; the S3 servers' run is tests/integration/test_storage.py."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from app.core.config import Settings
+from app.storage import FileSystemStorage, Storage, StorageUnavailable, make_storage, new_original_key
+from tests.fixtures.ports import free_port
+
+# The contract's tests, collected here with this module's `storage` fixture.
+from tests.support.storage_contract import (  # noqa: F401
+    test_a_file_object_is_copied_in_chunks_including_a_multipart_sized_one,
+    test_a_missing_object_is_file_not_found_and_deleting_it_is_fine,
+    test_a_write_is_whole_with_or_without_keeping_it_cached,
+    test_a_write_that_breaks_midway_leaves_the_old_object_or_none,
+    test_an_overwrite_replaces_the_object_and_changes_its_version,
+    test_bytes_written_read_back_whole,
+    test_delete_removes_the_object,
+    test_only_server_made_keys_are_accepted,
+    test_the_store_answers_its_readiness_check,
+)
+
+
+@pytest.fixture(params=["filesystem"])
+def storage(request, tmp_path) -> Storage:
+    return FileSystemStorage(tmp_path / "storage")
+
+
+@pytest.mark.parametrize("keep_cached", [True, False])
+def test_a_file_write_leaves_no_temporary_file(tmp_path, keep_cached):
+    storage = FileSystemStorage(tmp_path)
+    key = new_original_key()
+    storage.write(key, b"x" * 100_000, keep_cached=keep_cached)
+    storage.write(key, b"new", keep_cached=keep_cached)
+    assert storage.read(key) == b"new"
+    assert [path.name for path in (tmp_path / "originals").iterdir()] == [key.split("/")[1]]  # dot files too
+
+
+def test_the_file_system_has_no_signed_urls(tmp_path):
+    storage = FileSystemStorage(tmp_path)
+    assert storage.signed_url("results/1.jpg", filename="x.jpg", cache_seconds=60) is None
+    assert storage.local_path("results/1.jpg") == tmp_path / "results" / "1.jpg"
+
+
+# --- S3, no server ---------------------------------------------------------------------------
+
+
+def test_an_unreachable_store_is_storage_unavailable(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    storage = make_storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5,
+                                    S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"))
+    started = time.monotonic()
+    for call in (storage.check, lambda: storage.write("results/1.jpg", b"x"),
+                 lambda: storage.write("results/1.jpg", io.BytesIO(b"x")), lambda: storage.read("results/1.jpg"),
+                 lambda: storage.stat("results/1.jpg"), lambda: storage.delete("results/1.jpg")):
+        with pytest.raises(StorageUnavailable):
+            call()
+    assert time.monotonic() - started < 10  # fails fast: an upload gets its 503 promptly
+
+
+def test_a_missing_ca_bundle_stops_the_processes_that_use_storage(tmp_path):
+    settings = Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE=tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="IMGPROC_S3_CA_BUNDLE names no file"):
+        make_storage(settings)
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    storage = make_storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_CA_BUNDLE=tmp_path / "ca.pem"))
+    assert storage.ca_bundle == str(tmp_path / "ca.pem")
+
+
