@@ -82,8 +82,10 @@ cluster-dev: tools ## the skaffold loop on the local cluster (root): rebuild + r
 cluster-down: ## stop the local cluster and remove everything it made
 	scripts/cluster down
 
-lint: $(VENV)/.installed-test ## ruff
-	$(BIN)/ruff check app worker operator tests bench
+LINTED := app worker operator tests bench scripts/*.py scripts/test-suite
+lint: $(VENV)/.installed-test ## ruff check and ruff format --check
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures (both storage backends)
 	$(BIN)/pip install -q -e '.[bench]'
