@@ -21,16 +21,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import crud
 from app.api.middleware import BodySizeLimit, CrossSiteGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
-from app.migrate import assert_database_current
-from app.models import utcnow
-from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
-from app.reconciler import reconcile_once
+from app.core.schema import assert_database_current
 from app.storage import StorageUnavailable, get_storage
+from app.tasks import crud
+from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
+from app.tasks.records import utcnow
+from app.tasks.requeue import requeue_stale
 
 log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/api/webhook/"
@@ -38,13 +38,13 @@ WEBHOOK_PREFIX = "/api/webhook/"
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def _reconcile_forever(settings: Settings) -> None:
+async def _requeue_stale_forever(settings: Settings) -> None:
     def once() -> None:
         with session_scope() as session:
             crud.prune_deliveries(
                 session=session, older_than=utcnow() - timedelta(seconds=2 * settings.WEBHOOK_TOLERANCE_SECONDS)
             )
-            reconcile_once(
+            requeue_stale(
                 session=session,
                 enqueue=enqueue_processing,
                 waiting=waiting_messages,
@@ -56,9 +56,9 @@ async def _reconcile_forever(settings: Settings) -> None:
         try:
             await run_in_threadpool(once)
         except (BrokerUnavailable, DBAPIError, PoolTimeout) as exc:
-            log.warning("reconciler: dependencies unavailable (%s); will retry", type(exc).__name__)
-        except Exception:  # one bad round must not end reconciling for the life of the process
-            log.exception("reconciler: round failed; will retry")
+            log.warning("requeue: dependencies unavailable (%s); will retry", type(exc).__name__)
+        except Exception:  # one bad round must not end re-enqueueing for the life of the process
+            log.exception("requeue: round failed; will retry")
 
 
 @contextlib.asynccontextmanager
@@ -68,13 +68,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(assert_database_current)
     if settings.STORAGE_BACKEND == "filesystem":
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    reconciler = asyncio.create_task(_reconcile_forever(settings))
+    requeuer = asyncio.create_task(_requeue_stale_forever(settings))
     try:
         yield
     finally:
-        reconciler.cancel()
+        requeuer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await reconciler
+            await requeuer
 
 
 async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import crud
 from app.core.db import session_scope
-from app.migrate import upgrade
+from app.core.schema import upgrade
+from app.tasks import crud
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

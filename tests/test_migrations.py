@@ -6,7 +6,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from app.migrate import alembic_config, head_revision
+from app.core.schema import alembic_config, head_revision
 
 
 def insert_task(connection) -> int:  # type: ignore[no-untyped-def]
@@ -63,7 +63,7 @@ def test_api_pods_migrating_at_once_take_turns_on_postgresql(configure, pg_datab
     # With the bundled database every API pod's init container runs `imgproc migrate`.
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.migrate import current_revision, upgrade
+    from app.core.schema import current_revision, upgrade
 
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
     with ThreadPoolExecutor(max_workers=4) as pool:

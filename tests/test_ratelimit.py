@@ -4,8 +4,8 @@ import secrets
 
 import pytest
 
+from app.api.ratelimit import MemoryRateLimiter, RedisRateLimiter, make_limiter
 from app.core.config import Settings
-from app.ratelimit import MemoryRateLimiter, RedisRateLimiter, make_limiter
 
 
 def test_memory_limiter_slides_its_window():

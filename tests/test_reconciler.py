@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from app import crud
 from app.core.db import session_scope
-from app.models import Task, TaskStatus, User, utcnow
-from app.queue import enqueue_processing, waiting_messages
-from app.reconciler import reconcile_once
+from app.tasks import crud
+from app.tasks.queueing import enqueue_processing, waiting_messages
+from app.tasks.records import Task, TaskStatus, User, utcnow
+from app.tasks.requeue import requeue_stale
 
 
 def make_tasks(count: int, *, age_seconds: int, status: TaskStatus = TaskStatus.PENDING) -> list[int]:
@@ -38,9 +38,9 @@ def test_stale_unfinished_tasks_are_enqueued_again_once(embedded):
     make_tasks(1, age_seconds=900, status=TaskStatus.COMPLETED)
     sent: list[int] = []
     with session_scope() as session:
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == stale
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == stale
         # enqueued_at was refreshed: the next round leaves them alone
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == []
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == []
     assert sent == stale
 
 
@@ -48,7 +48,7 @@ def test_nothing_is_re_sent_while_a_backlog_is_waiting(embedded):
     make_tasks(3, age_seconds=900)
     sent: list[int] = []
     with session_scope() as session:
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 7, older_than_seconds=600) == []
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 7, older_than_seconds=600) == []
     assert sent == []
 
 
@@ -62,7 +62,7 @@ def test_waiting_messages_counts_the_real_queue(embedded):
 def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
     # Every API replica runs the reconciler; on PostgreSQL the rows one holds are skipped by the other.
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
-    from app.migrate import upgrade
+    from app.core.schema import upgrade
 
     upgrade()
     stale = make_tasks(4, age_seconds=900)
@@ -74,10 +74,10 @@ def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, p
         assert [task.id for task in held] == stale
         # ...when the second one runs a whole round.
         with session_scope() as second:
-            reconcile_once(session=second, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+            requeue_stale(session=second, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
         first_replica.extend(task.id for task in held)
         crud.touch_enqueued(session=first, task_ids=first_replica)
     with session_scope() as later:  # and after the first committed, the tasks are fresh again
-        reconcile_once(session=later, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+        requeue_stale(session=later, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
     assert first_replica == stale
     assert second_replica == []

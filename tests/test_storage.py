@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.storage import FileSystemStorage, S3Storage, Storage, StorageUnavailable, make_storage, new_original_key
+from app.storage import Storage, StorageUnavailable, make_storage, new_original_key
+from app.storage.filesystem import FileSystemStorage
+from app.storage.s3 import S3Storage
 from tests.fixtures.ports import free_port
 
 

@@ -12,12 +12,13 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
-from app import crud, imaging
+from app import imaging
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.schemas import OutcomeReport, TaskMetadata
 from app.storage import Storage, StorageUnavailable, get_storage, result_key
+from app.tasks import crud
 from worker.reporting import ReportNotDelivered, TaskGone, deliver
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,14 @@ def report(outcome: OutcomeReport, storage: Storage) -> None:
 @lru_cache
 def _reporter() -> ThreadPoolExecutor:
     # The report's HTTP round trip overlaps the next image instead of delaying it. A report
-    # lost with a killed process leaves the task `processing`; the API's reconciler re-sends it.
+    # lost with a killed process leaves the task `processing`; the API re-enqueues it (app.tasks.requeue).
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
 
 
 def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
     try:
         report(outcome, storage)
-    except Exception:  # broker down as well: the reconciler is the backstop
+    except Exception:  # broker down as well: the API's re-enqueueing is the backstop
         log.exception("task %s: report neither delivered nor queued", outcome.task_id)
 
 
@@ -173,7 +174,7 @@ def process_image(self: CeleryTask, task_id: int) -> str:
         # Every earlier run died with its worker (OOM, a crash) or its report was lost each time.
         outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
     else:
-        return "already finished or deleted"  # a redelivered or reconciled duplicate
+        return "already finished or deleted"  # a redelivered or re-enqueued duplicate
     report_in_background(outcome, storage)
     return outcome.status
 

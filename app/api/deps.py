@@ -11,14 +11,14 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app import crud
 from app.api.middleware import ISSUED_COOKIE
+from app.api.ratelimit import RateLimiter, make_limiter
 from app.core import replica
 from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
-from app.models import User
-from app.ratelimit import RateLimiter, make_limiter
 from app.storage import Storage, get_storage
+from app.tasks import crud
+from app.tasks.records import User
 
 
 # FastAPI runs a plain `def` dependency in the thread pool, a hand-off that costs more than these

@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     # A task whose runs died with their worker this many times (OOM on one image, a crash
     # loop, lost reports) is failed instead of being run again.
     MAX_TASK_ATTEMPTS: int = Field(5, ge=1)
-    # Tasks still pending/processing after this long are re-enqueued by the reconciler.
+    # Tasks still pending/processing after this long are re-enqueued by the API (app.tasks.requeue;
+    # the names keep "reconcile", the settings users know).
     RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)
     RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)
     WORKER_HEARTBEAT_FILE: Path | None = None  # default: <DATA_DIR>/worker-heartbeat

@@ -19,7 +19,7 @@ import kopf
 
 from autoscaler import metrics
 from autoscaler.kube import Kube, KubeError
-from autoscaler.queue import QueueReader, RedisSource, redacted
+from autoscaler.queue_reader import QueueReader, RedisSource, redacted
 from autoscaler.scaling import (
     DEFAULT_POLLING_INTERVAL,
     Decision,

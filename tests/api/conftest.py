@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
-from app.models import Task
+from app.tasks.records import Task
 
 
 @dataclass
@@ -20,7 +20,7 @@ class RecordingQueue:
     fail: bool = False
 
     def __call__(self, task_id: int) -> None:
-        from app.queue import BrokerUnavailable
+        from app.tasks.queueing import BrokerUnavailable
 
         engine = create_engine(self.database_url)
         with engine.connect() as other_connection:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.models import User
+from app.tasks.records import User
 from tests.api.routes.test_tasks import upload
 from tests.utils import images
 

@@ -5,11 +5,12 @@ import json
 import pytest
 from sqlalchemy import update
 
-from app import crud
 from app.core.db import session_scope
-from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
-from app.storage import FileSystemStorage, new_original_key, result_key
+from app.storage import new_original_key, result_key
+from app.storage.filesystem import FileSystemStorage
+from app.tasks import crud
+from app.tasks.records import Task, TaskStatus, User
 from tests.utils import images
 
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app import crud, imaging
+from app import imaging
 from app.api.deps import (
     CurrentUser,
     ReadingUser,
@@ -27,8 +27,6 @@ from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
 from app.core.config import Settings
-from app.models import Task, TaskStatus, User
-from app.queue import BrokerUnavailable, enqueue_processing
 from app.schemas import (
     ErrorResponse,
     IsReadyResponse,
@@ -39,6 +37,9 @@ from app.schemas import (
     task_public,
 )
 from app.storage import Storage, StorageUnavailable, new_original_key, result_key
+from app.tasks import crud
+from app.tasks.queueing import BrokerUnavailable, enqueue_processing
+from app.tasks.records import Task, TaskStatus, User
 
 log = logging.getLogger(__name__)
 router = APIRouter(

@@ -6,13 +6,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from app import crud
 from app.api.deps import SessionDep, SettingsDep
 from app.api.outcome_waiters import notify_outcome
 from app.core.webhook_signing import SignatureError, verify
-from app.models import TaskStatus
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
 from app.storage import result_key
+from app.tasks import crud
+from app.tasks.records import TaskStatus
 
 router = APIRouter(tags=["internal"])
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from app import crud
 from app.api import outcome_waiters
 from app.core.db import get_engine, session_scope
-from app.models import TaskStatus
+from app.tasks import crud
+from app.tasks.records import TaskStatus
 from tests.api.routes.test_tasks import upload
 from tests.api.signing import report_outcome
 from tests.utils import images

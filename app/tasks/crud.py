@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import Task, TaskStatus, User, WebhookDelivery, utcnow
+from app.tasks.records import Task, TaskStatus, User, WebhookDelivery, utcnow
 
 
 def hash_token(token: str) -> str:
@@ -179,7 +179,7 @@ def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int
     """Tasks that should have finished by now: their message may have been lost.
 
     Locked until the transaction ends (PostgreSQL; SQLite has one writer anyway), and rows
-    another transaction holds are skipped: every API replica reconciles, and without the
+    another transaction holds are skipped: every API replica re-enqueues (app.tasks.requeue), and without the
     lock two of them could re-send the same task before either recorded it."""
     query = (
         select(Task)

@@ -1,189 +1,16 @@
-"""Originals and results, addressed by server-made keys only, on one of two backends:
-
-- FileSystemStorage: a directory shared by API and workers (the embedded default);
-- S3Storage: an S3-compatible bucket (AWS, SeaweedFS, versitygw, ...), so API and workers
-  share no volume.
-
-Both keep the same promises: a reader sees the old object or the whole new one, never part
-of one; keys come from `new_original_key`/`result_key` and nothing else; a missing object is
-FileNotFoundError. An unreachable or refusing object store is StorageUnavailable (retry later:
-the API answers 503, the worker retries the run). The file system keeps its OSError semantics
-(a full disk fails the task with a reason, as it always did).
-"""
+"""The S3 backend: an S3-compatible bucket (AWS, SeaweedFS, versitygw, ...), so that API and
+workers share no volume. An unreachable or refusing store is StorageUnavailable."""
 
 from __future__ import annotations
 
-import logging
 import os
-import re
-import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
-from app.core.config import Settings, get_settings
-
-log = logging.getLogger(__name__)
-
-# Keys are made here (task ids, random tokens), never from client input; the pattern is
-# a second line of defence against a key that could climb out of the storage root.
-_KEY = re.compile(r"^(originals|results)/[A-Za-z0-9_-]{1,64}(\.jpg)?$")
-_CHUNK = 1024 * 1024
-
-
-class StorageUnavailable(Exception):
-    """The store cannot be reached or refuses to work right now: retry later."""
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    size: int
-    # Changes whenever the content may have changed (mtime for files, the S3 ETag for objects).
-    version: str
-
-
-def check_key(key: str) -> str:
-    if not _KEY.fullmatch(key):
-        raise ValueError(f"invalid storage key {key!r}")
-    return key
-
-
-def new_original_key() -> str:
-    return f"originals/{secrets.token_hex(16)}"
-
-
-def result_key(task_id: int) -> str:
-    # Derived from the task id: a re-run overwrites the same object, never a second one.
-    return f"results/{task_id}.jpg"
-
-
-class Storage(Protocol):
-    backend: str
-
-    def write(
-        self,
-        key: str,
-        data: bytes | BinaryIO,
-        *,
-        content_type: str = "application/octet-stream",
-        keep_cached: bool = True,
-    ) -> None:
-        """Atomic. `data` may be a file object: it is copied in chunks, not read whole.
-        ``keep_cached=False`` is a hint that this process will not read the object again (the
-        file system drops its pages from the page cache; S3 has nothing to drop)."""
-
-    def read(self, key: str) -> bytes: ...
-
-    def stat(self, key: str) -> StoredObject | None: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def iter_bytes(self, key: str) -> Iterator[bytes]: ...
-
-    def local_path(self, key: str) -> Path | None:
-        """The file behind a key when there is one (the API then serves it with FileResponse)."""
-
-    def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
-        """A short-lived URL a browser can fetch the object from, or None (stream it instead)."""
-
-    def delete(self, key: str) -> None:
-        """Removes the object; a missing one is fine."""
-
-    def check(self) -> None:
-        """Raises StorageUnavailable unless the store answers (readiness)."""
-
-    def list_keys(self, prefix: str) -> Iterator[str]: ...
-
-
-class FileSystemStorage:
-    backend = "filesystem"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, key: str) -> Path:
-        return self.root / check_key(key)
-
-    def write(
-        self,
-        key: str,
-        data: bytes | BinaryIO,
-        *,
-        content_type: str = "application/octet-stream",
-        keep_cached: bool = True,
-    ) -> None:
-        """Atomic: readers see the old file or the whole new one, never a partial write.
-
-        ``keep_cached=False``: once the data is on disk (fsync), its pages leave this machine's page
-        cache. For a file this process will not read again (the API and the originals: the worker
-        reads them, usually on another node). Measured on the 2-vCPU development VM, writing a 4 MB
-        original costs 6-8 ms of CPU when the kernel has to find fresh pages for it and 1.5 ms when
-        the pages of the previous upload are handed back this way; reading it back from disk costs
-        the worker about 1 ms more than from the cache.
-        """
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                if isinstance(data, bytes | bytearray | memoryview):
-                    fh.write(data)
-                else:
-                    while chunk := data.read(_CHUNK):
-                        fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-                if not keep_cached and hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def read(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
-
-    def stat(self, key: str) -> StoredObject | None:
-        try:
-            st = self.path(key).stat()
-        except FileNotFoundError:
-            return None
-        return StoredObject(size=st.st_size, version=str(st.st_mtime_ns))
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
-
-    def iter_bytes(self, key: str) -> Iterator[bytes]:
-        with open(self.path(key), "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                yield chunk
-
-    def local_path(self, key: str) -> Path | None:
-        return self.path(key)
-
-    def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
-        return None
-
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
-
-    def check(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageUnavailable(f"{self.root}: {exc}") from exc
-        if not os.access(self.root, os.W_OK):
-            raise StorageUnavailable(f"{self.root} is not a writable directory")
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        base = self.root / prefix
-        if base.is_dir():
-            for path in sorted(base.iterdir()):
-                if path.is_file() and not path.name.startswith("."):
-                    yield f"{prefix.rstrip('/')}/{path.name}"
-
+from app.core.config import Settings
+from app.storage import CHUNK, StorageUnavailable, StoredObject, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -291,7 +118,7 @@ class S3Storage:
 
         self._call("upload", key, self.client.upload_fileobj, Fileobj=data, Bucket=self.bucket, Key=name,
                    ExtraArgs={"ContentType": content_type},
-                   Config=TransferConfig(multipart_threshold=8 * _CHUNK, multipart_chunksize=8 * _CHUNK,
+                   Config=TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK,
                                          use_threads=False))
 
     def read(self, key: str) -> bytes:
@@ -313,7 +140,7 @@ class S3Storage:
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         body = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self.object_key(key))["Body"]
         try:
-            yield from body.iter_chunks(_CHUNK)
+            yield from body.iter_chunks(CHUNK)
         finally:
             body.close()
 
@@ -354,15 +181,3 @@ class S3Storage:
 
         for page in self._call("list", prefix, pages):
             yield from page
-
-
-def make_storage(settings: Settings) -> Storage:
-    if settings.STORAGE_BACKEND == "s3":
-        return S3Storage(settings)
-    return FileSystemStorage(settings.storage_dir)
-
-
-@lru_cache
-def get_storage() -> Storage:
-    """The process's one storage object (and so its one S3 client)."""
-    return make_storage(get_settings())
