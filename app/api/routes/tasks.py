@@ -65,15 +65,16 @@ def _display_name(name: str | None) -> str:
     return _UNPRINTABLE.sub("", name or "")[:255]
 
 
-def _owned_task(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
+def _owned_task_on_primary(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
+    """The caller's task, read from the primary (for the routes that act on it); 404 otherwise."""
     task = crud.get_owned_task(session=session, owner=user, task_id=task_id)
     if task is None:  # another user's task and a missing one look the same
         raise HTTPException(404, NOT_FOUND)
     return task
 
 
-def _read_owned_task(session: Session, user: User, task_id: int) -> Task:
-    """As _owned_task, for the status routes: a finished task may come from the read replica;
+def _owned_task_for_status(session: Session, user: User, task_id: int) -> Task:
+    """The caller's task for the status routes: a finished task may come from the read replica;
     a missing or unfinished one is read from the primary (app.core.replica says why). A finished
     task can still be deleted, so the primary confirms it is there (a probe, not the row): a
     task deleted a moment ago is never shown again from a replica that has not replayed it."""
@@ -226,11 +227,11 @@ async def _task_when_ready(
     replica) and every ``recheck`` seconds (outcomes applied by other replicas), and a client that
     went away stops the wait."""
     if wait <= 0:
-        return await run_in_threadpool(_read_owned_task, session, user, task_id)
+        return await run_in_threadpool(_owned_task_for_status, session, user, task_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with waiting_for(task_id) as waiter:  # before the first read: no outcome slips in between
-        task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+        task = await run_in_threadpool(_owned_task_for_status_releasing_connection, session, user, task_id)
         while not task.status.terminal:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -238,14 +239,14 @@ async def _task_when_ready(
             await waiter.wait(min(remaining, recheck))
             if await request.is_disconnected():
                 break
-            task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+            task = await run_in_threadpool(_owned_task_for_status_releasing_connection, session, user, task_id)
     return task
 
 
-def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
+def _owned_task_for_status_releasing_connection(session: Session, user: User, task_id: int) -> Task:
     """Reads the task in a fresh transaction and gives the connection back to the pool."""
     try:
-        return _read_owned_task(session, user, task_id)
+        return _owned_task_for_status(session, user, task_id)
     finally:
         session.close()
 
@@ -317,7 +318,7 @@ async def get_task(
 def get_result(
     task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
-    task = _owned_task(session, user, task_id)  # another user's task: 404 before anything is signed
+    task = _owned_task_on_primary(session, user, task_id)  # another user's task: 404 before anything is signed
     if task.status is not TaskStatus.COMPLETED or not task.result_key:
         raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
     stored = storage.stat(task.result_key)
@@ -358,7 +359,7 @@ def get_result(
 @router.delete("/api/tasks/{task_id}", status_code=204, responses=_errors)
 def delete_task(task_id: TaskId, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
     """Removes the task, its original and its result."""
-    task = _owned_task(session, user, task_id)
+    task = _owned_task_on_primary(session, user, task_id)
     keys = [task.source_key, task.result_key or result_key(task.id)]
     storage.check()  # an outage is a 503 with the task kept, not a row gone and its objects left behind
     crud.delete_task(session=session, task=task)
