@@ -130,7 +130,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="imgproc",
         version="0.1.0",
-        summary="Upload images; get web-ready JPEGs (EXIF-oriented, RGB, within 800x600, quality 85).",
+        summary=f"Upload images; get web-ready JPEGs (EXIF-oriented, RGB, {settings.output_spec.describe()}).",
         lifespan=lifespan,
     )
     app.include_router(health.router)

@@ -31,21 +31,11 @@ MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
 
 
-def spec_from_settings() -> imaging.Spec:
-    settings = get_settings()
-    return imaging.Spec(
-        max_width=settings.OUTPUT_MAX_WIDTH,
-        max_height=settings.OUTPUT_MAX_HEIGHT,
-        quality=settings.JPEG_QUALITY,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-    )
-
-
 def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport:
     """Pure processing plus the one write; every declared image error becomes a failed outcome."""
     started = time.perf_counter()
     try:
-        result = imaging.process(source, spec_from_settings())
+        result = imaging.process(source, get_settings().output_spec)
     except imaging.ImageError as exc:
         return failed(task_id, str(exc))
     key = result_key(task_id)

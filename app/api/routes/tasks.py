@@ -173,7 +173,7 @@ def _accept_upload(
     if upload.too_large:
         raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
     try:
-        info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        info = imaging.inspect(data, max_pixels=settings.output_spec.max_pixels)
     except imaging.ImageError as exc:
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
