@@ -26,6 +26,7 @@ from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.schema import assert_database_current
+from app.core.webhook_signing import WEBHOOK_PREFIX
 from app.storage import StorageUnavailable, get_storage
 from app.tasks import crud
 from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
@@ -33,7 +34,6 @@ from app.tasks.records import utcnow
 from app.tasks.requeue import requeue_stale
 
 log = logging.getLogger(__name__)
-WEBHOOK_PREFIX = "/api/webhook/"
 # Room for the multipart envelope around a file of exactly MAX_UPLOAD_BYTES.
 MULTIPART_OVERHEAD = 64 * 1024
 

@@ -7,9 +7,7 @@ from functools import lru_cache
 import httpx
 
 from app.core.config import Settings
-from app.core.webhook_signing import sign
-
-WEBHOOK_PATH = "/api/webhook/task-complete"
+from app.core.webhook_signing import WEBHOOK_PATH, sign
 
 
 class ReportNotDelivered(Exception):

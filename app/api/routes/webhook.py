@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.outcome_waiters import notify_outcome
-from app.core.webhook_signing import SignatureError, verify
+from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
 from app.storage import result_key
 from app.tasks import crud
@@ -18,7 +18,7 @@ router = APIRouter(tags=["internal"])
 
 
 @router.post(
-    "/api/webhook/task-complete",
+    WEBHOOK_PATH,
     response_model=WebhookAck,
     responses={
         401: {"model": ErrorResponse, "description": "Unsigned, wrongly signed, stale or replayed."},
