@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.addresses import parse_host_port
 from app.imaging.models import Spec
 
 _DEFAULT_SPEC = Spec()
@@ -40,18 +41,6 @@ def _local_secret(path: Path) -> bytes:
         finally:
             tmp.unlink()
     return path.read_text().strip().encode()
-
-
-def _host_port(item: str, default_port: int) -> tuple[str, int]:
-    """"host:port", "host" or "[v6]:port" -> (host, port); ValueError on garbage."""
-    text = item.strip()
-    host, sep, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{item!r} is not host:port")
-    return host, int(port)
 
 
 class MissingWebhookSecret(RuntimeError):
@@ -187,7 +176,7 @@ class Settings(BaseSettings):
     @property
     def redis_sentinels(self) -> list[tuple[str, int]]:
         """(host, port) of every sentinel; [] without Sentinel."""
-        return [_host_port(item, 26379) for item in self.REDIS_SENTINELS.split(",") if item.strip()]
+        return [parse_host_port(item, 26379) for item in self.REDIS_SENTINELS.split(",") if item.strip()]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
