@@ -11,23 +11,22 @@ from datetime import timedelta
 from importlib import resources
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.errors import add_error_handlers
 from app.api.middleware import BodySizeLimit, CrossSiteGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.schema import assert_database_current
 from app.core.webhook_signing import WEBHOOK_PREFIX
-from app.storage import StorageUnavailable, get_storage
+from app.storage import get_storage
 from app.tasks import crud
 from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.tasks.records import utcnow
@@ -77,12 +76,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await requeuer
 
 
-async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": "The database is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
-    )
-
-
 class FrontendFiles(StaticFiles):
     """The page's files. When results are served as signed URLs of the object store, the page's
     Content-Security-Policy admits images from that origin too (the thumbnails follow the 302)."""
@@ -108,23 +101,6 @@ def _signed_url_origin() -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("storage unavailable: %s", exc)
-    return JSONResponse(
-        {"detail": "File storage is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
-    )
-
-
-async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    # Starlette answers from the first route whose path matches, so `Allow` would list only
-    # that route's methods; collect them from every route on the path.
-    allowed: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
-            allowed |= route.methods
-    return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
-
-
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
@@ -136,10 +112,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(webhook.router)
-    app.add_exception_handler(405, _method_not_allowed)
-    for exc_type in (OperationalError, PoolTimeout, DBAPIError):
-        app.add_exception_handler(exc_type, _database_unavailable)
-    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    add_error_handlers(app)
 
     frontend = resources.files("app") / "static" / "frontend"
     if frontend.is_dir():

@@ -19,10 +19,9 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
-    too_many_requests,
     upload_limiter,
 )
-from app.api.middleware import file_too_large
+from app.api.errors import FileTooLarge, TaskNotFound, TooManyRequests
 from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
@@ -51,7 +50,6 @@ router = APIRouter(
 )
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
-NOT_FOUND = "Task not found."
 MAX_STATUS_WAIT_SECONDS = 30
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
@@ -68,8 +66,8 @@ def _display_name(name: str | None) -> str:
 def _owned_task_on_primary(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
     """The caller's task, read from the primary (for the routes that act on it); 404 otherwise."""
     task = crud.get_owned_task(session=session, owner=user, task_id=task_id)
-    if task is None:  # another user's task and a missing one look the same
-        raise HTTPException(404, NOT_FOUND)
+    if task is None:
+        raise TaskNotFound()
     return task
 
 
@@ -88,7 +86,7 @@ def _owned_task_for_status(session: Session, user: User, task_id: int) -> Task:
 
     task = replica.read(session, lambda s: crud.get_owned_task(session=s, owner=user, task_id=task_id), good=final)
     if task is None:
-        raise HTTPException(404, NOT_FOUND)
+        raise TaskNotFound()
     return task
 
 
@@ -163,22 +161,22 @@ def _accept_upload(
 ) -> NewTaskResponse:
     wait = upload_limiter().acquire(f"user:{user.id}")
     if wait:
-        raise too_many_requests("Upload rate limit reached; retry later.", wait)
+        raise TooManyRequests("Upload rate limit reached; retry later.", wait)
     if crud.count_unfinished_tasks(session=session, owner=user) >= settings.MAX_PENDING_TASKS_PER_USER:
-        raise too_many_requests(
+        raise TooManyRequests(
             f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
             5,
         )
     data = upload.data
     if upload.too_large:
-        raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
+        raise FileTooLarge(settings.MAX_UPLOAD_BYTES)
     try:
         info = imaging.inspect(data, max_pixels=settings.output_spec.max_pixels)
     except imaging.ImageError as exc:
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
     source_key = new_original_key()
-    # An unreachable store is a 503 (app.main) with nothing stored (a write is atomic) and no row yet.
+    # An unreachable store is a 503 (app.api.errors) with nothing stored (a write is atomic) and no row yet.
     storage.write(source_key, data, keep_cached=False)  # the API never reads an original again
     try:
         task = crud.create_task(
@@ -196,13 +194,12 @@ def _accept_upload(
     # Committed above, so the worker always finds the row it is sent.
     try:
         enqueue_processing(task.id)
-    except BrokerUnavailable as exc:
-        # No row without a queued message: the upload is undone and the client retries.
+    except BrokerUnavailable:
+        # No row without a queued message: the upload is undone, and the client retries on the
+        # 503 this becomes (app.api.errors).
         crud.delete_task(session=session, task=task)
         _discard(storage, source_key)
-        raise HTTPException(
-            503, "The processing queue is unavailable; retry shortly.", headers={"Retry-After": "5"}
-        ) from exc
+        raise
     return NewTaskResponse(task_id=task.id, message="Task created successfully")
 
 
@@ -323,7 +320,7 @@ def get_result(
         raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
     stored = storage.stat(task.result_key)
     if stored is None:
-        raise HTTPException(404, NOT_FOUND)
+        raise TaskNotFound()
     etag = f'"{task.id}-{stored.size}-{stored.version}"'
     # Results are private to their owner: browsers may cache them, shared caches may not.
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
@@ -340,13 +337,13 @@ def get_result(
         try:
             stat = path.stat()
         except FileNotFoundError as exc:
-            raise HTTPException(404, NOT_FOUND) from exc
+            raise TaskNotFound() from exc
         return FileResponse(path, media_type="image/jpeg", headers=headers, filename=filename, stat_result=stat)
     try:
         chunks = storage.iter_bytes(task.result_key)
         first = next(chunks, b"")  # a missing object or an outage surfaces here, before the status line
     except FileNotFoundError as exc:
-        raise HTTPException(404, NOT_FOUND) from exc
+        raise TaskNotFound() from exc
 
     def body():  # type: ignore[no-untyped-def]
         yield first
