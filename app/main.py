@@ -9,7 +9,6 @@ import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import resources
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -92,15 +91,6 @@ class FrontendFiles(StaticFiles):
         return HTMLResponse(page, status_code=status_code)
 
 
-def _signed_url_origin() -> str:
-    """scheme://host of the signed result URLs, or "" when results come from the API itself."""
-    url = get_storage().signed_url("results/1.jpg", filename="x.jpg", cache_seconds=1)  # signing is local
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
@@ -116,9 +106,8 @@ def create_app() -> FastAPI:
 
     frontend = resources.files("app") / "static" / "frontend"
     if frontend.is_dir():
-        app.mount(
-            "/frontend", FrontendFiles(directory=str(frontend), image_origin=_signed_url_origin()), name="frontend"
-        )
+        page = FrontendFiles(directory=str(frontend), image_origin=get_storage().public_origin())
+        app.mount("/frontend", page, name="frontend")
 
         @app.get("/frontend", include_in_schema=False)
         def frontend_redirect() -> RedirectResponse:

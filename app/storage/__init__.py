@@ -87,6 +87,10 @@ class Storage(Protocol):
     def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
         """A short-lived URL a browser can fetch the object from, or None (stream it instead)."""
 
+    def public_origin(self) -> str:
+        """scheme://host of the URLs signed_url hands out, "" when it hands out none (the results
+        come from the API itself). The page admits images from it (Content-Security-Policy)."""
+
     def delete(self, key: str) -> None:
         """Removes the object; a missing one is fine."""
 

@@ -80,6 +80,9 @@ class FileSystemStorage:
     def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
         return None
 
+    def public_origin(self) -> str:
+        return ""
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 

@@ -3,14 +3,25 @@ workers share no volume. An unreachable or refusing store is StorageUnavailable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from app.core.config import Settings
 from app.storage import CHUNK, StorageUnavailable, StoredObject, check_key
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -164,6 +175,18 @@ class S3Storage:
             },
             ExpiresIn=self.signed_url_seconds,
         )
+
+    def public_origin(self) -> str:
+        """Where the signed URLs point, worked out the way botocore builds them (no signing, no
+        I/O): the public endpoint (or AWS's regional one), with the bucket as a virtual host when
+        that addressing is on and the bucket can be a host name (no dots; not on an IP address)."""
+        if not self.signed_urls:
+            return ""
+        endpoint = urlsplit(self._pair()[1].meta.endpoint_url)
+        host = endpoint.netloc
+        if self.addressing_style == "virtual" and "." not in self.bucket and not _is_ip(endpoint.hostname or ""):
+            host = f"{self.bucket}.{host}"
+        return f"{endpoint.scheme}://{host}"
 
     def delete(self, key: str) -> None:
         self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=self.object_key(key))
