@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 def parse_host_port(item: str, default_port: int | None = None) -> tuple[str, int]:
-    """"host:port", "[v6]:port", and "host" or "[v6]" when there is a default port -> (host, port);
-    ValueError naming the item otherwise."""
+    """(host, port) of "host:port" or "[v6]:port", and of "host" or "[v6]" when there is a default
+    port; ValueError naming the item otherwise."""
     text = item.strip()
     host, sep, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
     if not sep and default_port is not None:

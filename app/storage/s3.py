@@ -122,15 +122,28 @@ class S3Storage:
         nothing of an object stays in this machine's page cache."""
         name = self.object_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
-            self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=name, Body=bytes(data),
-                       ContentType=content_type)
+            self._call(
+                "put",
+                key,
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=name,
+                Body=bytes(data),
+                ContentType=content_type,
+            )
             return
         from boto3.s3.transfer import TransferConfig
 
-        self._call("upload", key, self.client.upload_fileobj, Fileobj=data, Bucket=self.bucket, Key=name,
-                   ExtraArgs={"ContentType": content_type},
-                   Config=TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK,
-                                         use_threads=False))
+        self._call(
+            "upload",
+            key,
+            self.client.upload_fileobj,
+            Fileobj=data,
+            Bucket=self.bucket,
+            Key=name,
+            ExtraArgs={"ContentType": content_type},
+            Config=TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK, use_threads=False),
+        )
 
     def read(self, key: str) -> bytes:
         def get() -> bytes:
@@ -198,7 +211,7 @@ class S3Storage:
         def pages() -> list[list[str]]:
             paginator = self.client.get_paginator("list_objects_v2")
             return [
-                [obj["Key"][len(self.prefix):] for obj in page.get("Contents", [])]
+                [obj["Key"][len(self.prefix) :] for obj in page.get("Contents", [])]
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
             ]
 
