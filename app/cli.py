@@ -10,11 +10,11 @@ import sys
 import time
 
 from app.core.config import get_settings
-from app.logging import configure_logging
+from app.core.logging_setup import configure_logging
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.migrate import upgrade, wait_until_current
+    from app.core.schema import upgrade, wait_until_current
 
     if args.check:
         if not wait_until_current(wait_seconds=args.wait):
@@ -110,13 +110,13 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return run() or 0
 
 
-def cmd_reconcile(args: argparse.Namespace) -> int:
+def cmd_requeue(args: argparse.Namespace) -> int:
     from app.core.db import session_scope
-    from app.queue import enqueue_processing, waiting_messages
-    from app.reconciler import reconcile_once
+    from app.tasks.queueing import enqueue_processing, waiting_messages
+    from app.tasks.requeue import requeue_stale
 
     with session_scope() as session:
-        ids = reconcile_once(
+        ids = requeue_stale(
             session=session,
             enqueue=enqueue_processing,
             waiting=waiting_messages,
@@ -130,7 +130,7 @@ def cmd_storage_migrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from app.storage import get_storage
-    from app.storage_migrate import run
+    from app.storage.copy_to_bucket import run
 
     settings = get_settings()
     if settings.STORAGE_BACKEND != "s3":
@@ -148,7 +148,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Embedded mode: migrate, start a worker beside the API, stop both on Ctrl-C."""
-    from app.migrate import upgrade
+    from app.core.schema import upgrade
 
     settings = get_settings()
     upgrade()
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "the operator released them (the chart's pre-delete hook)")
     operator.add_argument("--timeout", type=float, default=60, help="with --uninstall: seconds to wait")
     operator.set_defaults(func=cmd_operator)
-    sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_reconcile)
+    sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_requeue)
     storage = sub.add_parser("storage", help="file storage maintenance")
     storage_sub = storage.add_subparsers(dest="storage_command", required=True)
     storage_migrate = storage_sub.add_parser(

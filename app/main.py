@@ -9,42 +9,40 @@ import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import resources
-from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import crud
+from app.api.errors import add_error_handlers
 from app.api.middleware import BodySizeLimit, CrossSiteGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
-from app.migrate import assert_database_current
-from app.models import utcnow
-from app.queue import BrokerUnavailable, enqueue_processing, waiting_messages
-from app.reconciler import reconcile_once
-from app.storage import StorageUnavailable, get_storage
+from app.core.schema import assert_database_current
+from app.core.webhook_signing import WEBHOOK_PREFIX
+from app.storage import get_storage
+from app.tasks import crud
+from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
+from app.tasks.records import utcnow
+from app.tasks.requeue import requeue_stale
 
 log = logging.getLogger(__name__)
-WEBHOOK_PREFIX = "/api/webhook/"
 # Room for the multipart envelope around a file of exactly MAX_UPLOAD_BYTES.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def _reconcile_forever(settings: Settings) -> None:
+async def _requeue_stale_forever(settings: Settings) -> None:
     def once() -> None:
         with session_scope() as session:
             crud.prune_deliveries(
                 session=session, older_than=utcnow() - timedelta(seconds=2 * settings.WEBHOOK_TOLERANCE_SECONDS)
             )
-            reconcile_once(
+            requeue_stale(
                 session=session,
                 enqueue=enqueue_processing,
                 waiting=waiting_messages,
@@ -56,9 +54,9 @@ async def _reconcile_forever(settings: Settings) -> None:
         try:
             await run_in_threadpool(once)
         except (BrokerUnavailable, DBAPIError, PoolTimeout) as exc:
-            log.warning("reconciler: dependencies unavailable (%s); will retry", type(exc).__name__)
-        except Exception:  # one bad round must not end reconciling for the life of the process
-            log.exception("reconciler: round failed; will retry")
+            log.warning("requeue: dependencies unavailable (%s); will retry", type(exc).__name__)
+        except Exception:  # one bad round must not end re-enqueueing for the life of the process
+            log.exception("requeue: round failed; will retry")
 
 
 @contextlib.asynccontextmanager
@@ -68,19 +66,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(assert_database_current)
     if settings.STORAGE_BACKEND == "filesystem":
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    reconciler = asyncio.create_task(_reconcile_forever(settings))
+    requeuer = asyncio.create_task(_requeue_stale_forever(settings))
     try:
         yield
     finally:
-        reconciler.cancel()
+        requeuer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await reconciler
-
-
-async def _database_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": "The database is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
-    )
+            await requeuer
 
 
 class FrontendFiles(StaticFiles):
@@ -99,53 +91,23 @@ class FrontendFiles(StaticFiles):
         return HTMLResponse(page, status_code=status_code)
 
 
-def _signed_url_origin() -> str:
-    """scheme://host of the signed result URLs, or "" when results come from the API itself."""
-    url = get_storage().signed_url("results/1.jpg", filename="x.jpg", cache_seconds=1)  # signing is local
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-async def _storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("storage unavailable: %s", exc)
-    return JSONResponse(
-        {"detail": "File storage is unavailable; retry shortly."}, status_code=503, headers={"Retry-After": "5"}
-    )
-
-
-async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    # Starlette answers from the first route whose path matches, so `Allow` would list only
-    # that route's methods; collect them from every route on the path.
-    allowed: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
-            allowed |= route.methods
-    return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
-
-
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
         title="imgproc",
         version="0.1.0",
-        summary="Upload images; get web-ready JPEGs (EXIF-oriented, RGB, within 800x600, quality 85).",
+        summary=f"Upload images; get web-ready JPEGs (EXIF-oriented, RGB, {settings.output_spec.describe()}).",
         lifespan=lifespan,
     )
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(webhook.router)
-    app.add_exception_handler(405, _method_not_allowed)
-    for exc_type in (OperationalError, PoolTimeout, DBAPIError):
-        app.add_exception_handler(exc_type, _database_unavailable)
-    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    add_error_handlers(app)
 
     frontend = resources.files("app") / "static" / "frontend"
     if frontend.is_dir():
-        app.mount(
-            "/frontend", FrontendFiles(directory=str(frontend), image_origin=_signed_url_origin()), name="frontend"
-        )
+        page = FrontendFiles(directory=str(frontend), image_origin=get_storage().public_origin())
+        app.mount("/frontend", page, name="frontend")
 
         @app.get("/frontend", include_in_schema=False)
         def frontend_redirect() -> RedirectResponse:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import Task, TaskStatus
+from app.tasks.records import Task, TaskStatus
 
 Status = Literal["pending", "processing", "completed", "failed"]
 

@@ -1,50 +1,42 @@
-"""Thin Celery wrappers: load by id, call the pure pipeline, store, report."""
+"""Thin Celery wrappers: load by id, call the pure pipeline, store, report (how a report is
+delivered and retried: worker.reporting)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
-from app import crud, imaging
+from app import imaging
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.schemas import OutcomeReport, TaskMetadata
 from app.storage import Storage, StorageUnavailable, get_storage, result_key
-from worker.reporting import ReportNotDelivered, TaskGone, deliver
+from app.tasks import crud
+from worker.reporting import (
+    ReportNotDelivered,
+    deliver_once,
+    queue_report,
+    report_in_background,
+    report_retry_countdown,
+)
 
 log = logging.getLogger(__name__)
 celery_app = get_celery_app()
-# Retries of a report back off up to this long between attempts, forever: an accepted
-# task must reach a terminal state once the API is back.
-MAX_REPORT_BACKOFF_SECONDS = 60
 # An unreachable store: the run is retried (not failed) with back-off up to this long.
 MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
-
-
-def spec_from_settings() -> imaging.Spec:
-    settings = get_settings()
-    return imaging.Spec(
-        max_width=settings.OUTPUT_MAX_WIDTH,
-        max_height=settings.OUTPUT_MAX_HEIGHT,
-        quality=settings.JPEG_QUALITY,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-    )
 
 
 def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport:
     """Pure processing plus the one write; every declared image error becomes a failed outcome."""
     started = time.perf_counter()
     try:
-        result = imaging.process(source, spec_from_settings())
+        result = imaging.process(source, get_settings().output_spec)
     except imaging.ImageError as exc:
         return failed(task_id, str(exc))
     key = result_key(task_id)
@@ -81,56 +73,6 @@ def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeRepor
         return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
 
 
-def deliver_once(task_id: int, body: bytes, storage: Storage) -> str:
-    """One delivery attempt (ReportNotDelivered if unacknowledged). A task its owner deleted
-    while it was processed has no row left: its result file goes too."""
-    try:
-        deliver(get_settings(), body)
-    except TaskGone:
-        try:
-            storage.delete(result_key(task_id))
-        except StorageUnavailable as exc:
-            log.warning("task %s: deleted task's result not removed (%s)", task_id, exc)
-        return "gone"
-    return "delivered"
-
-
-def report(outcome: OutcomeReport, storage: Storage) -> None:
-    """One delivery attempt now; on failure the report becomes its own queued, retried task."""
-    body = outcome.model_dump_json().encode()
-    try:
-        deliver_once(outcome.task_id, body, storage)
-    except ReportNotDelivered as exc:
-        log.warning("task %s: report not delivered (%s); queued for retry", outcome.task_id, exc)
-        celery_app.send_task(REPORT_OUTCOME, args=[body.decode()])
-
-
-@lru_cache
-def _reporter() -> ThreadPoolExecutor:
-    # The report's HTTP round trip overlaps the next image instead of delaying it. A report
-    # lost with a killed process leaves the task `processing`; the API's reconciler re-sends it.
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
-
-
-def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
-    try:
-        report(outcome, storage)
-    except Exception:  # broker down as well: the reconciler is the backstop
-        log.exception("task %s: report neither delivered nor queued", outcome.task_id)
-
-
-def report_in_background(outcome: OutcomeReport, storage: Storage) -> None:
-    _reporter().submit(_report_logging_errors, outcome, storage)
-
-
-@worker_process_shutdown.connect
-def flush_reports(**_: object) -> None:
-    """Waits for reports still on their way (warm shutdown of a pool process)."""
-    if _reporter.cache_info().currsize:
-        _reporter().shutdown(wait=True)
-        _reporter.cache_clear()
-
-
 class ProcessImageTask(CeleryTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
         # At the hard time limit Celery kills the pool process (code stuck in C never saw the
@@ -138,8 +80,7 @@ class ProcessImageTask(CeleryTask):
         # A rerun would only time out again: report the failure now, as a queued report so that
         # the main process never waits on HTTP.
         if isinstance(exc, TimeLimitExceeded) and args:
-            body = failed(args[0], TIME_LIMIT_REASON).model_dump_json()
-            celery_app.send_task(REPORT_OUTCOME, args=[body])
+            queue_report(failed(args[0], TIME_LIMIT_REASON).model_dump_json())
 
 
 # Database hiccups (PostgreSQL restart) are retried; image errors are not exceptions here.
@@ -173,7 +114,7 @@ def process_image(self: CeleryTask, task_id: int) -> str:
         # Every earlier run died with its worker (OOM, a crash) or its report was lost each time.
         outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
     else:
-        return "already finished or deleted"  # a redelivered or reconciled duplicate
+        return "already finished or deleted"  # a redelivered or re-enqueued duplicate
     report_in_background(outcome, storage)
     return outcome.status
 
@@ -184,5 +125,4 @@ def report_outcome(self: CeleryTask, body: str) -> str:
     try:
         return deliver_once(task_id, body.encode(), get_storage())
     except ReportNotDelivered as exc:
-        countdown = min(MAX_REPORT_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))
-        raise self.retry(countdown=countdown, exc=exc) from exc
+        raise self.retry(countdown=report_retry_countdown(self.request.retries), exc=exc) from exc

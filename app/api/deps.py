@@ -7,18 +7,19 @@ from functools import lru_cache
 from http.cookies import SimpleCookie
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app import crud
+from app.api.errors import TooManyRequests
 from app.api.middleware import ISSUED_COOKIE
+from app.api.ratelimit import RateLimiter, make_limiter
 from app.core import replica
 from app.core.config import Settings, get_settings
 from app.core.db import get_sessionmaker
-from app.models import User
-from app.ratelimit import RateLimiter, make_limiter
 from app.storage import Storage, get_storage
+from app.tasks import crud
+from app.tasks.records import User
 
 
 # FastAPI runs a plain `def` dependency in the thread pool, a hand-off that costs more than these
@@ -67,10 +68,6 @@ def upload_limiter() -> RateLimiter:
     return make_limiter(settings, "uploads", settings.UPLOADS_PER_MINUTE_PER_USER, 60)
 
 
-def too_many_requests(detail: str, retry_after: float) -> HTTPException:
-    return HTTPException(429, detail, headers={"Retry-After": str(int(retry_after))})
-
-
 def _cookie_header(settings: Settings, token: str) -> str:
     cookie: SimpleCookie = SimpleCookie()
     cookie[settings.COOKIE_NAME] = token
@@ -98,7 +95,7 @@ def _current_user(request: Request, session: Session, settings: Settings, *, on_
     client_ip = request.client.host if request.client else "unknown"
     wait = new_user_limiter().acquire(client_ip)
     if wait:
-        raise too_many_requests("Too many new sessions from this address; retry later.", wait)
+        raise TooManyRequests("Too many new sessions from this address; retry later.", wait)
     user, token = crud.create_user(session=session)
     request.scope[ISSUED_COOKIE]["value"] = _cookie_header(settings, token)
     return user

@@ -3,35 +3,14 @@ and delivery of the cookie for a newly issued anonymous identity."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import file_too_large, send_json
+
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 ISSUED_COOKIE = "imgproc.issued_cookie"
-
-
-async def send_json(send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def file_too_large(limit: int) -> str:
-    """The 413 detail, the same whether the stream or the route notices."""
-    return f"File too large: the limit is {limit} bytes."
 
 
 class BodySizeLimit:

@@ -8,8 +8,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, PrivateAttr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.addresses import parse_host_port
+from app.imaging.models import Spec
+
+_DEFAULT_SPEC = Spec()
+# Setting -> the Spec field it gives. Spec validates them (one set of limits, not two).
+_SPEC_SETTINGS = {
+    "OUTPUT_MAX_WIDTH": "max_width",
+    "OUTPUT_MAX_HEIGHT": "max_height",
+    "JPEG_QUALITY": "quality",
+    "MAX_IMAGE_PIXELS": "max_pixels",
+}
 
 
 @lru_cache
@@ -29,18 +41,6 @@ def _local_secret(path: Path) -> bytes:
         finally:
             tmp.unlink()
     return path.read_text().strip().encode()
-
-
-def _host_port(item: str, default_port: int) -> tuple[str, int]:
-    """"host:port", "host" or "[v6]:port" -> (host, port); ValueError on garbage."""
-    text = item.strip()
-    host, sep, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{item!r} is not host:port")
-    return host, int(port)
 
 
 class MissingWebhookSecret(RuntimeError):
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
 
     # --- limits --------------------------------------------------------------------------
     MAX_UPLOAD_BYTES: int = Field(20 * 1024 * 1024, ge=1)
-    MAX_IMAGE_PIXELS: int = Field(50_000_000, ge=1)
+    MAX_IMAGE_PIXELS: int = _DEFAULT_SPEC.max_pixels  # checked by Spec (output_spec)
     MAX_PENDING_TASKS_PER_USER: int = Field(100, ge=1)
     UPLOADS_PER_MINUTE_PER_USER: int = Field(120, ge=1)
     NEW_USERS_PER_MINUTE_PER_IP: int = Field(60, ge=1)
@@ -122,10 +122,10 @@ class Settings(BaseSettings):
     # applied by another replica are seen by re-reading the task this often.
     STATUS_WAIT_RECHECK_SECONDS: float = Field(1.0, gt=0, le=30)
 
-    # --- processing ----------------------------------------------------------------------
-    OUTPUT_MAX_WIDTH: int = Field(800, ge=1)
-    OUTPUT_MAX_HEIGHT: int = Field(600, ge=1)
-    JPEG_QUALITY: int = Field(85, ge=1, le=95)
+    # --- processing: the output (app.imaging.Spec holds the limits and the defaults) ------------
+    OUTPUT_MAX_WIDTH: int = _DEFAULT_SPEC.max_width
+    OUTPUT_MAX_HEIGHT: int = _DEFAULT_SPEC.max_height
+    JPEG_QUALITY: int = _DEFAULT_SPEC.quality
 
     # --- Celery / reliability ------------------------------------------------------------
     WORKER_CONCURRENCY: int = Field(2, ge=1)
@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     # A task whose runs died with their worker this many times (OOM on one image, a crash
     # loop, lost reports) is failed instead of being run again.
     MAX_TASK_ATTEMPTS: int = Field(5, ge=1)
-    # Tasks still pending/processing after this long are re-enqueued by the reconciler.
+    # Tasks still pending/processing after this long are re-enqueued by the API (app.tasks.requeue;
+    # the names keep "reconcile", the settings users know).
     RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)
     RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)
     WORKER_HEARTBEAT_FILE: Path | None = None  # default: <DATA_DIR>/worker-heartbeat
@@ -158,6 +159,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
 
+    _output_spec: Spec = PrivateAttr()
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def database_url(self) -> str:
@@ -173,7 +176,7 @@ class Settings(BaseSettings):
     @property
     def redis_sentinels(self) -> list[tuple[str, int]]:
         """(host, port) of every sentinel; [] without Sentinel."""
-        return [_host_port(item, 26379) for item in self.REDIS_SENTINELS.split(",") if item.strip()]
+        return [parse_host_port(item, 26379) for item in self.REDIS_SENTINELS.split(",") if item.strip()]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -213,6 +216,11 @@ class Settings(BaseSettings):
     def heartbeat_file(self) -> Path:
         return (self.WORKER_HEARTBEAT_FILE or self.DATA_DIR / "worker-heartbeat").resolve()
 
+    @property
+    def output_spec(self) -> Spec:
+        """What the worker makes, built and validated once, when the settings are read."""
+        return self._output_spec
+
     def webhook_secret(self) -> bytes:
         """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use; elsewhere
         it must be configured (checked where it is needed: API and worker start-up, not
@@ -227,6 +235,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        try:
+            self._output_spec = Spec(**{field: getattr(self, name) for name, field in _SPEC_SETTINGS.items()})
+        except ValueError as exc:
+            message = str(exc)
+            for name, field in _SPEC_SETTINGS.items():
+                message = message.replace(f"Spec.{field}", f"IMGPROC_{name}")
+            raise ValueError(message) from None
         if "*" in self.CORS_ORIGINS and self.CORS_ALLOW_CREDENTIALS:
             raise ValueError(
                 "IMGPROC_CORS_ORIGINS contains '*' while IMGPROC_CORS_ALLOW_CREDENTIALS is true: "

@@ -69,6 +69,6 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """A session for code outside a request (worker, reconciler); commits are explicit."""
+    """A session for code outside a request (worker, the API's re-enqueueing); commits are explicit."""
     with get_sessionmaker()() as session:
         yield session

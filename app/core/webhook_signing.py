@@ -1,4 +1,5 @@
-"""HMAC-SHA256 signing of worker -> API reports (shared by both sides; pure)."""
+"""The worker -> API report webhook, shared by both sides (pure): where it is and how a report
+is signed (HMAC-SHA256)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+
+# Internal routes: the Ingress does not route this prefix, and the cross-site guard leaves it to
+# the signature (the worker sends no Origin).
+WEBHOOK_PREFIX = "/api/webhook/"
+WEBHOOK_PATH = WEBHOOK_PREFIX + "task-complete"
 
 TIMESTAMP_HEADER = "X-Imgproc-Timestamp"
 DELIVERY_HEADER = "X-Imgproc-Delivery"

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 # recognises outside this tuple is refused by name.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
-_MAX_JPEG_QUALITY = 100
+# Above 95 Pillow's encoder mostly grows the file (100 turns parts of the compression off) for no
+# visible gain: the one cap, for the settings and for code that builds a Spec itself.
+MAX_JPEG_QUALITY = 95
 
 
 def _require_positive_int(name: str, value: object) -> None:
@@ -19,7 +21,11 @@ def _require_positive_int(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class Spec:
-    """What to make: a JPEG fitting in ``max_width`` x ``max_height`` (never upscaled)."""
+    """What to make: a JPEG fitting in ``max_width`` x ``max_height`` (never upscaled).
+
+    The one definition of an output and its limits: the settings build one (``Settings.output_spec``,
+    validated when the settings are read), the worker makes it, the API describes it (``describe``).
+    The defaults here are the settings' defaults."""
 
     max_width: int = 800
     max_height: int = 600
@@ -31,8 +37,12 @@ class Spec:
         # ValueError — which lets process() promise that only ImageError escapes it.
         for name in ("max_width", "max_height", "quality", "max_pixels"):
             _require_positive_int(name, getattr(self, name))
-        if self.quality > _MAX_JPEG_QUALITY:
-            raise ValueError(f"Spec.quality must be 1..{_MAX_JPEG_QUALITY}, got {self.quality}")
+        if self.quality > MAX_JPEG_QUALITY:
+            raise ValueError(f"Spec.quality must be 1..{MAX_JPEG_QUALITY}, got {self.quality}")
+
+    def describe(self) -> str:
+        """The output in words, for the API's description."""
+        return f"within {self.max_width}x{self.max_height}, quality {self.quality}"
 
 
 @dataclass(frozen=True)

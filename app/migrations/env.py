@@ -1,6 +1,6 @@
 from alembic import context
 
-from app.models import Base
+from app.tasks.records import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -24,7 +24,7 @@ from kubernetes.client import ApiException
 from urllib3.exceptions import HTTPError
 
 from autoscaler import GROUP, PLURAL, VERSION
-from autoscaler.queue import SecretRef
+from autoscaler.queue_reader import SecretRef
 
 FIELD_MANAGER = "imgproc-autoscaler"
 REQUEST_TIMEOUT = 10  # seconds per API call

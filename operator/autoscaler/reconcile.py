@@ -1,6 +1,6 @@
 """One polling interval of one WorkerAutoscaler: read -> decide -> write.
 
-Glue between the edges (``queue`` for Redis, ``kube`` for the API) and the pure decision
+Glue between the edges (``queue_reader`` for Redis, ``kube`` for the API) and the pure decision
 (``scaling``, ``status``). Blocking client calls run in a worker thread so the operator's
 event loop stays free. Events are posted on replica changes and on *transitions* of the
 problem state (first failure, fallback, recovery...), never on every poll.
@@ -19,7 +19,7 @@ import kopf
 
 from autoscaler import metrics
 from autoscaler.kube import Kube, KubeError
-from autoscaler.queue import QueueReader, RedisSource, redacted
+from autoscaler.queue_reader import QueueReader, RedisSource, redacted
 from autoscaler.scaling import (
     DEFAULT_POLLING_INTERVAL,
     Decision,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from app.api.ratelimit import RedisRateLimiter, make_limiter
 from app.core.config import Settings
-from app.ratelimit import RedisRateLimiter, make_limiter
 
 
 def test_redis_limiter_is_shared_by_replicas_and_fails_open(redis_server, tmp_path):

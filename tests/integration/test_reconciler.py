@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app import crud
 from app.core.db import session_scope
-from app.models import utcnow
-from app.reconciler import reconcile_once
+from app.tasks import crud
+from app.tasks.records import utcnow
+from app.tasks.requeue import requeue_stale
 from tests.support.tasks import make_tasks
 
 
 def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
     # Every API replica runs the reconciler; on PostgreSQL the rows one holds are skipped by the other.
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
-    from app.migrate import upgrade
+    from app.core.schema import upgrade
 
     upgrade()
     stale = make_tasks(4, age_seconds=900)
@@ -26,10 +26,10 @@ def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, p
         assert [task.id for task in held] == stale
         # ...when the second one runs a whole round.
         with session_scope() as second:
-            reconcile_once(session=second, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+            requeue_stale(session=second, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
         first_replica.extend(task.id for task in held)
         crud.touch_enqueued(session=first, task_ids=first_replica)
     with session_scope() as later:  # and after the first committed, the tasks are fresh again
-        reconcile_once(session=later, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+        requeue_stale(session=later, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
     assert first_replica == stale
     assert second_replica == []

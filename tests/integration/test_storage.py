@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.storage import S3Storage, Storage, StorageUnavailable, make_storage
+from app.storage import Storage, StorageUnavailable, make_storage
+from app.storage.s3 import S3Storage
 
 # The contract's tests, collected here with this module's `storage` fixture.
 from tests.support.storage_contract import (  # noqa: F401

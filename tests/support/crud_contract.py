@@ -3,8 +3,8 @@ PostgreSQL (tests/integration/test_crud.py), given a migrated `database` fixture
 
 from __future__ import annotations
 
-from app import crud
 from app.core.db import session_scope
+from app.tasks import crud
 
 
 def test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay(database) -> None:

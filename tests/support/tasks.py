@@ -17,10 +17,10 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import update
 
-from app import crud
 from app.core.db import session_scope
-from app.models import Task, TaskStatus, User, utcnow
 from app.storage import get_storage, result_key
+from app.tasks import crud
+from app.tasks.records import Task, TaskStatus, User, utcnow
 from tests.support import images
 from tests.support.signing import report_outcome
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.migrate import head_revision
+from app.core.schema import head_revision
 from tests.support.migrations import upgrade_stepwise
 
 

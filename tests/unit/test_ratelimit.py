@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.ratelimit import MemoryRateLimiter
+from app.api.ratelimit import MemoryRateLimiter
 
 
 def test_memory_limiter_slides_its_window():

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from app.core.db import session_scope
-from app.models import TaskStatus
-from app.queue import enqueue_processing, waiting_messages
-from app.reconciler import reconcile_once
+from app.tasks.queueing import enqueue_processing, waiting_messages
+from app.tasks.records import TaskStatus
+from app.tasks.requeue import requeue_stale
 from tests.support.tasks import make_tasks
 
 
@@ -13,9 +13,9 @@ def test_stale_unfinished_tasks_are_enqueued_again_once(embedded):
     make_tasks(1, age_seconds=900, status=TaskStatus.COMPLETED)
     sent: list[int] = []
     with session_scope() as session:
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == stale
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == stale
         # enqueued_at was refreshed: the next round leaves them alone
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == []
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600) == []
     assert sent == stale
 
 
@@ -23,7 +23,7 @@ def test_nothing_is_re_sent_while_a_backlog_is_waiting(embedded):
     make_tasks(3, age_seconds=900)
     sent: list[int] = []
     with session_scope() as session:
-        assert reconcile_once(session=session, enqueue=sent.append, waiting=lambda: 7, older_than_seconds=600) == []
+        assert requeue_stale(session=session, enqueue=sent.append, waiting=lambda: 7, older_than_seconds=600) == []
     assert sent == []
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from app.core.config import Settings
-from app.storage import FileSystemStorage, Storage, StorageUnavailable, make_storage, new_original_key
+from app.storage import Storage, StorageUnavailable, make_storage, new_original_key
+from app.storage.filesystem import FileSystemStorage
+from app.storage.s3 import S3Storage
 from tests.fixtures.ports import free_port
 
 # The contract's tests, collected here with this module's `storage` fixture.
@@ -73,3 +76,27 @@ def test_a_missing_ca_bundle_stops_the_processes_that_use_storage(tmp_path):
     assert storage.ca_bundle == str(tmp_path / "ca.pem")
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # AWS, us-east-1, virtual hosts
+        {"S3_REGION": "eu-west-1"},
+        {"S3_BUCKET": "dotted.bucket"},  # not a host name: path style
+        {"S3_FORCE_PATH_STYLE": "true"},
+        {"S3_ENDPOINT_URL": "http://127.0.0.1:8333"},  # path style by default with an endpoint
+        {"S3_ENDPOINT_URL": "http://s3.internal:8333", "S3_PUBLIC_ENDPOINT_URL": "https://files.example.org"},
+        {"S3_ENDPOINT_URL": "https://files.example.org", "S3_FORCE_PATH_STYLE": "false"},
+        {"S3_ENDPOINT_URL": "http://127.0.0.1:8333", "S3_FORCE_PATH_STYLE": "false"},  # no virtual host on an IP
+    ],
+)
+def test_the_public_origin_is_where_signed_urls_point(settings, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    storage = S3Storage(Settings(**{"STORAGE_BACKEND": "s3", "S3_BUCKET": "bucket", **settings}))
+    url = urlsplit(storage.signed_url("results/1.jpg", filename="1.jpg", cache_seconds=1))
+    assert storage.public_origin() == f"{url.scheme}://{url.netloc}"
+
+
+def test_no_public_origin_without_signed_urls(tmp_path):
+    assert S3Storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_SIGNED_URLS=False)).public_origin() == ""
+    assert FileSystemStorage(tmp_path).public_origin() == ""

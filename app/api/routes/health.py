@@ -6,9 +6,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.core.db import get_engine
-from app.queue import broker_reachable
 from app.schemas import Health, Readiness
 from app.storage import StorageUnavailable, get_storage
+from app.tasks.queueing import broker_reachable
 
 router = APIRouter(tags=["health"])
 

@@ -12,23 +12,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app import crud, imaging
+from app import imaging
 from app.api.deps import (
     CurrentUser,
     ReadingUser,
     SessionDep,
     SettingsDep,
     StorageDep,
-    too_many_requests,
     upload_limiter,
 )
-from app.api.middleware import file_too_large
+from app.api.errors import FileTooLarge, TaskNotFound, TooManyRequests
 from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
 from app.core.config import Settings
-from app.models import Task, TaskStatus, User
-from app.queue import BrokerUnavailable, enqueue_processing
 from app.schemas import (
     ErrorResponse,
     IsReadyResponse,
@@ -39,6 +36,9 @@ from app.schemas import (
     task_public,
 )
 from app.storage import Storage, StorageUnavailable, new_original_key, result_key
+from app.tasks import crud
+from app.tasks.queueing import BrokerUnavailable, enqueue_processing
+from app.tasks.records import Task, TaskStatus, User
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -50,7 +50,6 @@ router = APIRouter(
 )
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
-NOT_FOUND = "Task not found."
 MAX_STATUS_WAIT_SECONDS = 30
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
@@ -64,15 +63,16 @@ def _display_name(name: str | None) -> str:
     return _UNPRINTABLE.sub("", name or "")[:255]
 
 
-def _owned_task(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
+def _owned_task_on_primary(session: SessionDep, user: CurrentUser, task_id: int) -> Task:
+    """The caller's task, read from the primary (for the routes that act on it); 404 otherwise."""
     task = crud.get_owned_task(session=session, owner=user, task_id=task_id)
-    if task is None:  # another user's task and a missing one look the same
-        raise HTTPException(404, NOT_FOUND)
+    if task is None:
+        raise TaskNotFound()
     return task
 
 
-def _read_owned_task(session: Session, user: User, task_id: int) -> Task:
-    """As _owned_task, for the status routes: a finished task may come from the read replica;
+def _owned_task_for_status(session: Session, user: User, task_id: int) -> Task:
+    """The caller's task for the status routes: a finished task may come from the read replica;
     a missing or unfinished one is read from the primary (app.core.replica says why). A finished
     task can still be deleted, so the primary confirms it is there (a probe, not the row): a
     task deleted a moment ago is never shown again from a replica that has not replayed it."""
@@ -86,7 +86,7 @@ def _read_owned_task(session: Session, user: User, task_id: int) -> Task:
 
     task = replica.read(session, lambda s: crud.get_owned_task(session=s, owner=user, task_id=task_id), good=final)
     if task is None:
-        raise HTTPException(404, NOT_FOUND)
+        raise TaskNotFound()
     return task
 
 
@@ -161,22 +161,22 @@ def _accept_upload(
 ) -> NewTaskResponse:
     wait = upload_limiter().acquire(f"user:{user.id}")
     if wait:
-        raise too_many_requests("Upload rate limit reached; retry later.", wait)
+        raise TooManyRequests("Upload rate limit reached; retry later.", wait)
     if crud.count_unfinished_tasks(session=session, owner=user) >= settings.MAX_PENDING_TASKS_PER_USER:
-        raise too_many_requests(
+        raise TooManyRequests(
             f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
             5,
         )
     data = upload.data
     if upload.too_large:
-        raise HTTPException(413, file_too_large(settings.MAX_UPLOAD_BYTES))
+        raise FileTooLarge(settings.MAX_UPLOAD_BYTES)
     try:
-        info = imaging.inspect(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        info = imaging.inspect(data, max_pixels=settings.output_spec.max_pixels)
     except imaging.ImageError as exc:
         raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
 
     source_key = new_original_key()
-    # An unreachable store is a 503 (app.main) with nothing stored (a write is atomic) and no row yet.
+    # An unreachable store is a 503 (app.api.errors) with nothing stored (a write is atomic) and no row yet.
     storage.write(source_key, data, keep_cached=False)  # the API never reads an original again
     try:
         task = crud.create_task(
@@ -194,13 +194,12 @@ def _accept_upload(
     # Committed above, so the worker always finds the row it is sent.
     try:
         enqueue_processing(task.id)
-    except BrokerUnavailable as exc:
-        # No row without a queued message: the upload is undone and the client retries.
+    except BrokerUnavailable:
+        # No row without a queued message: the upload is undone, and the client retries on the
+        # 503 this becomes (app.api.errors).
         crud.delete_task(session=session, task=task)
         _discard(storage, source_key)
-        raise HTTPException(
-            503, "The processing queue is unavailable; retry shortly.", headers={"Retry-After": "5"}
-        ) from exc
+        raise
     return NewTaskResponse(task_id=task.id, message="Task created successfully")
 
 
@@ -225,11 +224,11 @@ async def _task_when_ready(
     replica) and every ``recheck`` seconds (outcomes applied by other replicas), and a client that
     went away stops the wait."""
     if wait <= 0:
-        return await run_in_threadpool(_read_owned_task, session, user, task_id)
+        return await run_in_threadpool(_owned_task_for_status, session, user, task_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with waiting_for(task_id) as waiter:  # before the first read: no outcome slips in between
-        task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+        task = await run_in_threadpool(_owned_task_for_status_releasing_connection, session, user, task_id)
         while not task.status.terminal:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -237,14 +236,14 @@ async def _task_when_ready(
             await waiter.wait(min(remaining, recheck))
             if await request.is_disconnected():
                 break
-            task = await run_in_threadpool(_owned_task_released, session, user, task_id)
+            task = await run_in_threadpool(_owned_task_for_status_releasing_connection, session, user, task_id)
     return task
 
 
-def _owned_task_released(session: Session, user: User, task_id: int) -> Task:
+def _owned_task_for_status_releasing_connection(session: Session, user: User, task_id: int) -> Task:
     """Reads the task in a fresh transaction and gives the connection back to the pool."""
     try:
-        return _read_owned_task(session, user, task_id)
+        return _owned_task_for_status(session, user, task_id)
     finally:
         session.close()
 
@@ -316,12 +315,12 @@ async def get_task(
 def get_result(
     task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
-    task = _owned_task(session, user, task_id)  # another user's task: 404 before anything is signed
+    task = _owned_task_on_primary(session, user, task_id)  # another user's task: 404 before anything is signed
     if task.status is not TaskStatus.COMPLETED or not task.result_key:
         raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
     stored = storage.stat(task.result_key)
     if stored is None:
-        raise HTTPException(404, NOT_FOUND)
+        raise TaskNotFound()
     etag = f'"{task.id}-{stored.size}-{stored.version}"'
     # Results are private to their owner: browsers may cache them, shared caches may not.
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
@@ -338,13 +337,13 @@ def get_result(
         try:
             stat = path.stat()
         except FileNotFoundError as exc:
-            raise HTTPException(404, NOT_FOUND) from exc
+            raise TaskNotFound() from exc
         return FileResponse(path, media_type="image/jpeg", headers=headers, filename=filename, stat_result=stat)
     try:
         chunks = storage.iter_bytes(task.result_key)
         first = next(chunks, b"")  # a missing object or an outage surfaces here, before the status line
     except FileNotFoundError as exc:
-        raise HTTPException(404, NOT_FOUND) from exc
+        raise TaskNotFound() from exc
 
     def body():  # type: ignore[no-untyped-def]
         yield first
@@ -357,7 +356,7 @@ def get_result(
 @router.delete("/api/tasks/{task_id}", status_code=204, responses=_errors)
 def delete_task(task_id: TaskId, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
     """Removes the task, its original and its result."""
-    task = _owned_task(session, user, task_id)
+    task = _owned_task_on_primary(session, user, task_id)
     keys = [task.source_key, task.result_key or result_key(task.id)]
     storage.check()  # an outage is a 503 with the task kept, not a row gone and its objects left behind
     crud.delete_task(session=session, task=task)

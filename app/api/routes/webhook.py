@@ -6,19 +6,20 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from app import crud
 from app.api.deps import SessionDep, SettingsDep
+from app.api.errors import TaskNotFound
 from app.api.outcome_waiters import notify_outcome
-from app.core.webhook_signing import SignatureError, verify
-from app.models import TaskStatus
+from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
 from app.storage import result_key
+from app.tasks import crud
+from app.tasks.records import TaskStatus
 
 router = APIRouter(tags=["internal"])
 
 
 @router.post(
-    "/api/webhook/task-complete",
+    WEBHOOK_PATH,
     response_model=WebhookAck,
     responses={
         401: {"model": ErrorResponse, "description": "Unsigned, wrongly signed, stale or replayed."},
@@ -65,7 +66,7 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
         if applied:
             notify_outcome(report.task_id)  # after the commit: a woken waiter reads the outcome
         if status is None:
-            raise HTTPException(404, "Task not found.")
+            raise TaskNotFound()
         return WebhookAck(task_id=report.task_id, status=status.value, applied=applied)
 
     return await run_in_threadpool(apply)

@@ -1,4 +1,4 @@
-"""autoscaler.queue against a real redis-server, with messages published and consumed by
+"""autoscaler.queue_reader against a real redis-server, with messages published and consumed by
 Celery/kombu themselves (so the key layout is the real one, not our idea of it)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import redis
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.message import Message
 
-from autoscaler.queue import QueueReader, QueueUnavailable, RedisSource, SecretRef, count_ours, redacted
+from autoscaler.queue_reader import QueueReader, QueueUnavailable, RedisSource, SecretRef, count_ours, redacted
 from autoscaler.scaling import PolicyError
 from tests.fixtures.ports import free_port
 from tests.fixtures.redis import start_redis

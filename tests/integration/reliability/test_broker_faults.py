@@ -106,7 +106,7 @@ def test_an_empty_redis_queue_counts_as_no_backlog(configure, fresh_redis_url, t
         WEBHOOK_SECRET="s" * 32,
         DATABASE_URL="postgresql+psycopg2://unused@127.0.0.1:1/unused",
     )
-    from app.queue import enqueue_processing, waiting_messages
+    from app.tasks.queueing import enqueue_processing, waiting_messages
 
     assert waiting_messages() == 0
     enqueue_processing(1)

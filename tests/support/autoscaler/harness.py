@@ -29,7 +29,7 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.message import Message
 
-from autoscaler.queue import QueueReader, RedisSource
+from autoscaler.queue_reader import QueueReader, RedisSource
 from tests.fixtures.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.models import User
+from app.tasks.records import User
 from tests.support import images
 from tests.support.tasks import upload
 

@@ -5,11 +5,12 @@ import json
 import pytest
 from sqlalchemy import update
 
-from app import crud
 from app.core.db import session_scope
-from app.models import Task, TaskStatus, User
 from app.schemas import OutcomeReport
-from app.storage import FileSystemStorage, new_original_key, result_key
+from app.storage import new_original_key, result_key
+from app.storage.filesystem import FileSystemStorage
+from app.tasks import crud
+from app.tasks.records import Task, TaskStatus, User
 from tests.support import images
 
 
@@ -58,7 +59,7 @@ def test_pipeline_turns_an_image_error_into_a_failed_outcome(storage):
 
 
 def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
-    from worker import tasks
+    from worker import reporting, tasks
 
     task_id = make_task(storage, images.jpeg(64, 48))
     with session_scope() as session:
@@ -67,21 +68,21 @@ def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
             result_metadata=None, error="earlier failure",
         )
     reported: list[OutcomeReport] = []
-    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "already finished or deleted"
     assert tasks.process_image(task_id + 1000) == "already finished or deleted"  # deleted by its owner
-    tasks.flush_reports()
+    reporting.flush_reports()
     assert reported == []
 
 
 def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch):
-    from worker import tasks
+    from worker import reporting, tasks
 
     task_id = make_task(storage, images.jpeg(1000, 500))
     reported: list[OutcomeReport] = []
-    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "completed"
-    tasks.flush_reports()
+    reporting.flush_reports()
     with session_scope() as session:
         task = session.get(Task, task_id)
         assert task.status is TaskStatus.PROCESSING and task.attempts == 1  # terminal via the webhook only
@@ -89,34 +90,34 @@ def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch)
 
 
 def test_an_undelivered_report_becomes_a_queued_retry(storage, monkeypatch, configure):
-    from worker import tasks
+    from worker import reporting, tasks
 
     configure(API_INTERNAL_URL="http://127.0.0.1:1")  # nothing listens there
     sent: list[tuple] = []
     monkeypatch.setattr(tasks.celery_app, "send_task", lambda name, args: sent.append((name, args)))
     outcome = OutcomeReport(task_id=3, status="failed", error="x")
-    tasks.report(outcome, storage)
+    reporting.report(outcome, storage)
     assert sent == [("imgproc.report_outcome", [outcome.model_dump_json()])]
     assert json.loads(sent[0][1][0])["task_id"] == 3
 
 
 def test_a_storage_failure_ends_the_task_failed_with_a_reason(storage, monkeypatch):
-    from worker import tasks
+    from worker import reporting, tasks
 
     task_id = make_task(storage, images.jpeg(64, 48))
     results = storage.root / "results"
     assert not results.exists()
     results.write_bytes(b"")  # a file where the results directory belongs: every write fails
     reported: list[OutcomeReport] = []
-    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "failed"
-    tasks.flush_reports()
+    reporting.flush_reports()
     assert [(r.task_id, r.status) for r in reported] == [(task_id, "failed")]
     assert "could not finish" in reported[0].error
 
 
 def test_a_task_whose_attempts_all_died_is_failed_not_run_again(storage, monkeypatch, configure):
-    from worker import tasks
+    from worker import reporting, tasks
 
     configure(MAX_TASK_ATTEMPTS=3)
     task_id = make_task(storage, images.jpeg(64, 48))
@@ -127,9 +128,9 @@ def test_a_task_whose_attempts_all_died_is_failed_not_run_again(storage, monkeyp
     ran: list[bytes] = []
     monkeypatch.setattr(tasks, "run_pipeline", lambda _id, source, _storage: ran.append(source))
     reported: list[OutcomeReport] = []
-    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     assert tasks.process_image(task_id) == "failed"
-    tasks.flush_reports()
+    reporting.flush_reports()
     assert ran == []
     assert [(r.task_id, r.status) for r in reported] == [(task_id, "failed")]
     assert "attempted 3 times" in reported[0].error
@@ -137,7 +138,7 @@ def test_a_task_whose_attempts_all_died_is_failed_not_run_again(storage, monkeyp
 
 @pytest.mark.parametrize("path", ["report", "queued retry"])
 def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypatch, path):
-    from worker import tasks
+    from worker import reporting, tasks
     from worker.reporting import TaskGone
 
     storage.write(result_key(5), b"jpeg")
@@ -145,12 +146,12 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
     def task_gone(_settings, _body):  # the API answers 404: its owner deleted it meanwhile
         raise TaskGone("Task not found.")
 
-    monkeypatch.setattr(tasks, "deliver", task_gone)
+    monkeypatch.setattr(reporting, "deliver", task_gone)
     queued: list = []
     monkeypatch.setattr(tasks.celery_app, "send_task", lambda *args, **kwargs: queued.append(args))
     outcome = OutcomeReport(task_id=5, status="completed", result_path="results/5.jpg")
     if path == "report":
-        tasks.report(outcome, storage)
+        reporting.report(outcome, storage)
     else:
         assert tasks.report_outcome.run(outcome.model_dump_json()) == "gone"
     assert not storage.exists(result_key(5))
@@ -164,7 +165,7 @@ def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(stora
 
     from app.storage import StorageUnavailable
     from tests.fixtures.ports import free_port
-    from worker import tasks
+    from worker import reporting, tasks
 
     task_id = make_task(storage, images.jpeg(64, 48))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
@@ -172,11 +173,11 @@ def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(stora
     configure(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
               S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5, MAX_TASK_ATTEMPTS=2)
     reported: list[OutcomeReport] = []
-    monkeypatch.setattr(tasks, "report", lambda outcome, _storage: reported.append(outcome))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     for _ in range(4):  # more outages than MAX_TASK_ATTEMPTS: still never failed
         with pytest.raises((Retry, StorageUnavailable)):  # called directly, Celery re-raises the cause
             tasks.process_image(task_id)
-    tasks.flush_reports()
+    reporting.flush_reports()
     assert reported == []
     with session_scope() as session:
         task = session.get(Task, task_id)

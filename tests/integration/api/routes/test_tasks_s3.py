@@ -69,7 +69,7 @@ def test_the_owner_is_redirected_to_a_short_lived_signed_url(s3_client, s3_serve
 
 def test_another_users_task_is_404_before_anything_is_signed(use_s3, queue, monkeypatch):
     from app.main import create_app
-    from app.storage import S3Storage
+    from app.storage.s3 import S3Storage
 
     signed: list[str] = []
     real = S3Storage.signed_url

@@ -44,8 +44,8 @@ def test_readyz_is_503_when_the_object_store_is_unreachable(configure, embedded,
 
 
 def test_the_app_refuses_to_start_on_an_unmigrated_database(configure, tmp_path):
+    from app.core.schema import DatabaseNotMigrated
     from app.main import create_app
-    from app.migrate import DatabaseNotMigrated
 
     configure(DATA_DIR=tmp_path / "fresh")
     with pytest.raises(DatabaseNotMigrated, match="imgproc migrate"), TestClient(create_app()):

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from app import crud
 from app.api import outcome_waiters
 from app.core.db import get_engine, session_scope
-from app.models import TaskStatus
+from app.tasks import crud
+from app.tasks.records import TaskStatus
 from tests.support import images
 from tests.support.signing import report_outcome
 from tests.support.tasks import upload

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from app.core.config import get_settings
-from app.storage import FileSystemStorage, result_key
+from app.storage import result_key
+from app.storage.filesystem import FileSystemStorage
 from tests.support import images
 from tests.support.tasks import UPLOAD, complete, upload
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.storage import _KEY, FileSystemStorage, Storage, StorageUnavailable
+from app.storage import KEY_PATTERN, Storage, StorageUnavailable
+from app.storage.filesystem import FileSystemStorage
 
 KINDS = ("originals", "results")
 
@@ -47,7 +48,7 @@ def migrate(
         raise ValueError("the target is the file system too: set IMGPROC_STORAGE_BACKEND=s3 and the bucket")
     report = MigrationReport()
     for key, path in _files(source.root):
-        if not _KEY.fullmatch(key):
+        if not KEY_PATTERN.fullmatch(key):
             report.ignored.append(str(path))
             continue
         size = path.stat().st_size

@@ -25,7 +25,11 @@ class TaskStatus(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self not in UNFINISHED
+
+
+# A task in one of these still has a run to come; every other status is final.
+UNFINISHED = (TaskStatus.PENDING, TaskStatus.PROCESSING)
 
 
 class User(Base):

@@ -14,13 +14,13 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from app import crud
-from app.models import utcnow
+from app.tasks import crud
+from app.tasks.records import utcnow
 
 log = logging.getLogger(__name__)
 
 
-def reconcile_once(
+def requeue_stale(
     *,
     session: Session,
     enqueue: Callable[[int], None],

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import Task, TaskStatus, User, WebhookDelivery, utcnow
+from app.tasks.records import UNFINISHED, Task, TaskStatus, User, WebhookDelivery, utcnow
 
 
 def hash_token(token: str) -> str:
@@ -86,8 +86,7 @@ def task_watermark(*, session: Session, owner: User) -> tuple[int, int | None]:
 
 
 def count_unfinished_tasks(*, session: Session, owner: User) -> int:
-    unfinished = (TaskStatus.PENDING, TaskStatus.PROCESSING)
-    query = select(func.count()).select_from(Task).where(Task.owner_id == owner.id, Task.status.in_(unfinished))
+    query = select(func.count()).select_from(Task).where(Task.owner_id == owner.id, Task.status.in_(UNFINISHED))
     return session.scalar(query) or 0
 
 
@@ -99,7 +98,7 @@ def start_processing(*, session: Session, task_id: int, max_attempts: int) -> st
         update(Task)
         .where(
             Task.id == task_id,
-            Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+            Task.status.in_(UNFINISHED),
             Task.attempts < max_attempts,
         )
         .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow())
@@ -134,7 +133,7 @@ def finish_task(
     """Records a terminal outcome once. A late or repeated report of a finished task is a no-op."""
     result = session.execute(
         update(Task)
-        .where(Task.id == task_id, Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)))
+        .where(Task.id == task_id, Task.status.in_(UNFINISHED))
         .values(
             status=status,
             result_key=result_key,
@@ -179,12 +178,12 @@ def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int
     """Tasks that should have finished by now: their message may have been lost.
 
     Locked until the transaction ends (PostgreSQL; SQLite has one writer anyway), and rows
-    another transaction holds are skipped: every API replica reconciles, and without the
+    another transaction holds are skipped: every API replica re-enqueues (app.tasks.requeue), and without the
     lock two of them could re-send the same task before either recorded it."""
     query = (
         select(Task)
         .where(
-            Task.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+            Task.status.in_(UNFINISHED),
             func.coalesce(Task.enqueued_at, Task.created_at) < older_than,
         )
         .order_by(Task.id)

@@ -36,6 +36,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from app.core.addresses import parse_host_port
 from autoscaler.scaling import Observation, PolicyError
 
 SEP = "\x06\x16"
@@ -104,11 +105,10 @@ class RedisSource:
                 problems.append("redis.sentinel.addresses must list host:port of at least one sentinel")
             else:
                 for address in addresses:
-                    host, _, port = str(address).rpartition(":")
-                    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                        problems.append(f"redis.sentinel.addresses: {address!r} is not host:port")
-                    else:
-                        sentinels.append((host.strip("[]"), int(port)))
+                    try:
+                        sentinels.append(parse_host_port(str(address)))  # the port is required here
+                    except ValueError as exc:
+                        problems.append(f"redis.sentinel.addresses: {exc}")
             if not (isinstance(sentinel, Mapping) and sentinel.get("masterName")):
                 problems.append("redis.sentinel.masterName must be set")
             if url and str(url).startswith("rediss://"):

@@ -1,0 +1,116 @@
+"""Originals and results, addressed by server-made keys only: the interface (`Storage`), the keys,
+and the one storage object of a process. One module per backend:
+
+- app.storage.filesystem: a directory shared by API and workers (the embedded default);
+- app.storage.s3: an S3-compatible bucket (AWS, SeaweedFS, versitygw, ...), so API and workers
+  share no volume;
+
+and app.storage.copy_to_bucket, the `imgproc storage migrate` copy from the first to the second.
+
+Both keep the same promises: a reader sees the old object or the whole new one, never part
+of one; keys come from `new_original_key`/`result_key` and nothing else; a missing object is
+FileNotFoundError. An unreachable or refusing object store is StorageUnavailable (retry later:
+the API answers 503, the worker retries the run). The file system keeps its OSError semantics
+(a full disk fails the task with a reason, as it always did).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from app.core.config import Settings, get_settings
+
+# Keys are made here (task ids, random tokens), never from client input; the pattern is
+# a second line of defence against a key that could climb out of the storage root.
+KEY_PATTERN = re.compile(r"^(originals|results)/[A-Za-z0-9_-]{1,64}(\.jpg)?$")
+CHUNK = 1024 * 1024
+
+
+class StorageUnavailable(Exception):
+    """The store cannot be reached or refuses to work right now: retry later."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    # Changes whenever the content may have changed (mtime for files, the S3 ETag for objects).
+    version: str
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+def new_original_key() -> str:
+    return f"originals/{secrets.token_hex(16)}"
+
+
+def result_key(task_id: int) -> str:
+    # Derived from the task id: a re-run overwrites the same object, never a second one.
+    return f"results/{task_id}.jpg"
+
+
+class Storage(Protocol):
+    backend: str
+
+    def write(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str = "application/octet-stream",
+        keep_cached: bool = True,
+    ) -> None:
+        """Atomic. `data` may be a file object: it is copied in chunks, not read whole.
+        ``keep_cached=False`` is a hint that this process will not read the object again (the
+        file system drops its pages from the page cache; S3 has nothing to drop)."""
+
+    def read(self, key: str) -> bytes: ...
+
+    def stat(self, key: str) -> StoredObject | None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind a key when there is one (the API then serves it with FileResponse)."""
+
+    def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
+        """A short-lived URL a browser can fetch the object from, or None (stream it instead)."""
+
+    def public_origin(self) -> str:
+        """scheme://host of the URLs signed_url hands out, "" when it hands out none (the results
+        come from the API itself). The page admits images from it (Content-Security-Policy)."""
+
+    def delete(self, key: str) -> None:
+        """Removes the object; a missing one is fine."""
+
+    def check(self) -> None:
+        """Raises StorageUnavailable unless the store answers (readiness)."""
+
+    def list_keys(self, prefix: str) -> Iterator[str]: ...
+
+
+def make_storage(settings: Settings) -> Storage:
+    # Imported here: the backends import this module's interface.
+    from app.storage.filesystem import FileSystemStorage
+    from app.storage.s3 import S3Storage
+
+    if settings.STORAGE_BACKEND == "s3":
+        return S3Storage(settings)
+    return FileSystemStorage(settings.storage_dir)
+
+
+@lru_cache
+def get_storage() -> Storage:
+    """The process's one storage object (and so its one S3 client)."""
+    return make_storage(get_settings())
