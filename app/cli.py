@@ -188,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.set_defaults(func=cmd_worker_probe)
     sub.add_parser("flower", help="run Celery Flower").set_defaults(func=cmd_flower)
     operator = sub.add_parser("operator", help="run the autoscaling operator")
-    operator.add_argument("--uninstall", metavar="SELECTOR",
-                          help="instead: delete the WorkerAutoscalers matching this label selector and wait until "
-                               "the operator released them (the chart's pre-delete hook)")
+    operator.add_argument(
+        "--uninstall",
+        metavar="SELECTOR",
+        help="instead: delete the WorkerAutoscalers matching this label selector and wait until "
+        "the operator released them (the chart's pre-delete hook)",
+    )
     operator.add_argument("--timeout", type=float, default=60, help="with --uninstall: seconds to wait")
     operator.set_defaults(func=cmd_operator)
     sub.add_parser("reconcile", help="re-enqueue stale unfinished tasks once").set_defaults(func=cmd_requeue)

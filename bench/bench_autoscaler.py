@@ -57,19 +57,31 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     timeline = Timeline()
     try:
         install_crd(kube)
-        env = deploy(kube, server, work, poll=args.poll, min=args.min, max=args.max,
-                     tasks_per_replica=args.concurrency, up_step=args.up_step, down_window=args.down_window,
-                     down_step=args.down_step, cooldown=args.cooldown)
+        env = deploy(
+            kube,
+            server,
+            work,
+            poll=args.poll,
+            min=args.min,
+            max=args.max,
+            tasks_per_replica=args.concurrency,
+            up_step=args.up_step,
+            down_window=args.down_window,
+            down_step=args.down_step,
+            cooldown=args.cooldown,
+        )
         # Start idle at minReplicaCount (the API server defaults a new Deployment to 1 replica, which
         # the operator would otherwise only remove after the cooldown).
         client.AppsV1Api(kube.api_client).patch_namespaced_deployment_scale(
-            WORKER, env.namespace, {"spec": {"replicas": args.min}})
+            WORKER, env.namespace, {"spec": {"replicas": args.min}}
+        )
         time.sleep(2 * args.poll)
         if env.replicas() != args.min:
             raise RuntimeError(f"did not stay at minReplicaCount={args.min}")
         results = work / "loop"
-        kubelet = KubeletStandIn(env.replicas, env.broker, results, timeline, concurrency=args.concurrency,
-                                 task_seconds=args.task_seconds).start()
+        kubelet = KubeletStandIn(
+            env.replicas, env.broker, results, timeline, concurrency=args.concurrency, task_seconds=args.task_seconds
+        ).start()
         queue_sampler(env.broker, timeline, stop)
         time.sleep(1.0)  # the minReplicaCount workers, if any, are up
         burst_at = time.monotonic()
@@ -78,8 +90,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         drained = _wait(lambda: len(list((results / "results").iterdir())) == args.burst, deadline)
         drained_at = time.monotonic() if drained else None
         timeline.add("all results written" if drained else "NOT DRAINED (time limit)")
-        back = _wait(lambda: env.replicas() == args.min and len(kubelet.workers) == args.min
-                     and not kubelet.stopping, deadline)
+        back = _wait(
+            lambda: env.replicas() == args.min and len(kubelet.workers) == args.min and not kubelet.stopping, deadline
+        )
         back_at = time.monotonic() if back else None
         timeline.add(f"back to {args.min} replicas" if back else "NOT BACK TO MIN (time limit)")
     finally:
@@ -141,8 +154,9 @@ def _fmt(value: float | int | None) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def report(args: argparse.Namespace, real: dict, ours: SimResult, keda: SimResult, long_ours: SimResult,
-           long_keda: SimResult) -> None:
+def report(
+    args: argparse.Namespace, real: dict, ours: SimResult, keda: SimResult, long_ours: SimResult, long_keda: SimResult
+) -> None:
     rows = [
         ("first scale-up (s)", real["first_scale_up"], ours.first_scale_up, keda.first_scale_up),
         ("max replicas", real["max_replicas"], ours.max_replicas, keda.max_replicas),
@@ -155,24 +169,33 @@ def report(args: argparse.Namespace, real: dict, ours: SimResult, keda: SimResul
         ("mean task completion (s)", None, ours.mean_latency, keda.mean_latency),
         ("p95 task completion (s)", None, ours.p95_latency, keda.p95_latency),
     ]
-    print(f"burst {args.burst} tasks, {args.concurrency} per worker, measured service "
-          f"{real['service_seconds']:.2f}s/task, worker start-up {real['startup_seconds']:.1f}s")
-    print(f"ours: pollingInterval {args.poll}s, waiting+in-flight, scaleUp maxStep {args.up_step}, scaleDown "
-          f"window {args.down_window}s maxStep {args.down_step}, cooldown {args.cooldown}s, "
-          f"min {args.min} max {args.max}")
-    print("KEDA default: pollingInterval 30s, waiting only (LLEN), cooldown 300s, "
-          "HPA scale-down window 300s\n")
+    print(
+        f"burst {args.burst} tasks, {args.concurrency} per worker, measured service "
+        f"{real['service_seconds']:.2f}s/task, worker start-up {real['startup_seconds']:.1f}s"
+    )
+    print(
+        f"ours: pollingInterval {args.poll}s, waiting+in-flight, scaleUp maxStep {args.up_step}, scaleDown "
+        f"window {args.down_window}s maxStep {args.down_step}, cooldown {args.cooldown}s, "
+        f"min {args.min} max {args.max}"
+    )
+    print("KEDA default: pollingInterval 30s, waiting only (LLEN), cooldown 300s, HPA scale-down window 300s\n")
     print(f"{'':28}{'ours (measured)':>17}{'ours (simulated)':>18}{'KEDA default (sim)':>20}")
     for name, measured, simulated, baseline in rows:
         print(f"{name:28}{_fmt(measured):>17}{_fmt(simulated):>18}{_fmt(baseline):>20}")
-    print(f"\ntasks lost or duplicated (measured): {real['tasks_lost_or_duplicated']}; workers removed: "
-          f"{real['workers_removed']}")
-    print(f"long tasks ({args.long_task_seconds:.0f}s each, same burst, simulated): busy workers removed - "
-          f"ours {long_ours.busy_removed}, KEDA default {long_keda.busy_removed}")
+    print(
+        f"\ntasks lost or duplicated (measured): {real['tasks_lost_or_duplicated']}; workers removed: "
+        f"{real['workers_removed']}"
+    )
+    print(
+        f"long tasks ({args.long_task_seconds:.0f}s each, same burst, simulated): busy workers removed - "
+        f"ours {long_ours.busy_removed}, KEDA default {long_keda.busy_removed}"
+    )
     target = 2 * args.poll
     ok = real["first_scale_up"] is not None and real["first_scale_up"] <= target and real["busy_removed"] == 0
-    print(f"targets: first scale-up <= {target}s (2 polling intervals), no busy worker removed: "
-          f"{'MET' if ok else 'NOT MET'}")
+    print(
+        f"targets: first scale-up <= {target}s (2 polling intervals), no busy worker removed: "
+        f"{'MET' if ok else 'NOT MET'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,28 +217,42 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-autoscaler-") as tmp:
         real = measure(args, Path(tmp))
-    ours_policy = Policy(tasks_per_replica=args.concurrency, min_replicas=args.min, max_replicas=args.max,
-                         polling_interval=args.poll, cooldown_period=args.cooldown,
-                         scale_up=Behavior(0, args.up_step),
-                         scale_down=Behavior(args.down_window, args.down_step))
+    ours_policy = Policy(
+        tasks_per_replica=args.concurrency,
+        min_replicas=args.min,
+        max_replicas=args.max,
+        polling_interval=args.poll,
+        cooldown_period=args.cooldown,
+        scale_up=Behavior(0, args.up_step),
+        scale_down=Behavior(args.down_window, args.down_step),
+    )
     keda_policy = keda_default_policy(args.concurrency, args.max)
     common = dict(burst=args.burst, concurrency=args.concurrency, startup=real["startup_seconds"])
     ours = simulate("ours", ours_policy, service=real["service_seconds"], waiting_only=False, **common)
     keda = simulate("keda", keda_policy, service=real["service_seconds"], waiting_only=True, **common)
-    long_ours = simulate("ours", ours_policy, service=args.long_task_seconds, waiting_only=False,
-                         horizon=4 * 3600, dt=0.5, **common)
-    long_keda = simulate("keda", keda_policy, service=args.long_task_seconds, waiting_only=True,
-                         horizon=4 * 3600, dt=0.5, **common)
+    long_ours = simulate(
+        "ours", ours_policy, service=args.long_task_seconds, waiting_only=False, horizon=4 * 3600, dt=0.5, **common
+    )
+    long_keda = simulate(
+        "keda", keda_policy, service=args.long_task_seconds, waiting_only=True, horizon=4 * 3600, dt=0.5, **common
+    )
     report(args, real, ours, keda, long_ours, long_keda)
     print(f"\n(bench took {time.monotonic() - started:.0f}s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "measured": real, "args": {k: str(v) for k, v in vars(args).items()},
-            "simulated": {
-                r.name + suffix: {k: v for k, v in vars(r).items() if k != "decisions"}
-                for r, suffix in ((ours, ""), (keda, ""), (long_ours, "-long"), (long_keda, "-long"))},
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "measured": real,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "simulated": {
+                        r.name + suffix: {k: v for k, v in vars(r).items() if k != "decisions"}
+                        for r, suffix in ((ours, ""), (keda, ""), (long_ours, "-long"), (long_keda, "-long"))
+                    },
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -71,15 +71,24 @@ class Run:
 def sample(cluster: LiveCluster, release: Release, worker: str, since: float) -> Sample:
     deployment = cluster.get("deployment", worker, "-n", release.namespace)
     status = cluster.get("workerautoscaler", worker, "-n", release.namespace).get("status", {})
-    return Sample(time.monotonic() - since, deployment["spec"]["replicas"],
-                  deployment["status"].get("readyReplicas", 0), status.get("backlog", 0), status.get("inFlight", 0))
+    return Sample(
+        time.monotonic() - since,
+        deployment["spec"]["replicas"],
+        deployment["status"].get("readyReplicas", 0),
+        status.get("backlog", 0),
+        status.get("inFlight", 0),
+    )
 
 
 def measure(cluster: LiveCluster, minimum: int, count: int, images: list[bytes]) -> Run:
     run = Run(minimum)
-    release = cluster.install(cluster.new_namespace(f"bench-min{minimum}"),
-                              "--set", f"autoscaler.minReplicaCount={minimum}",
-                              "--set", f"autoscaler.maxReplicaCount={MAX_REPLICAS}")
+    release = cluster.install(
+        cluster.new_namespace(f"bench-min{minimum}"),
+        "--set",
+        f"autoscaler.minReplicaCount={minimum}",
+        "--set",
+        f"autoscaler.maxReplicaCount={MAX_REPLICAS}",
+    )
     worker = f"{release.name}-worker" if release.name == "imgproc" else f"{release.name}-imgproc-worker"
     deadline = time.monotonic() + HARD_LIMIT
     try:
@@ -103,9 +112,15 @@ def measure(cluster: LiveCluster, minimum: int, count: int, images: list[bytes])
             pass
         run.event(time.monotonic() - started, f"burst sent: {len(burst.accepted)} uploads accepted")
         # Counted, not asserted: a loss or a duplicate is a row of the table and the exit status.
-        counts, run.problems = tally(release, burst.owners(), burst.ids(), name=f"cluster autoscaling, min {minimum}",
-                                     timeout=max(30.0, deadline - time.monotonic()),
-                                     server_errors=len(burst.server_errors), refused=burst.refused.get(503, 0))
+        counts, run.problems = tally(
+            release,
+            burst.owners(),
+            burst.ids(),
+            name=f"cluster autoscaling, min {minimum}",
+            timeout=max(30.0, deadline - time.monotonic()),
+            server_errors=len(burst.server_errors),
+            refused=burst.refused.get(503, 0),
+        )
         run.problems += [f"server error: {error}" for error in burst.server_errors[:5]]
         drained = time.monotonic() - started
         run.event(drained, "every task terminal")
@@ -145,11 +160,21 @@ def figures(run: Run, drained: float, counts: dict, service: float) -> dict:
                 startups.append(ready - s.at)
     removed = sum(max(0, a.replicas - b.replicas) for a, b in zip(samples, samples[1:], strict=False))
     return {
-        "first_scale_up": up, "at_max": at_max, "max_replicas": peak, "drained": drained,
-        "first_scale_down": down, "back_to_min": back, "lost": counts["lost"], "duplicated": counts["duplicated"],
-        "missing_results": counts["missing_results"], "server_errors": counts["server_errors"],
-        "run_twice": counts["redelivered"], "pods_removed": removed, "accepted": counts["accepted"],
-        "service_seconds": service, "startup_seconds": statistics.median(startups) if startups else 5.0,
+        "first_scale_up": up,
+        "at_max": at_max,
+        "max_replicas": peak,
+        "drained": drained,
+        "first_scale_down": down,
+        "back_to_min": back,
+        "lost": counts["lost"],
+        "duplicated": counts["duplicated"],
+        "missing_results": counts["missing_results"],
+        "server_errors": counts["server_errors"],
+        "run_twice": counts["redelivered"],
+        "pods_removed": removed,
+        "accepted": counts["accepted"],
+        "service_seconds": service,
+        "startup_seconds": statistics.median(startups) if startups else 5.0,
     }
 
 
@@ -161,8 +186,10 @@ def _fmt(value: float | int | None) -> str:
 
 def report(runs: list[Run], count: int) -> None:
     for run in runs:
-        print(f"\n--- timeline, minReplicaCount {run.minimum} (s from the first upload; replicas/ready, "
-              "backlog/in flight)")
+        print(
+            f"\n--- timeline, minReplicaCount {run.minimum} (s from the first upload; replicas/ready, "
+            "backlog/in flight)"
+        )
         lines, last = list(run.events), None
         for s in run.samples:
             if (s.replicas, s.ready) != last:
@@ -171,19 +198,31 @@ def report(runs: list[Run], count: int) -> None:
                 last = (s.replicas, s.ready)
         for at, text in sorted(lines):
             print(f"{at:7.1f}  {text}")
-    print(f"\nburst: {count} uploads through the ingress (12 MP and 1080p photos, alternating), 8 users; "
-          f"operator with the chart's defaults (poll {POLL} s, scale-up step {UP_STEP}, scale-down window "
-          f"{DOWN_WINDOW} s step {DOWN_STEP}, cooldown {COOLDOWN} s), max {MAX_REPLICAS}")
-    print("KEDA default (SIMULATED, not run): pollingInterval 30 s, waiting messages only, cooldown 300 s, "
-          "HPA scale-down window 300 s\n")
+    print(
+        f"\nburst: {count} uploads through the ingress (12 MP and 1080p photos, alternating), 8 users; "
+        f"operator with the chart's defaults (poll {POLL} s, scale-up step {UP_STEP}, scale-down window "
+        f"{DOWN_WINDOW} s step {DOWN_STEP}, cooldown {COOLDOWN} s), max {MAX_REPLICAS}"
+    )
+    print(
+        "KEDA default (SIMULATED, not run): pollingInterval 30 s, waiting messages only, cooldown 300 s, "
+        "HPA scale-down window 300 s\n"
+    )
     header = f"{'':26}" + "".join(f"{f'min {r.minimum} ours':>14}{f'min {r.minimum} KEDA sim':>16}" for r in runs)
     print(header)
-    rows = [("first scale-up (s)", "first_scale_up"), ("at max replicas (s)", "at_max"),
-            ("max replicas", "max_replicas"), ("queue drained (s)", "drained"),
-            ("first scale-down (s)", "first_scale_down"), ("back to the minimum (s)", "back_to_min"),
-            ("tasks lost", "lost"), ("tasks duplicated", "duplicated"), ("results missing", "missing_results"),
-            ("server errors", "server_errors"), ("tasks run twice", "run_twice"),
-            ("worker pods removed", "pods_removed")]
+    rows = [
+        ("first scale-up (s)", "first_scale_up"),
+        ("at max replicas (s)", "at_max"),
+        ("max replicas", "max_replicas"),
+        ("queue drained (s)", "drained"),
+        ("first scale-down (s)", "first_scale_down"),
+        ("back to the minimum (s)", "back_to_min"),
+        ("tasks lost", "lost"),
+        ("tasks duplicated", "duplicated"),
+        ("results missing", "missing_results"),
+        ("server errors", "server_errors"),
+        ("tasks run twice", "run_twice"),
+        ("worker pods removed", "pods_removed"),
+    ]
     sims = [keda_side(run) for run in runs]
     simulated_as = {"first_scale_up", "at_max", "max_replicas", "drained", "first_scale_down", "back_to_min"}
     for title, key in rows:
@@ -194,15 +233,24 @@ def report(runs: list[Run], count: int) -> None:
         print(line)
     for run in runs:
         f = run.figures
-        print(f"min {run.minimum}: {f['accepted']} accepted; measured {f['service_seconds']:.2f} s/task in the "
-              f"pipeline, worker pod start-up {f['startup_seconds']:.1f} s (the simulation's inputs)")
+        print(
+            f"min {run.minimum}: {f['accepted']} accepted; measured {f['service_seconds']:.2f} s/task in the "
+            f"pipeline, worker pod start-up {f['startup_seconds']:.1f} s (the simulation's inputs)"
+        )
     for run in runs:
         for problem in run.problems:
             print(f"min {run.minimum}: LEDGER FAILED: {problem}")
-    met = all(r.figures["first_scale_up"] is not None and r.figures["first_scale_up"] <= 10 and
-              not r.problems and r.figures["run_twice"] == 0 for r in runs)
-    print(f"targets (first scale-up <= 10 s, 0 lost, 0 duplicated, no task cut by a scale-down): "
-          f"{'MET' if met else 'NOT MET'}")
+    met = all(
+        r.figures["first_scale_up"] is not None
+        and r.figures["first_scale_up"] <= 10
+        and not r.problems
+        and r.figures["run_twice"] == 0
+        for r in runs
+    )
+    print(
+        f"targets (first scale-up <= 10 s, 0 lost, 0 duplicated, no task cut by a scale-down): "
+        f"{'MET' if met else 'NOT MET'}"
+    )
 
 
 def keda_side(run: Run) -> SimResult:
@@ -210,8 +258,16 @@ def keda_side(run: Run) -> SimResult:
     per-task time and pod start-up time (2 tasks per worker pod, as the chart's default)."""
     f = run.figures
     policy = dataclasses.replace(keda_default_policy(2, MAX_REPLICAS), min_replicas=run.minimum)
-    return simulate("keda", policy, burst=f["accepted"], concurrency=2, startup=f["startup_seconds"],
-                    service=f["service_seconds"], waiting_only=True, initial=run.minimum)
+    return simulate(
+        "keda",
+        policy,
+        burst=f["accepted"],
+        concurrency=2,
+        startup=f["startup_seconds"],
+        service=f["service_seconds"],
+        waiting_only=True,
+        initial=run.minimum,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

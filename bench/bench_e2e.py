@@ -207,8 +207,10 @@ def main() -> None:
         "IMGPROC_LOG_LEVEL": "WARNING",
     }
     try:
-        s3_env = {**server_env(postgres.create_database("bench_s3"), redis.url.replace("/0", "/1"),
-                               workdir / "server-s3"), **s3.settings_env()}
+        s3_env = {
+            **server_env(postgres.create_database("bench_s3"), redis.url.replace("/0", "/1"), workdir / "server-s3"),
+            **s3.settings_env(),
+        }
         modes = {
             "embedded (SQLite, files)": embedded_env(workdir / "embedded"),
             "PostgreSQL + Redis, files": server_env(postgres.create_database("bench"), redis.url, workdir / "server"),

@@ -151,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-load", action="store_true", help="skip bench/loadtest.py")
     parser.add_argument("--no-hostile", action="store_true", help="skip the hostile-input corpus")
-    parser.add_argument("--cluster", action="store_true",
-                        help=f"the faults on real pods instead ({CLUSTER_FAULTS}; root, ~8 min)")
+    parser.add_argument(
+        "--cluster", action="store_true", help=f"the faults on real pods instead ({CLUSTER_FAULTS}; root, ~8 min)"
+    )
     parser.add_argument("--report", help="keep the JSON lines in this file (default: a temporary file)")
     args = parser.parse_args(argv)
 
@@ -183,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             failures.append("loadtest")
 
     lines, clean = table(read(report))
-    where = ("real pods on the local cluster; faults injected with kubectl" if args.cluster
-             else "real processes; PostgreSQL + Redis on loopback")
+    where = (
+        "real pods on the local cluster; faults injected with kubectl"
+        if args.cluster
+        else "real processes; PostgreSQL + Redis on loopback"
+    )
     print(f"imgproc reliability figures ({where})")
     print(
         "dup = result files beyond one per completed task; 503 = uploads/requests refused with Retry-After "

@@ -84,6 +84,7 @@ def _cookie_header(settings: Settings, token: str) -> str:
 def _current_user(request: Request, session: Session, settings: Settings, *, on_replica: bool) -> User:
     token = request.cookies.get(settings.COOKIE_NAME)
     if token and len(token) <= 128:
+
         def lookup(s: Session) -> User | None:
             return crud.get_user_by_token(session=s, token=token)
 

@@ -32,8 +32,15 @@ def start_operator(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="scale-worker", cancellation_timeout=5.0, backoff=5.0)
-async def scale_worker(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
-                       stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+async def scale_worker(
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
     autoscaler = memo.autoscalers.setdefault((namespace, name), Autoscaler(namespace, name, memo.kube))
     autoscaler.logger = logger
     try:

@@ -63,20 +63,27 @@ class Kube:
     def read_scale(self, namespace: str, name: str) -> Scale:
         with _errors(f"deployment {namespace}/{name}", not_found="ScaleTargetNotFound"):
             scale = client.AppsV1Api(self.api).read_namespaced_deployment_scale(
-                name, namespace, _request_timeout=REQUEST_TIMEOUT)
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
         spec_replicas = scale.spec.replicas if scale.spec and scale.spec.replicas is not None else 0
         return Scale(int(spec_replicas))
 
     def patch_scale(self, namespace: str, name: str, replicas: int) -> None:
         with _errors(f"deployment {namespace}/{name}", not_found="ScaleTargetNotFound", other="ScaleFailed"):
             client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
-                name, namespace, {"spec": {"replicas": int(replicas)}}, field_manager=FIELD_MANAGER,
-                _content_type="application/merge-patch+json", _request_timeout=REQUEST_TIMEOUT)
+                name,
+                namespace,
+                {"spec": {"replicas": int(replicas)}},
+                field_manager=FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
 
     def read_secret(self, namespace: str, ref: SecretRef) -> str:
         with _errors(f"secret {namespace}/{ref.name}", not_found="SecretNotFound"):
             secret = client.CoreV1Api(self.api).read_namespaced_secret(
-                ref.name, namespace, _request_timeout=REQUEST_TIMEOUT)
+                ref.name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
         data = (secret.data or {}).get(ref.key)
         if data is None:
             raise KubeError("SecretKeyNotFound", f"secret {namespace}/{ref.name} has no key {ref.key!r}")
@@ -85,37 +92,59 @@ class Kube:
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         with _errors(f"{PLURAL} {namespace}/{name}", not_found="Gone"):
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
-                field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT)
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                field_manager=FIELD_MANAGER,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
 
     def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
         """Drop one finalizer, guarded by resourceVersion (a concurrent change fails, not clobbers)."""
         api = client.CustomObjectsApi(self.api)
         with _errors(f"{PLURAL} {namespace}/{name}", not_found="Gone"):
-            obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                   _request_timeout=REQUEST_TIMEOUT)
+            obj = api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
             meta = obj.get("metadata", {})
             finalizers = meta.get("finalizers") or []
             if finalizer not in finalizers:
                 return
-            patch = {"metadata": {"finalizers": [f for f in finalizers if f != finalizer],
-                                  "resourceVersion": meta.get("resourceVersion")}}
-            api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
-                                               field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT)
+            patch = {
+                "metadata": {
+                    "finalizers": [f for f in finalizers if f != finalizer],
+                    "resourceVersion": meta.get("resourceVersion"),
+                }
+            }
+            api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
 
     def autoscaler_names(self, namespace: str, selector: str) -> list[str]:
         api = client.CustomObjectsApi(self.api)
         with _errors(f"{PLURAL} in {namespace}", not_found="Gone"):
-            listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector,
-                                                       _request_timeout=REQUEST_TIMEOUT)
+            listed = api.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+            )
         return sorted(item["metadata"]["name"] for item in listed.get("items", []))
 
     def delete_autoscaler(self, namespace: str, name: str) -> None:
         api = client.CustomObjectsApi(self.api)
         try:
             with _errors(f"{PLURAL} {namespace}/{name}", not_found="Gone"):
-                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                    _request_timeout=REQUEST_TIMEOUT)
+                api.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+                )
         except KubeError as exc:
             if exc.reason != "Gone":
                 raise

@@ -22,8 +22,10 @@ from autoscaler.settings import OperatorConfig
 def run() -> int:
     config = OperatorConfig.load()
     logging.getLogger().handlers.clear()  # app.cli may have installed its own handler: no duplicates
-    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-                   verbose=config.log_level == "DEBUG")
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        verbose=config.log_level == "DEBUG",
+    )
     logging.getLogger().setLevel(config.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per liveness probe otherwise
     start_http_server(config.metrics_port)
@@ -32,7 +34,10 @@ def run() -> int:
 
     logging.getLogger(__name__).info(
         "serving WorkerAutoscalers in namespace %s (health :%d, metrics :%d)",
-        config.namespace, config.health_port, config.metrics_port)
+        config.namespace,
+        config.health_port,
+        config.metrics_port,
+    )
     kopf.run(
         standalone=True,
         namespaces=[config.namespace],

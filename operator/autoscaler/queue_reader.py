@@ -115,14 +115,22 @@ class RedisSource:
                 problems.append("redis.sentinel does not support TLS")
         if problems:
             raise PolicyError(problems)
-        return cls(str(url), tuple(queues), str(conf.get("keyPrefix") or ""), secret, conf.get("username"),
-                   tuple(sentinels), str((sentinel or {}).get("masterName") or ""),
-                   bool((sentinel or {}).get("authenticate", True)))
+        return cls(
+            str(url),
+            tuple(queues),
+            str(conf.get("keyPrefix") or ""),
+            secret,
+            conf.get("username"),
+            tuple(sentinels),
+            str((sentinel or {}).get("masterName") or ""),
+            bool((sentinel or {}).get("authenticate", True)),
+        )
 
     def lists(self) -> list[str]:
         """Every Redis list that can hold a waiting message of our queues."""
-        return [f"{self.key_prefix}{q}{suffix}" for q in self.queues
-                for suffix in ("", *(f"{SEP}{n}" for n in PRIORITIES))]
+        return [
+            f"{self.key_prefix}{q}{suffix}" for q in self.queues for suffix in ("", *(f"{SEP}{n}" for n in PRIORITIES))
+        ]
 
 
 @dataclass
@@ -136,8 +144,11 @@ class QueueReader:
 
     def __post_init__(self) -> None:
         kwargs: dict[str, Any] = dict(
-            socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=False,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+            decode_responses=False,
         )
         options = parse_url(self.source.url)  # the URL would win over keyword arguments in from_url
         if self.password is not None:
@@ -149,8 +160,10 @@ class QueueReader:
         if self.source.sentinels:
             options.pop("host", None)
             options.pop("port", None)
-            sentinel_kwargs: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT,
-                                               "socket_connect_timeout": SOCKET_TIMEOUT}
+            sentinel_kwargs: dict[str, Any] = {
+                "socket_timeout": SOCKET_TIMEOUT,
+                "socket_connect_timeout": SOCKET_TIMEOUT,
+            }
             if self.source.sentinel_auth and options.get("password"):
                 sentinel_kwargs["password"] = options["password"]
             self._sentinel = Sentinel(list(self.source.sentinels), sentinel_kwargs=sentinel_kwargs)

@@ -84,8 +84,14 @@ class Autoscaler:
         self.state = decision.state
 
         status = decision_status(
-            decision, previous=self.written or body.get("status") or {}, backlog=observation.waiting,
-            in_flight=observation.in_flight, current=scale.replicas, generation=generation, now=now)
+            decision,
+            previous=self.written or body.get("status") or {},
+            backlog=observation.waiting,
+            in_flight=observation.in_flight,
+            current=scale.replicas,
+            generation=generation,
+            now=now,
+        )
         await self._write_status(status)
         self._report(body, decision, observation)
         return policy.polling_interval
@@ -154,8 +160,13 @@ class Autoscaler:
         self, body: Mapping[str, Any], reason: str, message: str, generation: int | None, now: float
     ) -> None:
         metrics.POLL_ERRORS.labels(self.namespace, self.name, reason).inc()
-        status = error_status(previous=self.written or body.get("status") or {}, reason=reason,
-                              message=message, generation=generation, now=now)
+        status = error_status(
+            previous=self.written or body.get("status") or {},
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
         try:
             await self._write_status(status)
         except KubeError as exc:

@@ -101,9 +101,7 @@ class Policy:
         if self.max_replicas < 1:
             found.append(f"maxReplicaCount must be >= 1 (got {self.max_replicas})")
         if self.min_replicas > self.max_replicas:
-            found.append(
-                f"minReplicaCount ({self.min_replicas}) must not exceed maxReplicaCount ({self.max_replicas})"
-            )
+            found.append(f"minReplicaCount ({self.min_replicas}) must not exceed maxReplicaCount ({self.max_replicas})")
         if self.activation_threshold < 0:
             found.append(f"activationThreshold must be >= 0 (got {self.activation_threshold})")
         if self.polling_interval <= 0:
@@ -117,8 +115,7 @@ class Policy:
                 found.append(f"{name}.maxStep must be >= 1 (got {behavior.max_step})")
         if self.fallback is not None:
             if self.fallback.failure_threshold < 1:
-                found.append(f"fallback.failureThreshold must be >= 1 (got {self.fallback.failure_threshold})"
-                             )
+                found.append(f"fallback.failureThreshold must be >= 1 (got {self.fallback.failure_threshold})")
             if not self.min_replicas <= self.fallback.replicas <= self.max_replicas:
                 found.append(
                     f"fallback.replicas ({self.fallback.replicas}) must lie within "
@@ -246,8 +243,13 @@ class ScalerState:
 
     @classmethod
     def restored(
-        cls, *, now: float, current: int, last_active: float | None = None,
-        last_scale: float | None = None, consecutive_failures: int = 0,
+        cls,
+        *,
+        now: float,
+        current: int,
+        last_active: float | None = None,
+        last_scale: float | None = None,
+        consecutive_failures: int = 0,
     ) -> ScalerState:
         """State after an operator restart: the in-memory recommendations are gone, so the
         current count holds scale-down for a full window (never faster than before the
@@ -293,16 +295,29 @@ def desired_replicas(
         last_active = now  # unknown history counts as "just active": the cooldown starts now
     state = replace(state, consecutive_failures=failures, last_active=last_active)
 
-    def decide(replicas: int, reason: str, message: str, *, fallback: bool = False, paused: bool = False,
-               recommendation: int | None = None, new_state: ScalerState = state) -> Decision:
+    def decide(
+        replicas: int,
+        reason: str,
+        message: str,
+        *,
+        fallback: bool = False,
+        paused: bool = False,
+        recommendation: int | None = None,
+        new_state: ScalerState = state,
+    ) -> Decision:
         if replicas != current:
             new_state = replace(new_state, last_scale=now)
-        return Decision(replicas, current, reason, message, new_state, observation.ok, active,
-                        fallback, paused, recommendation)
+        return Decision(
+            replicas, current, reason, message, new_state, observation.ok, active, fallback, paused, recommendation
+        )
 
     if policy.paused_replicas is not None:
-        return decide(policy.paused_replicas, "PausedReplicas",
-                      f"paused at {policy.paused_replicas} replicas by annotation", paused=True)
+        return decide(
+            policy.paused_replicas,
+            "PausedReplicas",
+            f"paused at {policy.paused_replicas} replicas by annotation",
+            paused=True,
+        )
     if policy.paused:
         return decide(current, "Paused", f"paused by annotation; keeping {current} replicas", paused=True)
 
@@ -314,12 +329,22 @@ def desired_replicas(
         target = _clamp(max(target, min(state.busy, policy.max_replicas)), policy.min_replicas, policy.max_replicas)
         if fallback:
             toward = "" if target == fallback.replicas else f"; {target} for now (windows, steps, busy workers)"
-            return decide(target, "Fallback", f"Redis unreadable {failures} times in a row ({observation.error}); "
-                          f"fallback to {fallback.replicas} replicas{toward}", fallback=True, new_state=state)
+            return decide(
+                target,
+                "Fallback",
+                f"Redis unreadable {failures} times in a row ({observation.error}); "
+                f"fallback to {fallback.replicas} replicas{toward}",
+                fallback=True,
+                new_state=state,
+            )
         limit = f"{fb.failure_threshold}" if fb else "no fallback configured"
-        return decide(target, "RedisUnavailable",
-                      f"Redis unreadable ({observation.error}); keeping {target} replicas "
-                      f"(failure {failures}, threshold {limit})", new_state=state)
+        return decide(
+            target,
+            "RedisUnavailable",
+            f"Redis unreadable ({observation.error}); keeping {target} replicas "
+            f"(failure {failures}, threshold {limit})",
+            new_state=state,
+        )
 
     waiting, in_flight = observation.waiting or 0, observation.in_flight or 0
     load = waiting + in_flight
@@ -350,8 +375,10 @@ def desired_replicas(
         reason = "ScaleDown"  # e.g. lowered to maxReplicaCount
 
     raw = _clamp(math.ceil(load / per), policy.min_replicas, policy.max_replicas)
-    message = (f"load {load} (waiting {waiting} + in-flight {in_flight}) / {per} per replica "
-               f"-> {raw}; replicas {current} -> {target} ({reason})")
+    message = (
+        f"load {load} (waiting {waiting} + in-flight {in_flight}) / {per} per replica "
+        f"-> {raw}; replicas {current} -> {target} ({reason})"
+    )
     return decide(target, reason, message, recommendation=raw, new_state=state)
 
 
@@ -369,8 +396,10 @@ def _stabilised(
     state = replace(state, recommendations=history, scale_down_floor=floor)
 
     up_to = min(r for t, r in history if now - t <= policy.scale_up.stabilization_window)
-    down_to = max([r for t, r in history if now - t <= policy.scale_down.stabilization_window]
-                  + ([floor[1]] if floor is not None else []))
+    down_to = max(
+        [r for t, r in history if now - t <= policy.scale_down.stabilization_window]
+        + ([floor[1]] if floor is not None else [])
+    )
     if current < up_to:
         return _step(current, up_to, policy.scale_up.max_step), "ScaleUp", state
     if current > down_to:

@@ -34,8 +34,13 @@ class OperatorConfig:
             namespace = POD_NAMESPACE_FILE.read_text().strip()
         if not namespace:
             raise SystemExit("IMGPROC_OPERATOR_NAMESPACE is not set and no in-cluster namespace was found")
-        return cls(namespace, settings.OPERATOR_HEALTH_PORT, settings.OPERATOR_METRICS_PORT,
-                   settings.LOG_FORMAT, settings.LOG_LEVEL.upper())
+        return cls(
+            namespace,
+            settings.OPERATOR_HEALTH_PORT,
+            settings.OPERATOR_METRICS_PORT,
+            settings.LOG_FORMAT,
+            settings.LOG_LEVEL.upper(),
+        )
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

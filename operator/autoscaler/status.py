@@ -58,8 +58,14 @@ def merge_conditions(
 
 
 def decision_status(
-    decision: Decision, *, previous: Mapping[str, Any], backlog: int | None, in_flight: int | None,
-    current: int, generation: int | None, now: float,
+    decision: Decision,
+    *,
+    previous: Mapping[str, Any],
+    backlog: int | None,
+    in_flight: int | None,
+    current: int,
+    generation: int | None,
+    now: float,
 ) -> dict[str, Any]:
     """``status`` after a poll that reached the decision function."""
     state = decision.state
@@ -74,16 +80,24 @@ def decision_status(
         active = condition("Active", True, "LoadAboveThreshold", load)
     else:
         active = condition("Active", False, "LoadAtOrBelowThreshold", load)
-    fallback = condition("Fallback", decision.fallback,
-                         "FallbackActive" if decision.fallback else "NoFallback",
-                         decision.message if decision.fallback else "")
-    paused = condition("Paused", decision.paused, decision.reason if decision.paused else "NotPaused",
-                       decision.message if decision.paused else "")
+    fallback = condition(
+        "Fallback",
+        decision.fallback,
+        "FallbackActive" if decision.fallback else "NoFallback",
+        decision.message if decision.fallback else "",
+    )
+    paused = condition(
+        "Paused",
+        decision.paused,
+        decision.reason if decision.paused else "NotPaused",
+        decision.message if decision.paused else "",
+    )
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "backlog": backlog if backlog is not None else previous.get("backlog"),
         "inFlight": in_flight if in_flight is not None else previous.get("inFlight"),
-        "recommendation": decision.recommendation if decision.recommendation is not None
+        "recommendation": decision.recommendation
+        if decision.recommendation is not None
         else previous.get("recommendation"),
         "desiredReplicas": decision.replicas,
         "currentReplicas": current,
@@ -102,16 +116,17 @@ def error_status(
     status = {k: v for k, v in previous.items() if k != "conditions"}
     status["observedGeneration"] = generation
     status["conditions"] = merge_conditions(
-        previous.get("conditions"), [condition("Ready", False, reason, message)], now)
+        previous.get("conditions"), [condition("Ready", False, reason, message)], now
+    )
     return {k: v for k, v in status.items() if v is not None}
 
 
 def restored_state(status: Mapping[str, Any], *, now: float, current: int) -> ScalerState:
     """What survives an operator restart: the cooldown start and the failure count."""
     return ScalerState.restored(
-        now=now, current=current,
+        now=now,
+        current=current,
         last_active=parse_time(status.get("lastActiveTime")),
         last_scale=parse_time(status.get("lastScaleTime")),
         consecutive_failures=int(status.get("consecutiveFailures") or 0),
     )
-

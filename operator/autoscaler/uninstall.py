@@ -21,8 +21,15 @@ from autoscaler.settings import FINALIZER
 log = logging.getLogger(__name__)
 
 
-def delete_autoscalers(kube: Kube, namespace: str, selector: str, *, timeout: float,
-                       clock: Callable[[], float] = time.monotonic, poll: float = 0.5) -> list[str]:
+def delete_autoscalers(
+    kube: Kube,
+    namespace: str,
+    selector: str,
+    *,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    poll: float = 0.5,
+) -> list[str]:
     """Delete the selected objects and wait until they are gone; return the ones left."""
     names = kube.autoscaler_names(namespace, selector)
     for name in names:
@@ -35,8 +42,9 @@ def delete_autoscalers(kube: Kube, namespace: str, selector: str, *, timeout: fl
                 return left
             # No operator released them: nothing else will, so do what it would have done.
             for name in left:
-                log.warning("%s/%s: no operator released it within %.0f s; removing its finalizer",
-                            namespace, name, timeout)
+                log.warning(
+                    "%s/%s: no operator released it within %.0f s; removing its finalizer", namespace, name, timeout
+                )
                 try:
                     kube.remove_finalizer(namespace, name, FINALIZER)
                 except KubeError as exc:

@@ -35,10 +35,8 @@ LOAD_SECONDS = 60  # the bound of the busy phase
 CALM_SECONDS = 150  # the bound of the scale-down phase (a slow client keeps asking meanwhile)
 # Short windows so the whole cycle fits the test's bounds (defaults: 0 s up, 300 s down).
 BEHAVIOR = {
-    "scaleUp": {"stabilizationWindowSeconds": 0,
-                "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
-    "scaleDown": {"stabilizationWindowSeconds": 15,
-                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]},
+    "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
+    "scaleDown": {"stabilizationWindowSeconds": 15, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]},
 }
 
 
@@ -46,17 +44,35 @@ BEHAVIOR = {
 def release(live_cluster: LiveCluster, tmp_path_factory) -> Iterator[Release]:
     namespace = live_cluster.new_namespace("apiscale")
     values = tmp_path_factory.mktemp("apiscale") / "values.yaml"
-    values.write_text(yaml.safe_dump({
-        "api": {"autoscaling": {"enabled": True, "minReplicas": MIN_REPLICAS, "maxReplicas": MAX_REPLICAS,
-                                "targetCPUUtilizationPercentage": TARGET_CPU_PERCENT, "behavior": BEHAVIOR}},
-        # The cluster's Gateway (k8s/cluster/gateway.yaml), under a host of its own.
-        "gateway": {"enabled": True, "hostnames": [f"gw-{namespace}.imgproc.test"],
-                    "parentRefs": [{"name": "traefik", "namespace": "traefik", "sectionName": "web"}]},
-        # The load is a handful of users sending far more than a person would: the per-user
-        # upload limit (120/min) would answer 429 and measure the limiter instead of the HPA.
-        "config": {"extraEnv": {"IMGPROC_UPLOADS_PER_MINUTE_PER_USER": "100000",
-                                "IMGPROC_MAX_PENDING_TASKS_PER_USER": "10000"}},
-    }))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "api": {
+                    "autoscaling": {
+                        "enabled": True,
+                        "minReplicas": MIN_REPLICAS,
+                        "maxReplicas": MAX_REPLICAS,
+                        "targetCPUUtilizationPercentage": TARGET_CPU_PERCENT,
+                        "behavior": BEHAVIOR,
+                    }
+                },
+                # The cluster's Gateway (k8s/cluster/gateway.yaml), under a host of its own.
+                "gateway": {
+                    "enabled": True,
+                    "hostnames": [f"gw-{namespace}.imgproc.test"],
+                    "parentRefs": [{"name": "traefik", "namespace": "traefik", "sectionName": "web"}],
+                },
+                # The load is a handful of users sending far more than a person would: the per-user
+                # upload limit (120/min) would answer 429 and measure the limiter instead of the HPA.
+                "config": {
+                    "extraEnv": {
+                        "IMGPROC_UPLOADS_PER_MINUTE_PER_USER": "100000",
+                        "IMGPROC_MAX_PENDING_TASKS_PER_USER": "10000",
+                    }
+                },
+            }
+        )
+    )
     installed = live_cluster.install(namespace, "-f", str(values))
     yield installed
     installed.helm("uninstall", installed.name, "--wait", check=False)
@@ -75,9 +91,11 @@ def test_metrics_server_serves_the_resource_metrics_api(live_cluster: LiveCluste
     (pod,) = live_cluster.get("pods", "-n", "kube-system", "-l", "k8s-app=metrics-server")["items"]
     ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
     created = _seconds(pod["metadata"]["creationTimestamp"])
-    print(f"metrics-server: pod created -> Ready {_seconds(ready['lastTransitionTime']) - created:.0f} s, "
-          f"-> APIService Available {_seconds(available['lastTransitionTime']) - created:.0f} s "
-          f"(1 s timestamps)")
+    print(
+        f"metrics-server: pod created -> Ready {_seconds(ready['lastTransitionTime']) - created:.0f} s, "
+        f"-> APIService Available {_seconds(available['lastTransitionTime']) - created:.0f} s "
+        f"(1 s timestamps)"
+    )
     nodes = live_cluster.kubectl("top", "nodes")
     assert "CPU(cores)" in nodes.stdout and live_cluster.get("nodes")["items"][0]["metadata"]["name"] in nodes.stdout
     deadline = time.monotonic() + 60
@@ -130,8 +148,15 @@ class Load:
         n, last_task = 0, None
         while not stop.is_set() and time.monotonic() < deadline:
             n += 1
-            what = ("upload" if n % uploads_every == 0 else "status" if last_task is not None and n % 3 == 0
-                    else "list" if n % 2 == 0 else "health")
+            what = (
+                "upload"
+                if n % uploads_every == 0
+                else "status"
+                if last_task is not None and n % 3 == 0
+                else "list"
+                if n % 2 == 0
+                else "health"
+            )
             try:
                 response = self._send(user, what, last_task)
             except httpx.HTTPError as error:
@@ -165,7 +190,8 @@ class Load:
 
 
 def test_the_hpa_scales_the_api_under_load_through_the_ingress_without_a_failed_request(
-        release: Release, live_cluster: LiveCluster):
+    release: Release, live_cluster: LiveCluster
+):
     name = api_name(release)
     started = time.monotonic()
 
@@ -173,8 +199,9 @@ def test_the_hpa_scales_the_api_under_load_through_the_ingress_without_a_failed_
         deployment = live_cluster.get("deployment", name, "-n", release.namespace)
         hpa = live_cluster.get("hpa", name, "-n", release.namespace)
         metrics = hpa["status"].get("currentMetrics") or []
-        cpu = next((m["resource"]["current"].get("averageUtilization") for m in metrics if m.get("type") == "Resource"),
-                   None)
+        cpu = next(
+            (m["resource"]["current"].get("averageUtilization") for m in metrics if m.get("type") == "Resource"), None
+        )
         return deployment["spec"]["replicas"], deployment["status"].get("readyReplicas", 0), cpu
 
     timeline: list[tuple[float, int, int, int | None]] = []
@@ -201,8 +228,9 @@ def test_the_hpa_scales_the_api_under_load_through_the_ingress_without_a_failed_
     load = Load(release, release.host)
     stop = threading.Event()
     busy_started = time.monotonic()
-    senders = [threading.Thread(target=load.run, args=(stop, busy_started + LOAD_SECONDS, 0, 5))
-               for _ in range(LOAD_CLIENTS)]
+    senders = [
+        threading.Thread(target=load.run, args=(stop, busy_started + LOAD_SECONDS, 0, 5)) for _ in range(LOAD_CLIENTS)
+    ]
     for sender in senders:
         sender.start()
     ready_since = None
@@ -238,15 +266,18 @@ def test_the_hpa_scales_the_api_under_load_through_the_ingress_without_a_failed_
     observe()
     load.check_tasks()
     calm.check_tasks()
-    back_at_min = next((t for t, replicas, ready, _ in timeline
-                        if t > scale_up and replicas == ready == MIN_REPLICAS), None)
+    back_at_min = next(
+        (t for t, replicas, ready, _ in timeline if t > scale_up and replicas == ready == MIN_REPLICAS), None
+    )
 
     print(f"HPA timeline (s since install, replicas, ready, CPU % of request): {timeline}")
-    print(f"HPA: first CPU metrics {first_metrics:.1f} s after install; load began at "
-          f"{busy_started - started:.1f} s; first scale-up at {scale_up:.1f} s "
-          f"({scale_up - (busy_started - started):.1f} s into the load); peak {peak} replicas; "
-          f"busy phase {busy:.1f} s; back at {MIN_REPLICAS} at "
-          f"{back_at_min if back_at_min is None else f'{back_at_min:.1f}'} s")
+    print(
+        f"HPA: first CPU metrics {first_metrics:.1f} s after install; load began at "
+        f"{busy_started - started:.1f} s; first scale-up at {scale_up:.1f} s "
+        f"({scale_up - (busy_started - started):.1f} s into the load); peak {peak} replicas; "
+        f"busy phase {busy:.1f} s; back at {MIN_REPLICAS} at "
+        f"{back_at_min if back_at_min is None else f'{back_at_min:.1f}'} s"
+    )
     print(f"busy load: {load.sent} requests {dict(load.codes)}; calm load: {calm.sent} requests {dict(calm.codes)}")
     assert not load.failures, load.failures[:20]
     assert not calm.failures, calm.failures[:20]
@@ -282,8 +313,11 @@ def test_the_rest_flow_works_through_the_httproute(release: Release, live_cluste
         # The webhook: answered by Traefik itself (no backends), never by the app (401 unsigned).
         for path in ("/api/webhook/task-complete", "/api/webhook/", "/api/webhook"):
             response = alice.post(path, content=b"{}", headers={"Content-Type": "application/json"})
-            assert response.status_code >= 500 and "detail" not in response.text, (path, response.status_code,
-                                                                                   response.text)
+            assert response.status_code >= 500 and "detail" not in response.text, (
+                path,
+                response.status_code,
+                response.text,
+            )
         # Internal paths stay internal, as through the Ingress.
         assert alice.get("/readyz").status_code == 404
     # Hosts the route does not name get Traefik's 404.

@@ -31,9 +31,13 @@ from tests.support.tasks import upload_accepted
 def release(live_cluster: LiveCluster) -> Iterator[Release]:
     # A shorter scale-down window than the default 60 s, so the return to the minimum is seen
     # within the autoscaling test's bound.
-    installed = live_cluster.install(live_cluster.new_namespace("chart"),
-                                     "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15",
-                                     "--set", "autoscaler.cooldownPeriod=15")
+    installed = live_cluster.install(
+        live_cluster.new_namespace("chart"),
+        "--set",
+        "autoscaler.scaleDown.stabilizationWindowSeconds=15",
+        "--set",
+        "autoscaler.cooldownPeriod=15",
+    )
     yield installed
     installed.helm("uninstall", installed.name, "--wait", check=False)
 
@@ -166,8 +170,10 @@ def test_the_operator_scales_real_worker_pods_from_the_queue(release: Release, l
     while deployment() != (minimum, minimum) and time.monotonic() < deadline:
         time.sleep(2)
     assert deployment() == (minimum, minimum), deployment()
-    print(f"first scale-up {first_up:.1f} s after the burst began; drained at {drained:.1f} s; "
-          f"back at {minimum} replica(s) at {time.monotonic() - started:.1f} s")
+    print(
+        f"first scale-up {first_up:.1f} s after the burst began; drained at {drained:.1f} s; "
+        f"back at {minimum} replica(s) at {time.monotonic() - started:.1f} s"
+    )
     for user in users:
         user.close()
 
@@ -180,8 +186,9 @@ def test_network_policies_are_enforced_from_inside_pods(release: Release, live_c
     ingress = ("traefik.traefik.svc.cluster.local", 80)
     # A pod of the release's namespace that no policy admits. It resolves the names and reaches
     # the ingress controller (no policy there), so a refusal below is the policies' doing.
-    code, output = live_cluster.probe_pod(release.namespace, "outsider", CONNECT % ([ingress, *targets],),
-                                          labels={"app.kubernetes.io/name": "outsider"})
+    code, output = live_cluster.probe_pod(
+        release.namespace, "outsider", CONNECT % ([ingress, *targets],), labels={"app.kubernetes.io/name": "outsider"}
+    )
     assert code == 0, output
     outsider = eval(output.strip())  # noqa: S307
     assert outsider.pop(f"{ingress[0]}:{ingress[1]}") == "open", outsider
@@ -250,9 +257,20 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
     uploader.start()
     try:
         time.sleep(3)
-        release.helm("upgrade", release.name, str(CHART),
-                     "--reuse-values", "--set", f"image.tag={APP_IMAGE_TAG}-next", "--set", "config.logLevel=DEBUG",
-                     "--wait", "--timeout", "600s", timeout=700)
+        release.helm(
+            "upgrade",
+            release.name,
+            str(CHART),
+            "--reuse-values",
+            "--set",
+            f"image.tag={APP_IMAGE_TAG}-next",
+            "--set",
+            "config.logLevel=DEBUG",
+            "--wait",
+            "--timeout",
+            "600s",
+            timeout=700,
+        )
         time.sleep(3)
     finally:
         stop.set()
@@ -270,8 +288,9 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
     assert all(p["spec"]["containers"][0]["image"].endswith(f":{APP_IMAGE_TAG}-next") for p in after)
     assert accepted, "no upload was accepted during the upgrade"
     # The pre-upgrade migration hook ran once: one new Job, which made one pod and completed.
-    upgrade_jobs = {uid: reasons for uid, reasons in migration_job_events(release).items()
-                    if uid not in migrations_before}
+    upgrade_jobs = {
+        uid: reasons for uid, reasons in migration_job_events(release).items() if uid not in migrations_before
+    }
     assert len(upgrade_jobs) == 1, upgrade_jobs
     [reasons] = upgrade_jobs.values()
     assert sorted(reasons) == ["Completed", "SuccessfulCreate"], reasons
@@ -299,14 +318,17 @@ def test_uninstall_leaves_only_what_the_chart_keeps(release: Release, live_clust
     # object kept kopf's finalizer forever (the operator's token was deleted with the release).
     with timed("helm uninstall --wait"):
         release.helm("uninstall", release.name, "--wait", timeout=300)
-    kinds = "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,ingresses,networkpolicies," \
-            "poddisruptionbudgets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,workerautoscalers"
+    kinds = (
+        "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,ingresses,networkpolicies,"
+        "poddisruptionbudgets,serviceaccounts,roles,rolebindings,persistentvolumeclaims,workerautoscalers"
+    )
     test_pod = f"Pod/{release.name}-smoke-test"
     deadline = time.monotonic() + 120
     while True:
         items = live_cluster.get(kinds, "-n", release.namespace)["items"]
         left = sorted(
-            f"{item['kind']}/{item['metadata']['name']}" for item in items
+            f"{item['kind']}/{item['metadata']['name']}"
+            for item in items
             # Made by Kubernetes for every namespace, not by the chart.
             if not (item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default")
             and not (item["kind"] == "ConfigMap" and item["metadata"]["name"] == "kube-root-ca.crt")

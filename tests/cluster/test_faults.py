@@ -43,19 +43,40 @@ MAX_ATTEMPTS = 2
 WORKER_MEMORY_LIMIT = "256Mi"
 
 FAULT_VALUES = (
-    "--set", "config.taskSoftTimeLimit=8", "--set", "config.taskTimeLimit=10",
-    "--set", "config.visibilityTimeout=15", "--set", "worker.terminationGracePeriodSeconds=20",
-    "--set", f"config.maxTaskAttempts={MAX_ATTEMPTS}",
-    "--set-string", "config.extraEnv.IMGPROC_UNACKED_RESTORE_INTERVAL=2",
-    "--set-string", "config.extraEnv.IMGPROC_UNACKED_RESTORE_THROTTLE=2",
-    "--set-string", "config.extraEnv.IMGPROC_RECONCILE_AFTER_SECONDS=20",
-    "--set-string", "config.extraEnv.IMGPROC_RECONCILE_INTERVAL_SECONDS=5",
-    "--set", "redis.master.persistence.enabled=false",
-    "--set", "worker.concurrency=1",
-    "--set", "worker.resources.requests.memory=128Mi",
-    "--set", f"worker.resources.limits.memory={WORKER_MEMORY_LIMIT}",
-    "--set", "autoscaler.scaleDown.stabilizationWindowSeconds=15", "--set", "autoscaler.cooldownPeriod=15",
-    "--set", "autoscaler.maxReplicaCount=6", "--set", "autoscaler.scaleUp.maxStep=1",
+    "--set",
+    "config.taskSoftTimeLimit=8",
+    "--set",
+    "config.taskTimeLimit=10",
+    "--set",
+    "config.visibilityTimeout=15",
+    "--set",
+    "worker.terminationGracePeriodSeconds=20",
+    "--set",
+    f"config.maxTaskAttempts={MAX_ATTEMPTS}",
+    "--set-string",
+    "config.extraEnv.IMGPROC_UNACKED_RESTORE_INTERVAL=2",
+    "--set-string",
+    "config.extraEnv.IMGPROC_UNACKED_RESTORE_THROTTLE=2",
+    "--set-string",
+    "config.extraEnv.IMGPROC_RECONCILE_AFTER_SECONDS=20",
+    "--set-string",
+    "config.extraEnv.IMGPROC_RECONCILE_INTERVAL_SECONDS=5",
+    "--set",
+    "redis.master.persistence.enabled=false",
+    "--set",
+    "worker.concurrency=1",
+    "--set",
+    "worker.resources.requests.memory=128Mi",
+    "--set",
+    f"worker.resources.limits.memory={WORKER_MEMORY_LIMIT}",
+    "--set",
+    "autoscaler.scaleDown.stabilizationWindowSeconds=15",
+    "--set",
+    "autoscaler.cooldownPeriod=15",
+    "--set",
+    "autoscaler.maxReplicaCount=6",
+    "--set",
+    "autoscaler.scaleUp.maxStep=1",
 )
 
 
@@ -93,8 +114,11 @@ def wait_ready(release: Release, component: str, since: float, count: int = 1, t
     """Seconds from `since` (time.monotonic()) until `count` pods of the component that are not
     terminating are Ready."""
     while time.monotonic() - since < timeout:
-        ready = [p for p in release.pods(component)
-                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        ready = [
+            p
+            for p in release.pods(component)
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ]
         if len(ready) >= count:
             return time.monotonic() - since
         time.sleep(0.5)
@@ -123,8 +147,9 @@ def test_a_worker_pod_force_deleted_mid_task(release: Release, live_cluster: Liv
     assert counts["completed"] == counts["accepted"]
 
 
-def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_cluster: LiveCluster,
-                                                         images: list[bytes]):
+def test_worker_containers_killed_mid_task_are_recovered(
+    release: Release, live_cluster: LiveCluster, images: list[bytes]
+):
     """SIGKILL to every process of every worker container, from the node, while tasks run (a
     node crash, the kernel's OOM killer on a whole container): nobody rejects the messages;
     they stay unacknowledged in Redis until the visibility timeout (15 s here) and are
@@ -144,8 +169,9 @@ def test_worker_containers_killed_mid_task_are_recovered(release: Release, live_
     assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
 
 
-def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_cluster: LiveCluster,
-                                                         images: list[bytes]):
+def test_a_worker_pod_deleted_normally_finishes_its_task(
+    release: Release, live_cluster: LiveCluster, images: list[bytes]
+):
     """A normal delete is a scale-down or a drain: SIGTERM, Celery's warm shutdown finishes the
     running task within terminationGracePeriodSeconds (longer than the hard time limit, checked
     at render time), and nothing runs twice."""
@@ -164,8 +190,9 @@ def test_a_worker_pod_deleted_normally_finishes_its_task(release: Release, live_
     [("master", "Redis pod deleted (no volume)"), ("primary", "PostgreSQL pod deleted")],
     ids=["redis", "postgresql"],
 )
-def test_a_stateful_pod_deleted(release: Release, live_cluster: LiveCluster, images: list[bytes],
-                                component: str, scenario: str):
+def test_a_stateful_pod_deleted(
+    release: Release, live_cluster: LiveCluster, images: list[bytes], component: str, scenario: str
+):
     """The StatefulSet brings the pod back; meanwhile the API answers 503 with Retry-After and
     the workers' reports wait (retried). Redis comes back empty (no volume here): the queued
     tasks that vanished with it are re-enqueued by the reconciler from the database.
@@ -186,8 +213,12 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     assert len(release.pods("api")) >= 2
     source = release.since_now()
     with Burst(release, jpeg(1280, 960), users=4, count=25, pause=0.05) as burst:
-        wait_until(lambda: len(burst.accepted) >= 8 or burst.done, timeout=60, interval=0.05,
-                   what="uploads of the burst accepted")
+        wait_until(
+            lambda: len(burst.accepted) >= 8 or burst.done,
+            timeout=60,
+            interval=0.05,
+            what="uploads of the burst accepted",
+        )
         assert not burst.done, "the burst ended before the delete"  # 100 uploads: most still to come
         in_flight_at_delete = len(burst.accepted)
         delete_pod(live_cluster, release, oldest(release, "api"))
@@ -197,8 +228,9 @@ def test_an_api_pod_deleted_while_uploads_are_in_flight(release: Release, live_c
     assert burst.transport_errors == 0
 
 
-def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, live_cluster: LiveCluster,
-                                                              images: list[bytes]):
+def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(
+    release: Release, live_cluster: LiveCluster, images: list[bytes]
+):
     """kopf runs one operator replica (Recreate): its replacement picks the WorkerAutoscaler up
     again and the scale-up goes on; the workers are back at the minimum once drained."""
     worker = f"{release.name}-worker" if release.name == "imgproc" else f"{release.name}-imgproc-worker"
@@ -239,9 +271,11 @@ def test_the_operator_pod_deleted_in_the_middle_of_a_scale_up(release: Release, 
     deadline = time.monotonic() + 120
     while replicas() != minimum and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, load "
-          f"{load_at_replacement} when the replacement was Ready, workers peaked at {peak}; back at {replicas()} "
-          f"(minimum {minimum})")
+    print(
+        f"operator Ready again {back:.1f} s after the delete; workers at {at_delete} at the delete, load "
+        f"{load_at_replacement} when the replacement was Ready, workers peaked at {peak}; back at {replicas()} "
+        f"(minimum {minimum})"
+    )
     assert peak > at_delete, "the scale-up did not go on after the operator's replacement"
     # ... by the replacement itself (the old pod might still poll once while it stops).
     log = live_cluster.kubectl("logs", "-n", release.namespace, replacement).stdout
@@ -269,16 +303,21 @@ class OomKills:
         self.before = dict(self.seen)
 
     def sample(self) -> None:
-        pods = self.live_cluster.get("pods", "-n", self.release.namespace, "-l",
-                                     f"app.kubernetes.io/instance={self.release.name},"
-                                     "app.kubernetes.io/component=worker")["items"]
+        pods = self.live_cluster.get(
+            "pods",
+            "-n",
+            self.release.namespace,
+            "-l",
+            f"app.kubernetes.io/instance={self.release.name},app.kubernetes.io/component=worker",
+        )["items"]
         for pod in pods:
             uid = pod["metadata"]["uid"]
             for status in pod["status"].get("containerStatuses", []):
                 running = status.get("containerID", "").rpartition("//")[2]
                 if running:
-                    for path in glob.glob(f"/sys/fs/cgroup/memory/kubepods*/**/pod{uid}/{running}/memory.oom_control",
-                                          recursive=True):
+                    for path in glob.glob(
+                        f"/sys/fs/cgroup/memory/kubepods*/**/pod{uid}/{running}/memory.oom_control", recursive=True
+                    ):
                         fields = dict(line.split() for line in Path(path).read_text().splitlines())
                         self._saw(f"{uid}/{running}", int(fields.get("oom_kill", 0)))
                 ended = status.get("lastState", {}).get("terminated") or {}
@@ -317,7 +356,14 @@ def test_a_worker_out_of_memory_fails_the_task_with_a_reason(release: Release, l
         normal = upload_accepted(user, jpeg(1280, 960))
         assert wait_for_terminal(user, normal, timeout=120)["status"] == "completed"
         owners = {bomb_id: user, normal: user}
-        counts = ledger(source, owners, [bomb_id, normal], name="cluster: worker out of memory", faults=kills,
-                        timeout=30, started=started)
+        counts = ledger(
+            source,
+            owners,
+            [bomb_id, normal],
+            name="cluster: worker out of memory",
+            faults=kills,
+            timeout=30,
+            started=started,
+        )
     print(f"out-of-memory task failed {after_bomb:.1f} s after its upload, {kills} OOM kills: {status['error']}")
     assert counts["failed"] == 1 and counts["completed"] == 1

@@ -110,8 +110,11 @@ def root_fs_writes(name: str) -> list[str]:
     try:
         diff = merged.parent / "diff"
         assert diff.is_dir(), f"no overlay upper directory next to {merged}"
-        return sorted(str(p.relative_to(diff)) for p in diff.rglob("*")
-                      if p.is_symlink() or (p.is_file() and p.stat().st_size > 0))
+        return sorted(
+            str(p.relative_to(diff))
+            for p in diff.rglob("*")
+            if p.is_symlink() or (p.is_file() and p.stat().st_size > 0)
+        )
     finally:
         images("buildah", "umount", name, check=False)
 
@@ -142,8 +145,10 @@ def kubelet_volumes(pod: dict[str, Any], container_spec: dict[str, Any], objects
 
 
 def pod_parts(sts: dict[str, Any]) -> tuple[dict, dict, str]:
-    pod = {"securityContext": sts["spec"]["template"]["spec"]["securityContext"],
-           "spec": sts["spec"]["template"]["spec"]}
+    pod = {
+        "securityContext": sts["spec"]["template"]["spec"]["securityContext"],
+        "spec": sts["spec"]["template"]["spec"],
+    }
     (spec,) = pod["spec"]["containers"]
     context = spec["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
@@ -187,8 +192,12 @@ def test_app_image_runs_imgproc_under_tini_as_uid_10001_with_the_locked_versions
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["tini", "--", "imgproc"] and config["Cmd"] == ["api"]
     with container(built["app"]) as name:
-        out = run(name, "tini -- imgproc --help && echo === && pip freeze --all && echo === && "
-                        "for c in gcc cc g++ make; do if command -v $c; then exit 7; fi; done", user="10001:10001")
+        out = run(
+            name,
+            "tini -- imgproc --help && echo === && pip freeze --all && echo === && "
+            "for c in gcc cc g++ make; do if command -v $c; then exit 7; fi; done",
+            user="10001:10001",
+        )
     usage, freeze, _ = out.split("===\n")
     assert "worker" in usage and "migrate" in usage
     installed = {}
@@ -203,8 +212,11 @@ def test_app_image_runs_imgproc_under_tini_as_uid_10001_with_the_locked_versions
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_local_base_is_debian_bookworm_python_3_11(built):
     with container(built["base"]) as name:
-        out = run(name, "python3 -c 'import sys, venv; print(sys.version_info[:2])'; . /etc/os-release; "
-                        "echo $VERSION_CODENAME", user="0:0")
+        out = run(
+            name,
+            "python3 -c 'import sys, venv; print(sys.version_info[:2])'; . /etc/os-release; echo $VERSION_CODENAME",
+            user="0:0",
+        )
     assert out.split() == ["(3,", "11)", "bookworm"]
 
 
@@ -231,8 +243,12 @@ def test_postgres_image_initialises_the_chart_database_and_restarts_on_it(built,
     with container(built["postgres"]) as name:
         out = run(name, f"{env}; " + serve(start, probe(spec), first, "INT"), user=user, volumes=volumes)
         log = (tmp_path / "tmp" / "postgres.log").read_text()
-        again = run(name, f"{env}; " + serve(start, probe(spec), f'{app} -c "select x from kept"', "INT"),
-                    user=user, volumes=volumes)
+        again = run(
+            name,
+            f"{env}; " + serve(start, probe(spec), f'{app} -c "select x from kept"', "INT"),
+            user=user,
+            volumes=volumes,
+        )
         log_again = (tmp_path / "tmp" / "postgres.log").read_text()
         writes = root_fs_writes(name)
     assert "imgproc|imgproc|UTF8" in out and "\nf\n" in out and "admin-ok" in out, out
@@ -304,15 +320,34 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 @pytest.mark.timeout(BUILD_TIMEOUT)
 def test_import_puts_an_image_into_containerd_where_it_runs_read_only_as_its_user(built, containerd):
-    result = subprocess.run([str(SCRIPT), "import", built["redis"]], capture_output=True, text=True,
-                            timeout=600, env=os.environ | {"CONTAINERD_ADDRESS": containerd})
+    result = subprocess.run(
+        [str(SCRIPT), "import", built["redis"]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"CONTAINERD_ADDRESS": containerd},
+    )
     assert result.returncode == 0, result.stderr
     ctr = ["ctr", "--address", containerd, "-n", "k8s.io"]
     listed = subprocess.run([*ctr, "images", "ls", "-q"], capture_output=True, text=True, check=True).stdout
     assert built["redis"] in listed.split()
-    ran = subprocess.run([*ctr, "run", "--rm", "--read-only", "--net-host", built["redis"], "imgproc-import-test",
-                          "sh", "-c", "id -u; id -g; touch /etc/x 2>/dev/null || echo read-only"],
-                         capture_output=True, text=True, timeout=120)
+    ran = subprocess.run(
+        [
+            *ctr,
+            "run",
+            "--rm",
+            "--read-only",
+            "--net-host",
+            built["redis"],
+            "imgproc-import-test",
+            "sh",
+            "-c",
+            "id -u; id -g; touch /etc/x 2>/dev/null || echo read-only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.stdout.split() == ["999", "1000", "read-only"], ran.stdout + ran.stderr
 
 
@@ -321,8 +356,10 @@ def test_app_image_serves_an_upload_round_trip_read_only_with_the_chart_mounts(b
     # Embedded mode (SQLite, in-process worker): no PostgreSQL/Redis needed, yet the real image,
     # its user, the API Deployment's mounts and a read-only root.
     deployment = chart[("Deployment", "rel-imgproc-api")]
-    pod = {"securityContext": deployment["spec"]["template"]["spec"]["securityContext"],
-           "spec": deployment["spec"]["template"]["spec"]}
+    pod = {
+        "securityContext": deployment["spec"]["template"]["spec"]["securityContext"],
+        "spec": deployment["spec"]["template"]["spec"],
+    }
     (spec,) = pod["spec"]["containers"]
     context = spec["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
@@ -373,8 +410,13 @@ def test_prune_keeps_the_current_images_the_newest_app_images_and_everything_not
     working = store("buildah", "from", "localhost/someone-else:1").strip()  # e.g. the cluster's add-on build
     store("prune")
     remaining = set(store("buildah", "images", "--format", "{{.Name}}:{{.Tag}}").split())
-    assert remaining == {"localhost/imgproc:b", "localhost/imgproc:c", "localhost/imgproc:c-again",
-                         "localhost/imgproc-redis:7-debian", "localhost/someone-else:1"}
+    assert remaining == {
+        "localhost/imgproc:b",
+        "localhost/imgproc:c",
+        "localhost/imgproc:c-again",
+        "localhost/imgproc-redis:7-debian",
+        "localhost/someone-else:1",
+    }
     assert working in store("buildah", "containers", "--format", "{{.ContainerName}}").split()
     archive = tmp_path / "redis.tar"
     store("archive", "localhost/imgproc-redis:7-debian", str(archive))
@@ -388,8 +430,19 @@ def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
     # The layer cache must notice the change: buildah 1.28 reused a `RUN --mount=from=builder`
     # install after the builder stage had changed, and shipped the previous wheel.
     tree = tmp_path / "repo"
-    for path in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "requirements.lock",
-                 "requirements-build.lock", "app", "worker", "operator", "scripts", "k8s/images/base"):
+    for path in (
+        "Dockerfile",
+        ".dockerignore",
+        "pyproject.toml",
+        "README.md",
+        "requirements.lock",
+        "requirements-build.lock",
+        "app",
+        "worker",
+        "operator",
+        "scripts",
+        "k8s/images/base",
+    ):
         source = ROOT / path
         if source.is_dir():
             shutil.copytree(source, tree / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -401,8 +454,12 @@ def test_a_rebuild_after_a_code_change_installs_the_new_code(built, tmp_path):
         init.write(f"# rebuild probe {token}\n")
     image = "localhost/imgproc:rebuild-probe"
     try:
-        result = subprocess.run([str(tree / "scripts" / "images"), "app", "rebuild-probe"], capture_output=True,
-                                text=True, timeout=BUILD_TIMEOUT)
+        result = subprocess.run(
+            [str(tree / "scripts" / "images"), "app", "rebuild-probe"],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         with container(image) as name:
             installed = run(name, "cat /opt/venv/lib/python3.11/site-packages/app/__init__.py", user="10001:10001")
@@ -425,14 +482,18 @@ def registry(k8s_tools_bin: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def registry_manifest(registry: str, repository: str, tag: str) -> dict[str, Any] | None:
-    response = httpx.get(f"http://{registry}/v2/{repository}/manifests/{tag}", timeout=10, headers={
-        "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"})
+    response = httpx.get(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        timeout=10,
+        headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+        },
+    )
     return response.json() if response.status_code == 200 else None
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_local_copy(built, registry,
-                                                                                         tmp_path):
+def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_local_copy(built, registry, tmp_path):
     # skaffold's custom build contract: $IMAGE (name and tag skaffold chose), $PUSH_IMAGE,
     # $BUILD_CONTEXT; the Dockerfile is built on the local base like the app's.
     context = tmp_path / "context"
@@ -444,8 +505,9 @@ def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_
 
     def build(push: bool) -> None:
         env = os.environ | {"IMAGE": image, "PUSH_IMAGE": str(push).lower(), "BUILD_CONTEXT": str(context)}
-        result = subprocess.run([str(SCRIPT), "skaffold"], cwd=context, env=env, capture_output=True, text=True,
-                                timeout=BUILD_TIMEOUT)
+        result = subprocess.run(
+            [str(SCRIPT), "skaffold"], cwd=context, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+        )
         assert result.returncode == 0, result.stderr[-4000:]
 
     try:
@@ -464,5 +526,3 @@ def test_the_skaffold_verb_builds_image_pushes_it_over_plain_http_and_drops_the_
             assert tar.extractfile("probe.txt").read().decode() == token
     finally:
         images("buildah", "rmi", image, check=False)
-
-

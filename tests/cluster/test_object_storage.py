@@ -33,13 +33,30 @@ def store_host(namespace: str) -> str:
 
 def store_ingress(namespace: str) -> str:
     """What a user adds to expose the bundled store to browsers: an Ingress for its Service."""
-    return json.dumps({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "object-store", "namespace": namespace},
-        "spec": {"ingressClassName": "traefik", "rules": [{"host": store_host(namespace), "http": {"paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": STORE, "port": {"number": 7070}}}}]}}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "object-store", "namespace": namespace},
+            "spec": {
+                "ingressClassName": "traefik",
+                "rules": [
+                    {
+                        "host": store_host(namespace),
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": STORE, "port": {"number": 7070}}},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +66,13 @@ def release(live_cluster: LiveCluster) -> Iterator[Release]:
         live_cluster.run(str(CLUSTER), "load", image, timeout=300)
     namespace = live_cluster.new_namespace("s3")
     installed = live_cluster.install(
-        namespace, "-f", str(REPO_ROOT / "k8s" / "values-s3.yaml"),
-        "--set", f"storage.s3.publicEndpoint=http://{store_host(namespace)}", name=NAME)
+        namespace,
+        "-f",
+        str(REPO_ROOT / "k8s" / "values-s3.yaml"),
+        "--set",
+        f"storage.s3.publicEndpoint=http://{store_host(namespace)}",
+        name=NAME,
+    )
     live_cluster.kubectl("apply", "-f", "-", input=store_ingress(namespace))
     yield installed
     installed.helm("uninstall", installed.name, "--wait", check=False)
@@ -111,8 +133,9 @@ def test_only_api_and_worker_pods_reach_the_store(release: Release, live_cluster
     flower = release.pods("flower")[0]["metadata"]["name"]
     refused = connect_from_pod(live_cluster, release, flower, store)
     assert set(refused.values()) <= {"ConnectionRefusedError", "TimeoutError"}, refused
-    code, output = live_cluster.probe_pod(release.namespace, "outsider", CONNECT % (store,),
-                                          labels={"app.kubernetes.io/name": "outsider"})
+    code, output = live_cluster.probe_pod(
+        release.namespace, "outsider", CONNECT % (store,), labels={"app.kubernetes.io/name": "outsider"}
+    )
     assert code == 0, output
     assert set(eval(output.strip()).values()) <= {"ConnectionRefusedError", "TimeoutError"}, output  # noqa: S307
 
@@ -122,8 +145,17 @@ def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live
     with client(release) as user:
         before = upload_accepted(user, jpeg(640, 480))
         live_cluster.kubectl(*scale, "--replicas=0")
-        live_cluster.kubectl("wait", "--for=delete", "pod", "-n", release.namespace, "-l",
-                             "app.kubernetes.io/component=object-store", "--timeout=60s", timeout=90)
+        live_cluster.kubectl(
+            "wait",
+            "--for=delete",
+            "pod",
+            "-n",
+            release.namespace,
+            "-l",
+            "app.kubernetes.io/component=object-store",
+            "--timeout=60s",
+            timeout=90,
+        )
         # 20 s: long enough for readiness probes to have failed, were they to look at the store.
         refused: list[str] = []
         deadline = time.monotonic() + 20
@@ -137,8 +169,9 @@ def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live
             time.sleep(2)
         print(f"store outage: {len(refused)} uploads refused with 503, Retry-After {sorted(set(refused))}")
         live_cluster.kubectl(*scale, "--replicas=1")
-        live_cluster.kubectl("rollout", "status", "deployment", STORE, "-n", release.namespace, "--timeout=120s",
-                             timeout=150)
+        live_cluster.kubectl(
+            "rollout", "status", "deployment", STORE, "-n", release.namespace, "--timeout=120s", timeout=150
+        )
         after = upload_accepted(user, jpeg(640, 480))
         # The task in flight when the store went away was retried, not failed.
         for task_id in (before, after):

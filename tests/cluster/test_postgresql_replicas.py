@@ -49,14 +49,34 @@ print(json.dumps({"median_ms": statistics.median(lags) * 1000, "max_ms": max(lag
 
 
 def _psql(live_cluster: LiveCluster, release: Release, pod: str, sql: str) -> str:
-    return live_cluster.kubectl("exec", "-n", release.namespace, pod, "-c", "postgresql", "--",
-                                "psql", "-U", "postgres", "-d", "imgproc", "-tAc", sql).stdout.strip()
+    return live_cluster.kubectl(
+        "exec",
+        "-n",
+        release.namespace,
+        pod,
+        "-c",
+        "postgresql",
+        "--",
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        "imgproc",
+        "-tAc",
+        sql,
+    ).stdout.strip()
 
 
 def _user_lookups(live_cluster: LiveCluster, release: Release) -> int:
     """Index scans of the users table run on the replica (cookie look-ups; the lag checks touch no table)."""
-    return int(_psql(live_cluster, release, READ_POD,
-                     "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'users'"))
+    return int(
+        _psql(
+            live_cluster,
+            release,
+            READ_POD,
+            "SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'users'",
+        )
+    )
 
 
 def _settled_user_lookups(live_cluster: LiveCluster, release: Release) -> int:
@@ -83,11 +103,15 @@ def _ready_seconds(pod: dict) -> float:
 def release(live_cluster: LiveCluster) -> Iterator[Release]:
     installed = live_cluster.install(
         live_cluster.new_namespace("pg-read"),
-        "--set", "postgresql.readReplicas.replicaCount=1",
-        "--set", "api.replicaCount=1",
-        "--set", "autoscaler.maxReplicaCount=1",
+        "--set",
+        "postgresql.readReplicas.replicaCount=1",
+        "--set",
+        "api.replicaCount=1",
+        "--set",
+        "autoscaler.maxReplicaCount=1",
         # Status polls of finished tasks come from the replica as soon as it has them.
-        "--set-json", 'config.extraEnv={"IMGPROC_DATABASE_REPLICA_CHECK_SECONDS": "0.5"}',
+        "--set-json",
+        'config.extraEnv={"IMGPROC_DATABASE_REPLICA_CHECK_SECONDS": "0.5"}',
     )
     yield installed
     installed.helm("uninstall", installed.name, "--wait", check=False)
@@ -101,14 +125,18 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
     assert "cloned the primary in" in clone_log, clone_log
     assert _psql(live_cluster, release, READ_POD, "SELECT pg_is_in_recovery()") == "t"
     assert _psql(live_cluster, release, READ_POD, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
-    assert _psql(live_cluster, release, PRIMARY_POD,
-                 "SELECT usename || ' ' || state FROM pg_stat_replication") == "replicator streaming"
+    assert (
+        _psql(live_cluster, release, PRIMARY_POD, "SELECT usename || ' ' || state FROM pg_stat_replication")
+        == "replicator streaming"
+    )
 
     # A row written on the primary appears on the replica (psql in each pod).
     _psql(live_cluster, release, PRIMARY_POD, "CREATE TABLE probe (note text); INSERT INTO probe VALUES ('hello')")
     deadline = time.monotonic() + 10
-    while _psql(live_cluster, release, READ_POD, "SELECT to_regclass('probe') IS NOT NULL") != "t" or \
-            _psql(live_cluster, release, READ_POD, "SELECT note FROM probe") != "hello":
+    while (
+        _psql(live_cluster, release, READ_POD, "SELECT to_regclass('probe') IS NOT NULL") != "t"
+        or _psql(live_cluster, release, READ_POD, "SELECT note FROM probe") != "hello"
+    ):
         assert time.monotonic() < deadline, "the row never reached the replica"
         time.sleep(0.2)
     _psql(live_cluster, release, PRIMARY_POD, "DROP TABLE probe")
@@ -121,8 +149,14 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
         task_id = upload_accepted(user, jpeg(1200, 900))
         assert wait_for_terminal(user, task_id, timeout=120)["status"] == "completed"
         # The replica has the outcome: the next polls are its.
-        wait_until(lambda: _psql(live_cluster, release, READ_POD, f"SELECT status FROM tasks WHERE id = {task_id}")
-                   == "completed", timeout=30, interval=0.2, what="the completed task on the replica")
+        wait_until(
+            lambda: (
+                _psql(live_cluster, release, READ_POD, f"SELECT status FROM tasks WHERE id = {task_id}") == "completed"
+            ),
+            timeout=30,
+            interval=0.2,
+            what="the completed task on the replica",
+        )
         reads_before = _settled_user_lookups(live_cluster, release)
         for _ in range(20):
             assert user.get(f"/api/isReady/{task_id}").json()["status"] == "completed"
@@ -135,10 +169,12 @@ def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cl
         assert time.monotonic() < deadline, f"{reads} user look-ups on the replica for 60 status reads"
         time.sleep(1)
     cloned = next(line for line in clone_log.splitlines() if line.startswith("cloned the primary in"))
-    print(f"\nreplica pod Ready {_ready_seconds(replica):.0f} s after creation ({cloned}, after waiting for the"
-          " primary);"
-          f" commit-to-visible on the replica: median {lag['median_ms']:.1f} ms, max {lag['max_ms']:.1f} ms"
-          f" (50 rows, from the API pod); {reads} user look-ups on the replica for 60 status reads")
+    print(
+        f"\nreplica pod Ready {_ready_seconds(replica):.0f} s after creation ({cloned}, after waiting for the"
+        " primary);"
+        f" commit-to-visible on the replica: median {lag['median_ms']:.1f} ms, max {lag['max_ms']:.1f} ms"
+        f" (50 rows, from the API pod); {reads} user look-ups on the replica for 60 status reads"
+    )
 
 
 def test_the_api_keeps_answering_while_the_replica_pod_is_replaced(release: Release, live_cluster: LiveCluster):
@@ -169,14 +205,30 @@ def test_the_api_keeps_answering_while_the_replica_pod_is_replaced(release: Rele
             with timed("postgresql read replica: pod deleted until Ready again"):
                 started = time.monotonic()
                 live_cluster.kubectl("delete", "pod", "-n", release.namespace, READ_POD, "--wait=false")
-                live_cluster.kubectl("wait", "-n", release.namespace, "--for=delete", f"pod/{READ_POD}",
-                                     "--timeout=120s", check=False, timeout=130)
-                live_cluster.kubectl("wait", "-n", release.namespace, "--for=condition=Ready", f"pod/{READ_POD}",
-                                     "--timeout=180s", timeout=190)
+                live_cluster.kubectl(
+                    "wait",
+                    "-n",
+                    release.namespace,
+                    "--for=delete",
+                    f"pod/{READ_POD}",
+                    "--timeout=120s",
+                    check=False,
+                    timeout=130,
+                )
+                live_cluster.kubectl(
+                    "wait",
+                    "-n",
+                    release.namespace,
+                    "--for=condition=Ready",
+                    f"pod/{READ_POD}",
+                    "--timeout=180s",
+                    timeout=190,
+                )
                 back = time.monotonic() - started
             at_back = answered  # and polls once it is back
-            wait_until(lambda: answered >= at_back + 30, timeout=60, interval=0.2,
-                       what="30 polls after the replica is back")
+            wait_until(
+                lambda: answered >= at_back + 30, timeout=60, interval=0.2, what="30 polls after the replica is back"
+            )
         finally:
             stop.set()
             poller.join(30)

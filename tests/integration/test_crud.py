@@ -15,5 +15,3 @@ def database(request, configure, tmp_path, pg_database):  # type: ignore[no-unty
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
     upgrade()
     return request.param
-
-

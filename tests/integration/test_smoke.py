@@ -62,6 +62,8 @@ def test_the_first_health_check_waits_for_a_service_that_refuses_connections_at_
     servers[0].shutdown()
 
     monkeypatch.setattr(smoke_module, "CONNECT_PATIENCE", 0.5)
-    with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=5) as client, \
-            pytest.raises(httpx.ConnectError):
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=5) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
         smoke_module.first_health_check(client)

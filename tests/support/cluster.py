@@ -40,8 +40,9 @@ def endpoints(release: Release) -> dict[str, tuple[str, int]]:
     }
 
 
-def connect_from_pod(live_cluster: LiveCluster, release: Release, pod: str, targets: list[tuple[str, int]],
-                     container: str | None = None) -> dict[str, str]:
+def connect_from_pod(
+    live_cluster: LiveCluster, release: Release, pod: str, targets: list[tuple[str, int]], container: str | None = None
+) -> dict[str, str]:
     result = live_cluster.exec_python(release.namespace, pod, CONNECT % (targets,), container=container)
     assert result.returncode == 0, result.stderr
     return eval(result.stdout.strip())  # noqa: S307 - our own script's repr of a dict of strings
@@ -54,8 +55,16 @@ class Burst:
     that is not 200 counts as a server error. Bounded: `count` uploads per user, `seconds` wall
     time."""
 
-    def __init__(self, release: Release, data: bytes | list[bytes], *, users: int = 3, count: int = 10,
-                 seconds: float = 120, pause: float = 0.0) -> None:
+    def __init__(
+        self,
+        release: Release,
+        data: bytes | list[bytes],
+        *,
+        users: int = 3,
+        count: int = 10,
+        seconds: float = 120,
+        pause: float = 0.0,
+    ) -> None:
         self.release = release
         self.images = data if isinstance(data, list) else [data]
         self.users = [client(release) for _ in range(users)]
@@ -121,10 +130,19 @@ class Burst:
         then asserted) with the burst's refusals, server and transport errors; closes the users."""
         self.join()
         try:
-            return ledger(source, self.owners(), self.ids(), name=name, faults=faults, timeout=timeout,
-                          refused=self.refused.get(503, 0), server_errors=len(self.server_errors),
-                          started=self.started, rate_limited=self.refused.get(429, 0),
-                          transport_errors=self.transport_errors)
+            return ledger(
+                source,
+                self.owners(),
+                self.ids(),
+                name=name,
+                faults=faults,
+                timeout=timeout,
+                refused=self.refused.get(503, 0),
+                server_errors=len(self.server_errors),
+                started=self.started,
+                rate_limited=self.refused.get(429, 0),
+                transport_errors=self.transport_errors,
+            )
         except AssertionError as error:
             if self.server_errors:
                 raise AssertionError(f"{error}\nserver errors: {self.server_errors[:10]}") from error

@@ -11,6 +11,4 @@ WEBHOOK = "/api/webhook/task-complete"
 def report_outcome(client, payload: dict, *, secret: bytes | None = None, headers: dict | None = None):
     body = json.dumps(payload).encode()
     signed = sign(secret or get_settings().webhook_secret(), body)
-    return client.post(
-        WEBHOOK, content=body, headers={"content-type": "application/json", **signed, **(headers or {})}
-    )
+    return client.post(WEBHOOK, content=body, headers={"content-type": "application/json", **signed, **(headers or {})})

@@ -36,8 +36,14 @@ def small_jpeg() -> bytes:
     return _SMALL_JPEG
 
 
-def upload(client: httpx.Client, data: bytes | None = None, name: str = "photo.jpg",
-           content_type: str = "image/jpeg", *, timeout: float | None = None) -> httpx.Response:
+def upload(
+    client: httpx.Client,
+    data: bytes | None = None,
+    name: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    *,
+    timeout: float | None = None,
+) -> httpx.Response:
     """POST /api/newTask with one file; the response, whatever it is. `timeout` overrides the
     client's own (the stacks' clients have 30 s; a TestClient takes none)."""
     file = (name, small_jpeg() if data is None else data, content_type)
@@ -57,8 +63,7 @@ def upload_accepted(client: httpx.Client, data: bytes, name: str = "photo.jpg") 
 def complete(client: httpx.Client, task_id: int, data: bytes | None = None) -> None:
     """Does what the worker does on success: writes the result (an 800x600 JPEG unless `data` is
     given) through the configured storage and reports it completed, signed."""
-    get_storage().write(result_key(task_id), images.jpeg(800, 600) if data is None else data,
-                        content_type="image/jpeg")
+    get_storage().write(result_key(task_id), images.jpeg(800, 600) if data is None else data, content_type="image/jpeg")
     metadata = {"original_size": 1, "processed_size": 2, "width": 800, "height": 600}
     response = report_outcome(
         client, {"task_id": task_id, "status": "completed", "result_path": "x", "metadata": metadata}

@@ -15,5 +15,3 @@ def database(request, configure, tmp_path):  # type: ignore[no-untyped-def]
     configure(DATA_DIR=tmp_path / "data")
     upgrade()
     return request.param
-
-

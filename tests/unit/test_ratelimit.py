@@ -9,5 +9,3 @@ def test_memory_limiter_slides_its_window():
     assert limiter.acquire("a", now=2) == 58  # the first hit leaves the window at t=60
     assert limiter.acquire("b", now=2) == 0  # keys are independent
     assert limiter.acquire("a", now=60.5) == 0
-
-

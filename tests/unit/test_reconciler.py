@@ -32,5 +32,3 @@ def test_waiting_messages_counts_the_real_queue(embedded):
     for task_id in (1, 2, 3):
         enqueue_processing(task_id)
     assert waiting_messages() == 3
-
-

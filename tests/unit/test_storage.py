@@ -56,12 +56,24 @@ def test_the_file_system_has_no_signed_urls(tmp_path):
 def test_an_unreachable_store_is_storage_unavailable(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    storage = make_storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5,
-                                    S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"))
+    storage = make_storage(
+        Settings(
+            STORAGE_BACKEND="s3",
+            S3_BUCKET="b",
+            S3_MAX_ATTEMPTS=1,
+            S3_CONNECT_TIMEOUT=0.5,
+            S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        )
+    )
     started = time.monotonic()
-    for call in (storage.check, lambda: storage.write("results/1.jpg", b"x"),
-                 lambda: storage.write("results/1.jpg", io.BytesIO(b"x")), lambda: storage.read("results/1.jpg"),
-                 lambda: storage.stat("results/1.jpg"), lambda: storage.delete("results/1.jpg")):
+    for call in (
+        storage.check,
+        lambda: storage.write("results/1.jpg", b"x"),
+        lambda: storage.write("results/1.jpg", io.BytesIO(b"x")),
+        lambda: storage.read("results/1.jpg"),
+        lambda: storage.stat("results/1.jpg"),
+        lambda: storage.delete("results/1.jpg"),
+    ):
         with pytest.raises(StorageUnavailable):
             call()
     assert time.monotonic() - started < 10  # fails fast: an upload gets its 503 promptly

@@ -99,8 +99,7 @@ def test_in_flight_resolves_named_exchanges_through_kombu_bindings(broker: str) 
         queue = Queue("imgproc", exchange, routing_key="resize")
         producer = conn.Producer()
         for _ in range(2):
-            producer.publish({"x": 1}, exchange=exchange, routing_key="resize", declare=[queue],
-                             serializer="json")
+            producer.publish({"x": 1}, exchange=exchange, routing_key="resize", declare=[queue], serializer="json")
         channel = conn.channel()
         got: list[Message] = []
         consumer = Consumer(channel, queues=[queue], callbacks=[lambda _b, m: got.append(m)], accept=["json"])
@@ -193,8 +192,12 @@ def test_source_from_spec(redis_spec: dict, url: str) -> None:
 
 
 def test_source_from_spec_reads_queues_prefix_and_secret() -> None:
-    source = RedisSource.from_spec({"queues": ["a", "b"], "redis": {
-        "host": "r", "keyPrefix": "p:", "secretRef": {"name": "redis", "key": "password"}}})
+    source = RedisSource.from_spec(
+        {
+            "queues": ["a", "b"],
+            "redis": {"host": "r", "keyPrefix": "p:", "secretRef": {"name": "redis", "key": "password"}},
+        }
+    )
     assert (source.queues, source.key_prefix) == (("a", "b"), "p:")
     assert source.secret_ref == SecretRef("redis", "password")
     assert len(source.lists()) == 20 and "p:b\x06\x169" in source.lists()
@@ -202,8 +205,14 @@ def test_source_from_spec_reads_queues_prefix_and_secret() -> None:
 
 @pytest.mark.parametrize(
     "redis_spec",
-    [{}, {"url": "redis://a", "host": "b"}, {"url": "http://a"}, {"host": "a", "secretRef": {"name": "x"}},
-     {"url": "redis://redis:port/0"}, {"host": "r", "port": "x"}],
+    [
+        {},
+        {"url": "redis://a", "host": "b"},
+        {"url": "http://a"},
+        {"host": "a", "secretRef": {"name": "x"}},
+        {"url": "redis://redis:port/0"},
+        {"host": "r", "port": "x"},
+    ],
     ids=["neither", "both", "bad-scheme", "secret-without-key", "port-not-a-number", "host-port-not-a-number"],
 )
 def test_invalid_source_is_a_policy_error(redis_spec: dict) -> None:
@@ -238,15 +247,28 @@ def test_redacted_hides_the_password() -> None:
 
 
 def test_source_from_spec_reads_the_sentinels() -> None:
-    source = RedisSource.from_spec({"redis": {"host": "r", "db": 3, "sentinel": {
-        "addresses": ["s-0.s-headless:26379", "s-1.s-headless:26380"], "masterName": "mymaster"}}})
+    source = RedisSource.from_spec(
+        {
+            "redis": {
+                "host": "r",
+                "db": 3,
+                "sentinel": {"addresses": ["s-0.s-headless:26379", "s-1.s-headless:26380"], "masterName": "mymaster"},
+            }
+        }
+    )
     assert source.sentinels == (("s-0.s-headless", 26379), ("s-1.s-headless", 26380))
     assert (source.master_name, source.sentinel_auth) == ("mymaster", True)
 
 
-@pytest.mark.parametrize("sentinel", [
-    {"addresses": [], "masterName": "m"}, {"addresses": ["s:x"], "masterName": "m"}, {"addresses": ["s:1"]},
-], ids=["no-addresses", "bad-port", "no-master-name"])
+@pytest.mark.parametrize(
+    "sentinel",
+    [
+        {"addresses": [], "masterName": "m"},
+        {"addresses": ["s:x"], "masterName": "m"},
+        {"addresses": ["s:1"]},
+    ],
+    ids=["no-addresses", "bad-port", "no-master-name"],
+)
 def test_invalid_sentinel_spec_is_a_policy_error(sentinel: dict) -> None:
     with pytest.raises(PolicyError):
         RedisSource.from_spec({"redis": {"host": "r", "sentinel": sentinel}})
@@ -256,8 +278,16 @@ def test_the_reader_follows_the_master_through_a_failover(sentinel_group) -> Non
     """The queue is read from whichever server the sentinels name; after the master is killed
     and a replica promoted, the next reader (the operator rebuilds it after a failed read)
     reads the promoted one."""
-    spec = {"redis": {"url": "redis://ignored:1/0", "secretRef": {"name": "x", "key": "y"}, "sentinel": {
-        "addresses": [f"127.0.0.1:{port}" for port in sentinel_group.sentinel_ports], "masterName": "mymaster"}}}
+    spec = {
+        "redis": {
+            "url": "redis://ignored:1/0",
+            "secretRef": {"name": "x", "key": "y"},
+            "sentinel": {
+                "addresses": [f"127.0.0.1:{port}" for port in sentinel_group.sentinel_ports],
+                "masterName": "mymaster",
+            },
+        }
+    }
     source = RedisSource.from_spec(spec)
     old = sentinel_group.master_port()
     master = redis.Redis(port=old, password=sentinel_group.password)

@@ -36,8 +36,11 @@ class Pods:
 
     def __init__(self, scripts: dict[str, str], base: Path) -> None:
         net = f"127.{random.randint(20, 250)}.{random.randint(0, 250)}"
-        self.ip = {"master-0": f"{net}.2", "replicas-0": f"{net}.3",
-                   **{f"sentinel-{i}": f"{net}.{4 + i}" for i in range(3)}}
+        self.ip = {
+            "master-0": f"{net}.2",
+            "replicas-0": f"{net}.3",
+            **{f"sentinel-{i}": f"{net}.{4 + i}" for i in range(3)},
+        }
         self.base = base
         names = {
             f"{REDIS}-sentinel.{DOMAIN}": self.ip["sentinel-0"],  # the Service: one of them will do
@@ -47,9 +50,13 @@ class Pods:
         for name, text in scripts.items():
             for dns, ip in names.items():
                 text = text.replace(dns, ip)
-            text = (text.replace("/scripts/", f"{base}/").replace("/etc/redis/redis.conf", "$REDIS_CONF")
-                    .replace("/data/sentinel.conf", "$DATA/sentinel.conf").replace("dir /data", "dir $DATA")
-                    .replace("bind * -::*", "bind $SIM_ME"))
+            text = (
+                text.replace("/scripts/", f"{base}/")
+                .replace("/etc/redis/redis.conf", "$REDIS_CONF")
+                .replace("/data/sentinel.conf", "$DATA/sentinel.conf")
+                .replace("dir /data", "dir $DATA")
+                .replace("bind * -::*", "bind $SIM_ME")
+            )
             # Each "pod" is known by its address, the name it announces.
             text = "\n".join("ME=$SIM_ME" if line.startswith("ME=") else line for line in text.splitlines()) + "\n"
             (base / name).write_text(text)
@@ -115,12 +122,19 @@ def pods(render, tmp_path):
 def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(pods):
     for pod in ("sentinel-0", "sentinel-1", "sentinel-2", "master-0", "replicas-0"):  # a first install
         pods.start(pod)
-    wait_until(lambda: pods.role("master-0") == "master" and pods.role("replicas-0") == "slave", timeout=30,
-               what="first roles")
+    wait_until(
+        lambda: pods.role("master-0") == "master" and pods.role("replicas-0") == "slave", timeout=30, what="first roles"
+    )
     wait_until(lambda: pods.named_master() == "master-0", timeout=30, what="the sentinels name master-0")
-    wait_until(lambda: all(len(pods.client(f"sentinel-{i}", 26379).sentinel_sentinels("mymaster")) == 2
-                           and pods.client(f"sentinel-{i}", 26379).sentinel_slaves("mymaster")
-                           for i in range(3)), timeout=60, what="the sentinels know each other and the replica")
+    wait_until(
+        lambda: all(
+            len(pods.client(f"sentinel-{i}", 26379).sentinel_sentinels("mymaster")) == 2
+            and pods.client(f"sentinel-{i}", 26379).sentinel_slaves("mymaster")
+            for i in range(3)
+        ),
+        timeout=60,
+        what="the sentinels know each other and the replica",
+    )
     assert "starting as master" in pods.log("master-0")
     master = pods.client("master-0")
     master.rpush("imgproc", "a", "b")
@@ -146,6 +160,7 @@ def test_the_start_scripts_fail_over_and_bring_the_old_master_back_as_a_replica(
         (pods.base / f"sentinel-{i}" / "sentinel.conf").unlink()
     for i in range(3):
         pods.start(f"sentinel-{i}")
-    wait_until(lambda: pods.named_master() == "replicas-0", timeout=30,
-               what="restarted sentinels name the promoted master")
+    wait_until(
+        lambda: pods.named_master() == "replicas-0", timeout=30, what="restarted sentinels name the promoted master"
+    )
     assert all(f"monitoring mymaster at {pods.ip['replicas-0']}:6379" in pods.log(f"sentinel-{i}") for i in range(3))

@@ -22,8 +22,12 @@ def servers(postgres_server, postgres_replica, pg_database):
     replica = create_engine(postgres_replica.wait_for_database(database), isolation_level="AUTOCOMMIT")
     with primary.connect() as connection:
         connection.execute(text("CREATE TABLE rows (id serial PRIMARY KEY, written double precision)"))
-    wait_until(lambda: _scalar(replica, "SELECT to_regclass('rows') IS NOT NULL"), timeout=10, interval=0.01,
-               what="the table on the replica")
+    wait_until(
+        lambda: _scalar(replica, "SELECT to_regclass('rows') IS NOT NULL"),
+        timeout=10,
+        interval=0.01,
+        what="the table on the replica",
+    )
     yield primary, replica
     primary.dispose()
     replica.dispose()
@@ -64,9 +68,7 @@ def test_rows_written_on_the_primary_appear_on_the_replica(servers, postgres_rep
     for _ in range(50):
         # The test server runs with synchronous_commit off (the WAL writer flushes every 200 ms,
         # and only flushed WAL is sent); a server's default, on, is what is measured here.
-        row = _scalar(
-            primary, "SET synchronous_commit = on; INSERT INTO rows (written) VALUES (0) RETURNING id"
-        )
+        row = _scalar(primary, "SET synchronous_commit = on; INSERT INTO rows (written) VALUES (0) RETURNING id")
         lags.append(seconds_until(lambda row=row: _scalar(replica, "SELECT count(*) FROM rows WHERE id = :i", i=row)))
     assert _scalar(replica, "SELECT count(*) FROM rows") == 50
     assert _scalar(replica, "SELECT pg_is_in_recovery()") is True
@@ -149,8 +151,10 @@ def test_a_stopped_replica_is_skipped_without_waiting_on_it(servers, postgres_re
     # measurement, once per check_seconds of the time the hundred reads took.
     assert tried <= 1 + next_hundred / router.check_seconds, (tried, next_hundred)
     assert router.measure_lag() is None
-    print(f"\nreplica stopped: first read {first * 1000:.0f} ms (fails over), next 100: {next_hundred * 1000:.0f} ms,"
-          f" {tried} connection tries of the replica meanwhile")
+    print(
+        f"\nreplica stopped: first read {first * 1000:.0f} ms (fails over), next 100: {next_hundred * 1000:.0f} ms,"
+        f" {tried} connection tries of the replica meanwhile"
+    )
 
 
 def test_an_unreachable_replica_is_measured_less_and_less_often_until_it_answers():
@@ -182,9 +186,7 @@ def test_a_replica_that_hangs_is_given_up_on_and_the_primary_answers(servers, po
     replica_url = postgres_replica.wait_for_database(pg_database.rsplit("/", 1)[1])
     bounded = make_engine(replica_url, connect_timeout=2, give_up_after_ms=300)
     router = Replica(sessionmaker(bounded), sessionmaker(primary), max_lag=1.0, check_seconds=60)
-    hangs_on_a_standby = text(
-        "SELECT CASE WHEN pg_is_in_recovery() THEN CAST(pg_sleep(30) AS text) ELSE 'primary' END"
-    )
+    hangs_on_a_standby = text("SELECT CASE WHEN pg_is_in_recovery() THEN CAST(pg_sleep(30) AS text) ELSE 'primary' END")
     try:
         assert router.usable()
         with sessionmaker(primary)() as session:

@@ -75,9 +75,13 @@ def test_master_killed_during_a_burst_fails_over_with_nothing_lost(sentinel_grou
             watch.join(timeout=5)
         # The old master comes back (its AOF) and rejoins as a replica of the new one.
         sentinel_group.server(old).start()
-        wait_until(lambda: sentinel_group.role(sentinel_group.server(old)) == "slave", timeout=60,
-                   what="the old master rejoined as a replica")
+        wait_until(
+            lambda: sentinel_group.role(sentinel_group.server(old)) == "slave",
+            timeout=60,
+            what="the old master rejoined as a replica",
+        )
         print(f"burst: {dict(burst.statuses)}; no master for {promoted_at - killed_at:.1f} s")
+
         # Deliveries whose ack was lost with the old master's connection stay in kombu's
         # "unacked" hash and come back after the visibility timeout (then as no-ops: the task
         # is finished). Read at the end, beside the re-deliveries seen within the test.
@@ -87,6 +91,7 @@ def test_master_killed_during_a_burst_fails_over_with_nothing_lost(sentinel_grou
                 return client.hlen("unacked")
             finally:
                 client.close()
+
         counts = ledger(
             stack,
             client,

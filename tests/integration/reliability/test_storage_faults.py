@@ -31,8 +31,7 @@ def test_object_store_outage_during_a_burst_loses_and_duplicates_nothing(dedicat
             time.sleep(max(0.0, 3 - (time.monotonic() - outage)))  # the workers meet the outage too
             accepted_during_outage = len(burst.ids)
             dedicated_s3.start(create_bucket=False)
-            wait_until(lambda: len(burst.ids) >= accepted_during_outage + 5, timeout=60,
-                       what="uploads accepted again")
+            wait_until(lambda: len(burst.ids) >= accepted_during_outage + 5, timeout=60, what="uploads accepted again")
         finally:
             burst.stop()
         print(f"burst: {dict(burst.statuses)}")

@@ -24,14 +24,21 @@ def test_generated_requests_never_break_the_documented_contract(tmp_path: Path):
         cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
         run = subprocess.run(
             [
-                str(Path(sys.executable).with_name("st")), "run", f"{stack.url}/openapi.json",
-                "--checks", "all",
+                str(Path(sys.executable).with_name("st")),
+                "run",
+                f"{stack.url}/openapi.json",
+                "--checks",
+                "all",
                 # "Schema-valid" here means any bytes in `file`; OpenAPI cannot say "a decodable
                 # image", so a 415/422 for random bytes is correct, not a rejected valid request.
-                "--exclude-checks", "positive_data_acceptance",
-                "--max-examples", "30",
-                "--seed", "20261127",
-                "--header", f"Cookie: {cookie}",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "30",
+                "--seed",
+                "20261127",
+                "--header",
+                f"Cookie: {cookie}",
                 "--no-color",
             ],
             capture_output=True,

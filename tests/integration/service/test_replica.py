@@ -119,8 +119,10 @@ def replica_user_lookups(engine) -> int:  # type: ignore[no-untyped-def]
     answered (the lag checks touch no table). A backend publishes its counts within 10 s of
     going idle."""
     with engine.connect() as connection:
-        return connection.scalar(
-            text("SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'users'")) or 0
+        return (
+            connection.scalar(text("SELECT coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'users'"))
+            or 0
+        )
 
 
 @pytest.fixture
@@ -171,8 +173,12 @@ def test_polling_users_see_no_404_and_no_status_going_back_with_the_replica_paus
     # Each status request looks its cookie up on the replica while it is in use (the whole run:
     # the lag bound is an hour), so about one scan per request; a replica left unused has none.
     wanted = requests // 2
-    lookups = wait_until(lambda: (n := replica_user_lookups(replica) - before) >= wanted and n, timeout=20,
-                         interval=1, what=f"{wanted} user look-ups on the replica for {requests} status requests")
+    lookups = wait_until(
+        lambda: (n := replica_user_lookups(replica) - before) >= wanted and n,
+        timeout=20,
+        interval=1,
+        what=f"{wanted} user look-ups on the replica for {requests} status requests",
+    )
     print(
         f"\n{USERS} users x {TASKS_PER_USER} tasks, replica paused {PAUSE} s from round 3: {requests} status"
         f" requests in {seconds:.1f} s, 0 problems; {lookups} user look-ups on the replica"

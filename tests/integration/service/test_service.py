@@ -26,8 +26,11 @@ def server_stack(pg_database, redis_server, tmp_path):
 def s3_stack(pg_database, redis_server, s3_server, s3_prefix, tmp_path):
     """API and worker share no directory: originals and results live in the bucket only."""
     redis_db = f"{redis_server.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
-    env = {**server_env(pg_database, redis_db, tmp_path / "data"), **s3_server.settings_env(s3_prefix),
-           "IMGPROC_S3_SIGNED_URL_SECONDS": "3"}
+    env = {
+        **server_env(pg_database, redis_db, tmp_path / "data"),
+        **s3_server.settings_env(s3_prefix),
+        "IMGPROC_S3_SIGNED_URL_SECONDS": "3",
+    }
     with running_stack(env, tmp_path / "logs") as stack:
         yield stack
 

@@ -31,8 +31,9 @@ def redis_auth() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def autoscaled(kube: KubeTestBed, crd: dict, redis_auth: RedisServer, tmp_path: Path
-               ) -> Iterator[Callable[..., Autoscaled]]:
+def autoscaled(
+    kube: KubeTestBed, crd: dict, redis_auth: RedisServer, tmp_path: Path
+) -> Iterator[Callable[..., Autoscaled]]:
     """autoscaled(min=0, max=4, ...) -> a fresh namespace with the chart's objects and the operator."""
     started: list[Autoscaled] = []
 

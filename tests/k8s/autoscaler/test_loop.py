@@ -38,9 +38,7 @@ TASK_SECONDS = 1.5
 DOWN_WINDOW = 6  # well above TASK_SECONDS: the last tasks are done before anyone is removed
 
 
-def test_burst_scales_up_drains_and_scales_to_zero(
-    autoscaled: Callable[..., Autoscaled], tmp_path: Path
-) -> None:
+def test_burst_scales_up_drains_and_scales_to_zero(autoscaled: Callable[..., Autoscaled], tmp_path: Path) -> None:
     env = autoscaled(poll=POLL, min=0, max=MAX, up_step=MAX, down_window=DOWN_WINDOW, down_step=1, cooldown=4)
     env.eventually(lambda: env.replicas() == 0, 15, "idle start: scale to zero")
     timeline = Timeline()
@@ -56,8 +54,9 @@ def test_burst_scales_up_drains_and_scales_to_zero(
         assert true_within(lambda: len(list(results.iterdir())) == BURST, 90), "queue not drained"
         drained_at = time.monotonic()
         timeline.add("all results written")
-        assert true_within(lambda: env.replicas() == 0 and not kubelet.workers and not kubelet.stopping, 60), \
+        assert true_within(lambda: env.replicas() == 0 and not kubelet.workers and not kubelet.stopping, 60), (
             "did not scale back to zero"
+        )
         timeline.add("scaled to zero, every worker exited")
     finally:
         stop.set()
@@ -67,8 +66,10 @@ def test_burst_scales_up_drains_and_scales_to_zero(
     scale_ups = [(t - burst_at, n) for t, n in kubelet.replicas_seen if t >= burst_at and n > 0]
     first_up = scale_ups[0][0]
     peak = max(n for _, n in kubelet.replicas_seen)
-    print(f"first scale-up {first_up:.1f}s after the burst, peak {peak} replicas, drained after "
-          f"{drained_at - burst_at:.1f}s, workers removed {kubelet.removed} (busy: {kubelet.busy_removed})")
+    print(
+        f"first scale-up {first_up:.1f}s after the burst, peak {peak} replicas, drained after "
+        f"{drained_at - burst_at:.1f}s, workers removed {kubelet.removed} (busy: {kubelet.busy_removed})"
+    )
     assert first_up <= 2 * POLL + 1.0
     assert peak == MAX
 

@@ -76,7 +76,11 @@ def test_backlog_scales_up_within_two_polling_intervals(autoscaled: Callable[...
     status = env.status()
     assert (status["backlog"], status["inFlight"], status["recommendation"]) == (7, 0, 4)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "Active": "True", "Fallback": "False", "Paused": "False"}
+        "Ready": "True",
+        "Active": "True",
+        "Fallback": "False",
+        "Paused": "False",
+    }
     assert status["lastScaleTime"] and status["lastActiveTime"]
     env.eventually(lambda: any(r == "ScaledUp" and "-> 4" in m for _, r, m in env.events()), 10, "event")
     metrics = env.operator.metrics()
@@ -90,8 +94,9 @@ def test_in_flight_work_keeps_replicas_then_scale_to_zero(autoscaled: Callable[.
     publish(env.broker, 6)
     env.eventually(lambda: env.replicas() == 3, 10, "replicas 3 for 6 waiting")
     with consumed_unacked(env.broker, 6) as messages:  # the list is empty, six tasks "running"
-        env.eventually(lambda: env.status().get("inFlight") == 6 and env.status().get("backlog") == 0, 5,
-                       "in-flight observed")
+        env.eventually(
+            lambda: env.status().get("inFlight") == 6 and env.status().get("backlog") == 0, 5, "in-flight observed"
+        )
         env.holds(lambda: env.replicas() == 3, window + 3 * POLL, "busy workers must keep their pods")
         for message in messages[:4]:
             message.ack()
@@ -157,12 +162,16 @@ def test_invalid_annotation_is_reported_not_acted_on(autoscaled: Callable[..., A
 
 def test_shutdown_releases_the_finalizer_and_logs_are_json(autoscaled: Callable[..., Autoscaled]) -> None:
     env = autoscaled(min=1)
-    env.eventually(lambda: "autoscaling.imgproc.dev/finalizer" in env.obj()["metadata"].get("finalizers", []),
-                   15, "kopf's finalizer")
+    env.eventually(
+        lambda: "autoscaling.imgproc.dev/finalizer" in env.obj()["metadata"].get("finalizers", []),
+        15,
+        "kopf's finalizer",
+    )
     assert env.operator.stop() == 0
     assert "autoscaling.imgproc.dev/finalizer" not in env.obj()["metadata"].get("finalizers", [])
     client.CustomObjectsApi(env.kube.api_client).delete_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, WORKER)  # no operator running: must not hang
+        GROUP, VERSION, env.namespace, PLURAL, WORKER
+    )  # no operator running: must not hang
     with pytest.raises(ApiException) as gone:
         env.obj()
     assert gone.value.status == 404
@@ -185,8 +194,12 @@ def test_shutdown_releases_the_finalizer_and_logs_are_json(autoscaled: Callable[
     ids=["min-above-max", "url-and-host", "fallback-out-of-range", "zero-tasks-per-replica", "unknown-field"],
 )
 def test_crd_rejects_invalid_specs(kube: KubeTestBed, crd: dict, patch: dict, fragment: str) -> None:
-    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerAutoscaler", "metadata": {"name": "bad"},
-                "spec": {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}} | patch}
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkerAutoscaler",
+        "metadata": {"name": "bad"},
+        "spec": {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}} | patch,
+    }
     with pytest.raises(ApiException) as rejected:
         kube.create(manifest, "default", dry_run=True)
     assert rejected.value.status in (400, 422) and fragment in str(rejected.value.body)
@@ -194,8 +207,7 @@ def test_crd_rejects_invalid_specs(kube: KubeTestBed, crd: dict, patch: dict, fr
 
 def test_crd_defaults_and_printer_columns(kube: KubeTestBed, crd: dict) -> None:
     spec = {"scaleTargetRef": {"name": "w"}, "redis": {"host": "r"}}
-    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerAutoscaler", "metadata": {"name": "x"},
-                "spec": spec}
+    manifest = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerAutoscaler", "metadata": {"name": "x"}, "spec": spec}
     created = kube.create(manifest, "default", dry_run=True).to_dict()
     spec = created["spec"]
     assert (spec["tasksPerReplica"], spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 0, 10)
@@ -226,11 +238,15 @@ def test_missing_target_is_reported_and_recovers(autoscaled: Callable[..., Autos
 
 def test_deleting_the_autoscaler_while_running(autoscaled: Callable[..., Autoscaled]) -> None:
     env = autoscaled(min=1)
-    env.eventually(lambda: "autoscaling.imgproc.dev/finalizer" in env.obj()["metadata"].get("finalizers", []),
-                   15, "kopf's finalizer")
+    env.eventually(
+        lambda: "autoscaling.imgproc.dev/finalizer" in env.obj()["metadata"].get("finalizers", []),
+        15,
+        "kopf's finalizer",
+    )
     env.eventually(lambda: f'name="{WORKER}"' in env.operator.metrics(), 10, "metric series")
     client.CustomObjectsApi(env.kube.api_client).delete_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, WORKER)
+        GROUP, VERSION, env.namespace, PLURAL, WORKER
+    )
 
     def gone() -> bool:
         try:
@@ -254,8 +270,22 @@ def uninstall(env: Autoscaled, timeout: float) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("IMGPROC_", "KUBERNETES_"))}
     environ |= {"KUBECONFIG": str(env.operator.kubeconfig), "IMGPROC_OPERATOR_NAMESPACE": env.namespace}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "operator", "--uninstall", f"app.kubernetes.io/instance={RELEASE}",
-         "--timeout", str(timeout)], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout + 60)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "operator",
+            "--uninstall",
+            f"app.kubernetes.io/instance={RELEASE}",
+            "--timeout",
+            str(timeout),
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
 
 
 def gone(env: Autoscaled) -> bool:
@@ -266,8 +296,7 @@ def gone(env: Autoscaled) -> bool:
     return False
 
 
-def test_uninstall_hook_lets_the_running_operator_release_its_autoscaler(
-        autoscaled: Callable[..., Autoscaled]) -> None:
+def test_uninstall_hook_lets_the_running_operator_release_its_autoscaler(autoscaled: Callable[..., Autoscaled]) -> None:
     env = autoscaled(min=1)
     env.eventually(lambda: FINALIZER in env.obj()["metadata"].get("finalizers", []), 15, "kopf's finalizer")
     started = time.monotonic()
@@ -286,7 +315,8 @@ def test_uninstall_hook_removes_a_finalizer_no_operator_will_release(autoscaled:
     assert env.operator.stop() == 0
     # What an operator that lost its credentials leaves behind (helm uninstall without the hook).
     client.CustomObjectsApi(env.kube.api_client).patch_namespaced_custom_object(
-        GROUP, VERSION, env.namespace, PLURAL, WORKER, {"metadata": {"finalizers": [FINALIZER]}})
+        GROUP, VERSION, env.namespace, PLURAL, WORKER, {"metadata": {"finalizers": [FINALIZER]}}
+    )
     done = uninstall(env, timeout=2)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no operator released it" in done.stdout + done.stderr

@@ -27,8 +27,9 @@ def test_a_real_api_server_accepts_the_hpa_and_the_httproute(kube, k8s_tools_bin
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({**CASES["api-autoscaling"].values, **CASES["gateway"].values}))
     for _ in range(30):  # new CRDs take a moment to be served
-        result = kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                           "--values", str(values), check=False)
+        result = kube.helm(
+            "install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks", "--values", str(values), check=False
+        )
         if result.returncode == 0 or "no matches for kind" not in result.stderr + result.stdout:
             break
         time.sleep(1)
@@ -36,10 +37,12 @@ def test_a_real_api_server_accepts_the_hpa_and_the_httproute(kube, k8s_tools_bin
     assert "Warning" not in result.stderr, result.stderr
     dynamic = kube.dynamic_client()
     hpa = dynamic.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler").get(
-        name=API, namespace=namespace)
+        name=API, namespace=namespace
+    )
     assert hpa.spec.scaleTargetRef.name == API and hpa.spec.maxReplicas == 6
     route = dynamic.resources.get(api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute").get(
-        name=FULLNAME, namespace=namespace)
+        name=FULLNAME, namespace=namespace
+    )
     assert [ref.name for ref in route.spec.parentRefs] == ["public"]
     deployment = dynamic.resources.get(api_version="apps/v1", kind="Deployment").get(name=API, namespace=namespace)
     # No replicas in the manifest: the server defaults it to 1 until the HPA acts.

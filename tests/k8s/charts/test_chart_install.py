@@ -40,12 +40,17 @@ def installed(kube: KubeTestBed, tmp_path_factory) -> dict[str, Any]:
     for a pod that never runs); the hooks are checked on their own below."""
     namespace = kube.new_namespace("install")
     tmp = tmp_path_factory.mktemp("install")
-    result = kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                       *values_args(tmp, INSTALL_VALUES))
+    result = kube.helm(
+        "install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks", *values_args(tmp, INSTALL_VALUES)
+    )
     manifest = kube.helm("get", "manifest", RELEASE, "--namespace", namespace).stdout
     hooks = kube.helm("get", "hooks", RELEASE, "--namespace", namespace).stdout
-    return {"namespace": namespace, "result": result,
-            "objects": manifest_objects(manifest), "hooks": manifest_objects(hooks)}
+    return {
+        "namespace": namespace,
+        "result": result,
+        "objects": manifest_objects(manifest),
+        "hooks": manifest_objects(hooks),
+    }
 
 
 def test_install_succeeds_without_a_single_pod_security_warning(installed):
@@ -77,8 +82,16 @@ def test_installed_objects_exist_with_the_expected_fields(kube, installed):
     statefulsets = {s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items}
     assert statefulsets == {"rel-postgresql", "rel-redis-master"}
     services = {s.metadata.name: s for s in core.list_namespaced_service(namespace).items}
-    assert {f"{FULLNAME}-api", f"{FULLNAME}-flower", f"{FULLNAME}-operator-metrics", f"{FULLNAME}-blocked",
-            "rel-postgresql", "rel-postgresql-hl", "rel-redis", "rel-redis-master-headless"} == set(services)
+    assert {
+        f"{FULLNAME}-api",
+        f"{FULLNAME}-flower",
+        f"{FULLNAME}-operator-metrics",
+        f"{FULLNAME}-blocked",
+        "rel-postgresql",
+        "rel-postgresql-hl",
+        "rel-redis",
+        "rel-redis-master-headless",
+    } == set(services)
     assert services[f"{FULLNAME}-api"].spec.type == "ClusterIP"
     networking = client.NetworkingV1Api(kube.api_client)
     (ingress,) = networking.list_namespaced_ingress(namespace).items
@@ -90,7 +103,8 @@ def test_installed_objects_exist_with_the_expected_fields(kube, installed):
     pdbs = {p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(namespace).items}
     assert pdbs == {f"{FULLNAME}-api", f"{FULLNAME}-worker"}
     autoscaler = client.CustomObjectsApi(kube.api_client).get_namespaced_custom_object(
-        "autoscaling.imgproc.dev", "v1alpha1", namespace, "workerautoscalers", WORKER)
+        "autoscaling.imgproc.dev", "v1alpha1", namespace, "workerautoscalers", WORKER
+    )
     assert autoscaler["spec"]["scaleTargetRef"]["name"] == WORKER
 
 
@@ -99,11 +113,17 @@ def pod_of(pod) -> dict[str, Any]:
     name = pod.owner["metadata"]["name"]
     spec = dict(pod.spec)
     # What the StatefulSet controller does: one claim per template, named <template>-<set>-<n>.
-    claims = [{"name": (claim := t["metadata"]["name"]), "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
-              for t in pod.owner["spec"].get("volumeClaimTemplates") or []]
+    claims = [
+        {"name": (claim := t["metadata"]["name"]), "persistentVolumeClaim": {"claimName": f"{claim}-{name}-0"}}
+        for t in pod.owner["spec"].get("volumeClaimTemplates") or []
+    ]
     spec["volumes"] = (spec.get("volumes") or []) + claims
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{name}"[:63], "labels": pod.labels},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"check-{name}"[:63], "labels": pod.labels},
+        "spec": spec,
+    }
 
 
 def test_every_pod_template_passes_enforced_pod_security(kube, installed):
@@ -118,8 +138,12 @@ def test_every_pod_template_passes_enforced_pod_security(kube, installed):
 
 def test_pod_security_enforcement_is_live(kube, installed):
     """Guards the previous test against passing vacuously."""
-    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
-           "spec": {"containers": [{"name": "c", "image": "imgproc:0.1.0"}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "imgproc:0.1.0"}]},
+    }
     with pytest.raises(ApiException) as error:
         kube.create(bad, installed["namespace"], dry_run=True)
     assert error.value.status == 403 and "PodSecurity" in error.value.body
@@ -127,8 +151,12 @@ def test_pod_security_enforcement_is_live(kube, installed):
 
 def test_hooks_are_accepted_by_the_api_server(kube, installed):
     kinds = sorted((h["kind"], h["metadata"]["annotations"]["helm.sh/hook"]) for h in installed["hooks"])
-    assert kinds == [("Job", "post-install,pre-upgrade"), ("Job", "pre-delete"), ("NetworkPolicy", "pre-delete"),
-                     ("Pod", "test")]
+    assert kinds == [
+        ("Job", "post-install,pre-upgrade"),
+        ("Job", "pre-delete"),
+        ("NetworkPolicy", "pre-delete"),
+        ("Pod", "test"),
+    ]
     for hook in installed["hooks"]:
         kube.create(hook, installed["namespace"], dry_run=True)
 
@@ -139,8 +167,10 @@ def test_pre_install_hooks_for_an_external_database_are_accepted(kube, render, c
     exists: it and its credentials Secret must be complete on their own."""
     namespace = kube.new_namespace("hooks")
     hooks = [o for o in render(CASES[case].values) if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
-    pre_install = sorted((h for h in hooks if "pre-install" in h["metadata"]["annotations"]["helm.sh/hook"]),
-                         key=lambda h: int(h["metadata"]["annotations"].get("helm.sh/hook-weight", "0")))
+    pre_install = sorted(
+        (h for h in hooks if "pre-install" in h["metadata"]["annotations"]["helm.sh/hook"]),
+        key=lambda h: int(h["metadata"]["annotations"].get("helm.sh/hook-weight", "0")),
+    )
     assert [h["kind"] for h in pre_install] == (["Secret", "Job"] if case == "external-urls" else ["Job"])
     for hook in pre_install:
         kube.create(hook, namespace, dry_run=True)
@@ -206,8 +236,17 @@ def test_upgrade_keeps_generated_secrets_and_the_autoscaled_replica_count_and_un
     # The operator scaled the worker meanwhile.
     apps.patch_namespaced_deployment_scale(WORKER, namespace, {"spec": {"replicas": 5}})
 
-    upgrade = kube.helm("upgrade", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                        "--reuse-values", "--set", "api.replicaCount=3")
+    upgrade = kube.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--no-hooks",
+        "--reuse-values",
+        "--set",
+        "api.replicaCount=3",
+    )
     assert pod_security_warnings(upgrade.stderr) == []
     for name, data in secrets.items():
         assert _secret_data(kube, namespace, name) == data, f"upgrade regenerated {name}"
@@ -239,8 +278,9 @@ def test_the_s3_backend_with_the_bundled_store_installs_with_no_shared_claim(kub
     the store's, API and worker pods mount none, every pod template passes "restricted"."""
     namespace = kube.new_namespace("s3")
     values = {**INSTALL_VALUES, "storage": {"backend": "s3"}, "objectStore": {"enabled": True}}
-    result = kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                       *values_args(tmp_path, values))
+    result = kube.helm(
+        "install", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks", *values_args(tmp_path, values)
+    )
     assert "STATUS: deployed" in result.stdout and pod_security_warnings(result.stderr) == []
     core, apps = client.CoreV1Api(kube.api_client), client.AppsV1Api(kube.api_client)
     claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items}
@@ -255,8 +295,9 @@ def test_the_s3_backend_with_the_bundled_store_installs_with_no_shared_claim(kub
     assert f"{FULLNAME}-object-store" in {p.owner["metadata"]["name"] for p in templates}
     for pod in templates:
         kube.create(pod_of(pod), namespace, dry_run=True)
-    upgraded = kube.helm("upgrade", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks",
-                         *values_args(tmp_path, values))
+    upgraded = kube.helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", namespace, "--no-hooks", *values_args(tmp_path, values)
+    )
     assert "STATUS: deployed" in upgraded.stdout
     again = core.read_namespaced_secret(f"{FULLNAME}-object-store", namespace)
     assert again.data == secret.data  # generated once, kept across upgrades

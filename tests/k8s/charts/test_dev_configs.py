@@ -22,12 +22,23 @@ def test_skaffold_renders_the_cluster_profile_offline(k8s_tools_bin, tmp_path):
         if os.environ.get("CI"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    env = {"PATH": f"{k8s_tools_bin}:/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none"),
-           "SKAFFOLD_INTERACTIVE": "false", "SKAFFOLD_UPDATE_CHECK": "false"}
+    env = {
+        "PATH": f"{k8s_tools_bin}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KUBECONFIG": str(tmp_path / "none"),
+        "SKAFFOLD_INTERACTIVE": "false",
+        "SKAFFOLD_UPDATE_CHECK": "false",
+    }
     argv = [str(skaffold), "render", "-p", "cluster", "--offline", "--digest-source=tag"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=env | {"IMGPROC_NODE_IP": "192.0.2.7", "IMGPROC_INGRESS_HOST": "dev.imgproc.test",
-                                       "IMGPROC_NAMESPACE": "dev-ns"})
+    result = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env
+        | {"IMGPROC_NODE_IP": "192.0.2.7", "IMGPROC_INGRESS_HOST": "dev.imgproc.test", "IMGPROC_NAMESPACE": "dev-ns"},
+    )
     assert result.returncode == 0, result.stderr
     objects = [o for o in yaml.safe_load_all(result.stdout) if o]
     api = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "imgproc-api")

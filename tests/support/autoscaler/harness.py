@@ -83,8 +83,9 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
         }
         self.log = open(self.log_path, "ab")  # noqa: SIM115  # closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "autoscaler"], cwd=ROOT, env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -209,14 +210,38 @@ class KubeletStandIn:
     def _spawn(self) -> None:
         self._next += 1
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMGPROC_")}
-        env |= {"LOOP_BROKER_URL": self.broker_url, "LOOP_RESULTS_DIR": str(self.results),
-                "LOOP_TASK_SECONDS": str(self.task_seconds), "PYTHONPATH": str(ROOT)}
+        env |= {
+            "LOOP_BROKER_URL": self.broker_url,
+            "LOOP_RESULTS_DIR": str(self.results),
+            "LOOP_TASK_SECONDS": str(self.task_seconds),
+            "PYTHONPATH": str(ROOT),
+        }
         log = open(self.results / f"worker-{self._next}.log", "ab")  # noqa: SIM115  # owned by the child
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", LOOP_APP, "worker", "-Q", "imgproc",
-             "-c", str(self.concurrency), "-n", f"w{self._next}@loop", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                LOOP_APP,
+                "worker",
+                "-Q",
+                "imgproc",
+                "-c",
+                str(self.concurrency),
+                "-n",
+                f"w{self._next}@loop",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.workers.append(Worker(self._next, process, time.monotonic()))
         self.spawned_at[self.workers[-1].nodename] = time.time()
@@ -228,15 +253,21 @@ class KubeletStandIn:
         self.busy_removed += busy
         worker.process.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish first
         self.stopping.append(worker)
-        self.timeline.add(f"worker {worker.nodename} SIGTERM ({'BUSY' if busy else 'idle'}); "
-                          f"running {len(self.workers)}")
+        self.timeline.add(
+            f"worker {worker.nodename} SIGTERM ({'BUSY' if busy else 'idle'}); running {len(self.workers)}"
+        )
 
 
 # --------------------------------------------------------------------------- queue helpers
 
 
-def queue_sampler(broker_url: str, timeline: Timeline, stop: threading.Event, period: float = 1.0,
-                  samples: list[tuple[float, int, int]] | None = None) -> threading.Thread:
+def queue_sampler(
+    broker_url: str,
+    timeline: Timeline,
+    stop: threading.Event,
+    period: float = 1.0,
+    samples: list[tuple[float, int, int]] | None = None,
+) -> threading.Thread:
     """Adds 'queue: waiting W in-flight F' lines when the numbers change."""
     reader = QueueReader(RedisSource(broker_url, ("imgproc",)))
 
@@ -271,15 +302,17 @@ def celery_publisher(url: str, **transport: Any) -> Celery:
     """Publishing side configured like app/core/celery_app.py (+ priorities)."""
     app = Celery("test-publisher", broker=url, set_as_current=False)
     app.conf.update(
-        task_default_queue="imgproc", task_queues=[Queue("imgproc", routing_key="imgproc")],
-        task_default_routing_key="imgproc", task_acks_late=True, worker_prefetch_multiplier=1,
+        task_default_queue="imgproc",
+        task_queues=[Queue("imgproc", routing_key="imgproc")],
+        task_default_routing_key="imgproc",
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
         broker_transport_options={"queue_order_strategy": "priority", **transport},
     )
     return app
 
 
-def publish(url: str, n: int, *, queue: str = "imgproc", priority: int | None = None,
-            **transport: Any) -> None:
+def publish(url: str, n: int, *, queue: str = "imgproc", priority: int | None = None, **transport: Any) -> None:
     """n Celery-shaped task messages (task imgproc.process_image) published by Celery itself."""
     app = celery_publisher(url, **transport)
     for i in range(n):
@@ -288,9 +321,7 @@ def publish(url: str, n: int, *, queue: str = "imgproc", priority: int | None = 
 
 
 @contextmanager
-def consumed_unacked(
-    url: str, n: int, *, queue: str = "imgproc", **transport: Any
-) -> Iterator[list[Message]]:
+def consumed_unacked(url: str, n: int, *, queue: str = "imgproc", **transport: Any) -> Iterator[list[Message]]:
     """Receive n messages the way a worker with acks_late does (delivered, not acked: they
     sit in kombu's unacked hash) and keep them unacknowledged inside the block; ack on exit
     unless already acked."""
@@ -298,8 +329,12 @@ def consumed_unacked(
         channel = conn.channel()
         channel.basic_qos(0, n, False)
         got: list[Message] = []
-        consumer = Consumer(channel, queues=[Queue(queue, Exchange(queue), routing_key=queue)],
-                            callbacks=[lambda _body, message: got.append(message)], accept=["json"])
+        consumer = Consumer(
+            channel,
+            queues=[Queue(queue, Exchange(queue), routing_key=queue)],
+            callbacks=[lambda _body, message: got.append(message)],
+            accept=["json"],
+        )
         consumer.consume()
         deadline = time.monotonic() + 10
         while len(got) < n and time.monotonic() < deadline:

@@ -39,11 +39,15 @@ POLL = 1  # default pollingInterval of the test objects, seconds
 
 VALUES = {  # short names -> chart values
     "poll": "autoscaler.pollingInterval",
-    "min": "autoscaler.minReplicaCount", "max": "autoscaler.maxReplicaCount",
+    "min": "autoscaler.minReplicaCount",
+    "max": "autoscaler.maxReplicaCount",
     "tasks_per_replica": "autoscaler.tasksPerReplica",
-    "up_step": "autoscaler.scaleUp.maxStep", "down_window": "autoscaler.scaleDown.stabilizationWindowSeconds",
-    "down_step": "autoscaler.scaleDown.maxStep", "cooldown": "autoscaler.cooldownPeriod",
-    "failure_threshold": "autoscaler.fallback.failureThreshold", "fallback": "autoscaler.fallback.replicas",
+    "up_step": "autoscaler.scaleUp.maxStep",
+    "down_window": "autoscaler.scaleDown.stabilizationWindowSeconds",
+    "down_step": "autoscaler.scaleDown.maxStep",
+    "cooldown": "autoscaler.cooldownPeriod",
+    "failure_threshold": "autoscaler.fallback.failureThreshold",
+    "fallback": "autoscaler.fallback.replicas",
 }
 
 
@@ -98,7 +102,8 @@ class Autoscaled:
 
     def obj(self) -> dict[str, Any]:
         return client.CustomObjectsApi(self.kube.api_client).get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, WORKER)
+            GROUP, VERSION, self.namespace, PLURAL, WORKER
+        )
 
     def status(self) -> dict[str, Any]:
         return self.obj().get("status") or {}
@@ -108,12 +113,14 @@ class Autoscaled:
 
     def annotate(self, annotations: dict[str, str | None]) -> None:
         client.CustomObjectsApi(self.kube.api_client).patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, WORKER, {"metadata": {"annotations": annotations}})
+            GROUP, VERSION, self.namespace, PLURAL, WORKER, {"metadata": {"annotations": annotations}}
+        )
 
     def events(self) -> list[tuple[str, str, str]]:
         selector = f"involvedObject.name={WORKER},involvedObject.kind=WorkerAutoscaler"
-        items = client.CoreV1Api(self.kube.api_client).list_namespaced_event(
-            self.namespace, field_selector=selector).items
+        items = (
+            client.CoreV1Api(self.kube.api_client).list_namespaced_event(self.namespace, field_selector=selector).items
+        )
         return [(e.type, e.reason, e.message) for e in items]
 
     def eventually(self, check: Callable[[], Any], timeout: float, what: str) -> float:
@@ -123,9 +130,11 @@ class Autoscaled:
             if check():
                 return time.monotonic() - started
             time.sleep(0.1)
-        raise AssertionError(f"not within {timeout}s: {what}; replicas={self.replicas()} "
-                             f"status={json.dumps(self.status())}\n--- operator log (tail)\n"
-                             f"{self.operator.output()[-4000:]}")
+        raise AssertionError(
+            f"not within {timeout}s: {what}; replicas={self.replicas()} "
+            f"status={json.dumps(self.status())}\n--- operator log (tail)\n"
+            f"{self.operator.output()[-4000:]}"
+        )
 
     def holds(self, check: Callable[[], bool], seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
@@ -136,9 +145,13 @@ class Autoscaled:
 
 def render(kube: KubeTestBed, namespace: str, redis_port: int, values: dict[str, Any]) -> list[dict]:
     sets = {
-        "redis.enabled": "false", "postgresql.enabled": "false", "externalDatabase.host": "db.invalid",
-        "externalRedis.host": "127.0.0.1", "externalRedis.port": redis_port,
-        "externalRedis.existingSecret": SECRET, "externalRedis.existingSecretPasswordKey": SECRET_KEY,
+        "redis.enabled": "false",
+        "postgresql.enabled": "false",
+        "externalDatabase.host": "db.invalid",
+        "externalRedis.host": "127.0.0.1",
+        "externalRedis.port": redis_port,
+        "externalRedis.existingSecret": SECRET,
+        "externalRedis.existingSecretPasswordKey": SECRET_KEY,
         "autoscaler.pollingInterval": POLL,
     } | {VALUES[key]: value for key, value in values.items()}
     args = ["template", RELEASE, str(CHART), "--namespace", namespace]
@@ -156,15 +169,20 @@ def deploy(kube: KubeTestBed, server: RedisServer, log_dir: Path, **values: Any)
     namespace = kube.new_namespace("wa")
     core = client.CoreV1Api(kube.api_client)
     for name, value in ((SECRET, PASSWORD), ("unrelated-secret", "do-not-read")):
-        core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name), string_data={SECRET_KEY: value}))
+        core.create_namespaced_secret(
+            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data={SECRET_KEY: value})
+        )
     objects = render(kube, namespace, server.port, values)
     for manifest in sorted(objects, key=lambda o: o["kind"] == "WorkerAutoscaler"):  # the CR last
         kube.create(manifest, namespace)
     token = kube.service_account_token(namespace, OPERATOR_SA)
     operator = OperatorProcess(
-        kubeconfig=kube.service_account_kubeconfig(namespace, OPERATOR_SA), namespace=namespace,
-        log_path=log_dir / f"operator-{namespace}.log", health_port=free_port(), metrics_port=free_port())
+        kubeconfig=kube.service_account_kubeconfig(namespace, OPERATOR_SA),
+        namespace=namespace,
+        log_path=log_dir / f"operator-{namespace}.log",
+        health_port=free_port(),
+        metrics_port=free_port(),
+    )
     env = Autoscaled(kube, namespace, operator, server, token)
     operator.start()
     return env
@@ -178,8 +196,9 @@ def undeploy(env: Autoscaled) -> None:
     assert code == 0, f"operator exit code {code}\n{log[-4000:]}"
     api = client.CustomObjectsApi(env.kube.api_client)
     try:
-        api.patch_namespaced_custom_object(GROUP, VERSION, env.namespace, PLURAL, WORKER,
-                                           {"metadata": {"finalizers": None}})
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, env.namespace, PLURAL, WORKER, {"metadata": {"finalizers": None}}
+        )
         api.delete_namespaced_custom_object(GROUP, VERSION, env.namespace, PLURAL, WORKER)
     except ApiException as exc:
         if exc.status != 404:

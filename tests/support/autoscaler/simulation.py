@@ -24,9 +24,16 @@ def keda_default_policy(tasks_per_replica: int, max_replicas: int) -> Policy:
     """KEDA ScaledObject defaults: pollingInterval 30 s, cooldownPeriod 300 s, min 0, plus the HPA's
     default 300 s scale-down stabilisation and immediate scale-up (its per-15 s rate limits,
     max(4 pods, 100 %), do not bind for this burst size and are left out)."""
-    return Policy(tasks_per_replica=tasks_per_replica, min_replicas=0, max_replicas=max_replicas,
-                  activation_threshold=0, polling_interval=30, cooldown_period=300,
-                  scale_up=Behavior(0), scale_down=Behavior(300))
+    return Policy(
+        tasks_per_replica=tasks_per_replica,
+        min_replicas=0,
+        max_replicas=max_replicas,
+        activation_threshold=0,
+        polling_interval=30,
+        cooldown_period=300,
+        scale_up=Behavior(0),
+        scale_down=Behavior(300),
+    )
 
 
 @dataclass
@@ -54,8 +61,18 @@ class SimResult:
 
 
 def simulate(
-    name: str, policy: Policy, *, burst: int, service: float, concurrency: int, startup: float,
-    waiting_only: bool, initial: int = 0, horizon: float = 1800.0, dt: float = 0.05, phase: float = 0.5,
+    name: str,
+    policy: Policy,
+    *,
+    burst: int,
+    service: float,
+    concurrency: int,
+    startup: float,
+    waiting_only: bool,
+    initial: int = 0,
+    horizon: float = 1800.0,
+    dt: float = 0.05,
+    phase: float = 0.5,
 ) -> SimResult:
     t, queue = 0.0, burst
     pods = [Pod(-startup, 0.0) for _ in range(initial)]
@@ -89,7 +106,7 @@ def simulate(
             elif decision.replicas < replicas:
                 first_down = t if first_down is None else first_down
                 live = [p for p in pods if not p.terminating]
-                for pod in sorted(live, key=lambda p: p.created)[decision.replicas:]:
+                for pod in sorted(live, key=lambda p: p.created)[decision.replicas :]:
                     busy_removed += bool(pod.running)
                     pod.terminating = True
             replicas = decision.replicas
@@ -105,5 +122,6 @@ def simulate(
     latencies.sort()
     mean = sum(latencies) / len(latencies) if latencies else math.nan
     p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else math.nan
-    return SimResult(name, first_up, peak, at_max, drained, first_down, back, busy_removed, pod_seconds,
-                     mean, p95, decisions)
+    return SimResult(
+        name, first_up, peak, at_max, drained, first_down, back, busy_removed, pod_seconds, mean, p95, decisions
+    )

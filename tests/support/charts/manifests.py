@@ -17,16 +17,40 @@ Manifest = dict[str, Any]
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 RESTRICTED_VOLUME_TYPES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 BASELINE_CAPABILITIES = {
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
 }
 SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 }
 
@@ -110,8 +134,14 @@ def restricted_violations(pod: PodTemplate) -> list[str]:
         for port in c.get("ports") or []:
             if port.get("hostPort"):
                 problems.append(f"{name}: hostPort {port['hostPort']}")
-        if (sc.get("seLinuxOptions") or {}).get("type") not in (None, "", "container_t", "container_init_t",
-                                                                "container_kvm_t", "container_engine_t"):
+        if (sc.get("seLinuxOptions") or {}).get("type") not in (
+            None,
+            "",
+            "container_t",
+            "container_init_t",
+            "container_kvm_t",
+            "container_engine_t",
+        ):
             problems.append(f"{name}: seLinuxOptions.type")
 
         # restricted
@@ -161,6 +191,7 @@ def hardening_violations(pod: PodTemplate, *, probe_exempt: set[str] = frozenset
 
 # --- label selectors -------------------------------------------------------------------------
 
+
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """metav1.LabelSelector semantics; an empty selector matches everything."""
     selector = selector or {}
@@ -181,6 +212,7 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
 
 
 # --- Ingress -----------------------------------------------------------------------------------
+
 
 def _elements(path: str) -> list[str]:
     return [part for part in path.split("/") if part]
@@ -213,6 +245,7 @@ def ingress_backend(ingress: Manifest, host: str, request_path: str) -> str | No
 
 # --- NetworkPolicy -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Endpoint:
     """A pod (labels, namespace and its namespace's labels) or an outside address."""
@@ -241,7 +274,8 @@ def _peer_matches(peer: dict[str, Any], other: Endpoint, policy_namespace: str) 
         block = peer["ipBlock"]
         address = ipaddress.ip_address(other.ip)
         return address in ipaddress.ip_network(block["cidr"]) and not any(
-            address in ipaddress.ip_network(cidr) for cidr in block.get("except") or [])
+            address in ipaddress.ip_network(cidr) for cidr in block.get("except") or []
+        )
     if other.ip is not None:
         return False
     if "namespaceSelector" in peer:
@@ -263,33 +297,44 @@ def _port_matches(ports: list[dict[str, Any]] | None, port: int, protocol: str) 
     return False
 
 
-def _rule_allows(rule: dict[str, Any], peers_key: str, other: Endpoint, port: int, protocol: str,
-                 namespace: str) -> bool:
+def _rule_allows(
+    rule: dict[str, Any], peers_key: str, other: Endpoint, port: int, protocol: str, namespace: str
+) -> bool:
     peers = rule.get(peers_key)
     peer_ok = not peers or any(_peer_matches(peer, other, namespace) for peer in peers)
     return peer_ok and _port_matches(rule.get("ports"), port, protocol)
 
 
 def _selecting(policies: list[Manifest], pod: Endpoint, direction: str) -> list[Manifest]:
-    return [p for p in policies
-            if p["metadata"].get("namespace", pod.namespace) == pod.namespace
-            and direction in (p["spec"].get("policyTypes") or ["Ingress"])
-            and selector_matches(p["spec"]["podSelector"], pod.labels)]
+    return [
+        p
+        for p in policies
+        if p["metadata"].get("namespace", pod.namespace) == pod.namespace
+        and direction in (p["spec"].get("policyTypes") or ["Ingress"])
+        and selector_matches(p["spec"]["podSelector"], pod.labels)
+    ]
 
 
-def traffic_allowed(policies: list[Manifest], source: Endpoint, destination: Endpoint, port: int,
-                    protocol: str = "TCP") -> bool:
+def traffic_allowed(
+    policies: list[Manifest], source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP"
+) -> bool:
     """Whether NetworkPolicies let source open a connection to destination:port. Both the
     source's egress and the destination's ingress must allow it (a side no policy selects is
     open)."""
     if source.ip is None:
         egress = _selecting(policies, source, "Egress")
-        if egress and not any(_rule_allows(rule, "to", destination, port, protocol, source.namespace)
-                              for p in egress for rule in p["spec"].get("egress") or []):
+        if egress and not any(
+            _rule_allows(rule, "to", destination, port, protocol, source.namespace)
+            for p in egress
+            for rule in p["spec"].get("egress") or []
+        ):
             return False
     if destination.ip is None:
         ingress = _selecting(policies, destination, "Ingress")
-        if ingress and not any(_rule_allows(rule, "from", source, port, protocol, destination.namespace)
-                               for p in ingress for rule in p["spec"].get("ingress") or []):
+        if ingress and not any(
+            _rule_allows(rule, "from", source, port, protocol, destination.namespace)
+            for p in ingress
+            for rule in p["spec"].get("ingress") or []
+        ):
             return False
     return True

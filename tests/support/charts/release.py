@@ -44,8 +44,13 @@ def app_paths() -> list[str]:
 INTERNAL_PATHS = ("/livez", "/readyz")
 
 
-WEBHOOK_PROBES = ["/api/webhook", "/api/webhook/", "/api/webhook/task-complete", "/api/webhook/task-complete/",
-                  "/api/webhook/anything/else"]
+WEBHOOK_PROBES = [
+    "/api/webhook",
+    "/api/webhook/",
+    "/api/webhook/task-complete",
+    "/api/webhook/task-complete/",
+    "/api/webhook/anything/else",
+]
 
 
 DNS = Endpoint.pod("coredns", {"k8s-app": "kube-dns"}, "kube-system")

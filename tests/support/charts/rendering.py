@@ -36,8 +36,17 @@ def run_helm(bin_dir: Path, tmp: Path, *args: str) -> subprocess.CompletedProces
 
 def template_args(values: dict[str, Any], values_file: Path) -> list[str]:
     values_file.write_text(json.dumps(values))
-    return ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION,
-            "--values", str(values_file)]
+    return [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        str(values_file),
+    ]
 
 
 def notes_chart(tmp: Path) -> Path:
@@ -51,10 +60,12 @@ def notes_chart(tmp: Path) -> Path:
         notes = (copy_dir / "templates" / "NOTES.txt").read_text()
         (copy_dir / "templates" / "NOTES.txt").unlink()
         (copy_dir / "templates" / "_notes_for_tests.tpl").write_text(
-            '{{- define "imgproc.testNotes" -}}\n' + notes + "\n{{- end }}\n")
+            '{{- define "imgproc.testNotes" -}}\n' + notes + "\n{{- end }}\n"
+        )
         (copy_dir / "templates" / "notes-for-tests.yaml").write_text(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
-            '  notes: {{ include "imgproc.testNotes" . | quote }}\n')
+            '  notes: {{ include "imgproc.testNotes" . | quote }}\n'
+        )
     return copy_dir
 
 

@@ -18,8 +18,9 @@ def available() -> bool:
 
 
 @contextmanager
-def chromium(*, width: int = 1200, height: int = 900, profile_dir: Path | None = None,
-             extra_args: tuple[str, ...] = ()) -> Iterator:
+def chromium(
+    *, width: int = 1200, height: int = 900, profile_dir: Path | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator:
     """A fresh browser with its own profile (so its own cookie jar) and console logging on."""
     os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager stays offline
     from selenium import webdriver

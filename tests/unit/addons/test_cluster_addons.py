@@ -85,10 +85,21 @@ def test_the_cluster_gateway_listens_on_traefiks_web_entrypoint():
     assert listener["allowedRoutes"]["namespaces"]["from"] == "All"
     # Traefik's role covers every Gateway API resource its provider watches (standard channel).
     role = one(traefik, "ClusterRole")
-    granted = {r for rule in role["rules"] if "gateway.networking.k8s.io" in rule["apiGroups"]
-               for r in rule["resources"] if "watch" in rule["verbs"]}
-    assert {"gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants",
-            "backendtlspolicies"} <= granted
+    granted = {
+        r
+        for rule in role["rules"]
+        if "gateway.networking.k8s.io" in rule["apiGroups"]
+        for r in rule["resources"]
+        if "watch" in rule["verbs"]
+    }
+    assert {
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "referencegrants",
+        "backendtlspolicies",
+    } <= granted
 
 
 @functools.cache
@@ -107,9 +118,12 @@ def test_the_gateway_objects_match_the_pinned_gateway_api_crds():
     for doc in documents("gateway.yaml"):
         crd = crds[doc["kind"]]
         assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == script_value(
-            "GATEWAY_API_VERSION")
+            "GATEWAY_API_VERSION"
+        )
         assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/channel"] == "standard"
         (version,) = [v for v in crd["spec"]["versions"] if v["name"] == doc["apiVersion"].split("/")[1]]
-        errors = [f"{list(e.path)}: {e.message}" for e in
-                  jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"]).iter_errors(doc)]
+        errors = [
+            f"{list(e.path)}: {e.message}"
+            for e in jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"]).iter_errors(doc)
+        ]
         assert not errors, errors

@@ -26,16 +26,24 @@ NOW = 10_000.0
 
 
 def policy(**overrides: Any) -> Policy:
-    base: dict[str, Any] = dict(tasks_per_replica=2, min_replicas=0, max_replicas=10, cooldown_period=60,
-                                scale_up=Behavior(0), scale_down=Behavior(60))
+    base: dict[str, Any] = dict(
+        tasks_per_replica=2,
+        min_replicas=0,
+        max_replicas=10,
+        cooldown_period=60,
+        scale_up=Behavior(0),
+        scale_down=Behavior(60),
+    )
     return Policy(**(base | overrides))
 
 
-def state(*, history: tuple[tuple[float, int], ...] = (), idle_for: float | None = None,
-          failures: int = 0) -> ScalerState:
+def state(
+    *, history: tuple[tuple[float, int], ...] = (), idle_for: float | None = None, failures: int = 0
+) -> ScalerState:
     """history: (seconds ago, replicas); idle_for: seconds since the load was last active."""
-    return ScalerState(tuple((NOW - ago, r) for ago, r in history),
-                       None if idle_for is None else NOW - idle_for, None, failures)
+    return ScalerState(
+        tuple((NOW - ago, r) for ago, r in history), None if idle_for is None else NOW - idle_for, None, failures
+    )
 
 
 @dataclass
@@ -55,49 +63,149 @@ CASES = [
     Case("7 messages at 2 per replica want 4", Observation(7, 0), 1, 4, "ScaleUp"),
     Case("in-flight messages count as load", Observation(3, 3), 1, 3, "ScaleUp"),
     Case("capped at maxReplicaCount", Observation(500, 0), 2, 10, "ScaleUp"),
-    Case("at or below activation threshold stays at zero", Observation(3, 0), 0, 0, "Idle",
-         policy(activation_threshold=3)),
-    Case("above activation threshold scales past one", Observation(6, 0), 0, 3, "ScaleUp",
-         policy(activation_threshold=5)),
-    Case("activation ignored when min is 1", Observation(3, 0), 1, 2, "ScaleUp",
-         policy(min_replicas=1, activation_threshold=5)),
-    Case("raised to minReplicaCount with no load", Observation(0, 0), 0, 2, "ScaleUp",
-         policy(min_replicas=2)),
-    Case("scale-up limited by maxStep", Observation(20, 0), 1, 3, "ScaleUp",
-         policy(scale_up=Behavior(0, max_step=2))),
-    Case("scale-up window takes the lowest recent recommendation", Observation(20, 0), 1, 2, "ScaleUp",
-         policy(scale_up=Behavior(30)), state(history=((10, 2),), idle_for=0)),
-    Case("scale-down held inside the window", Observation(2, 0), 5, 5, "HoldStabilization",
-         state=state(history=((30, 5),), idle_for=0)),
-    Case("scale-down to the window's highest recommendation", Observation(2, 0), 5, 3, "ScaleDown",
-         state=state(history=((90, 5), (30, 3)), idle_for=0)),
-    Case("scale-down limited by maxStep", Observation(2, 0), 6, 4, "ScaleDown",
-         policy(scale_down=Behavior(0, max_step=2))),
-    Case("busy workers keep their pods", Observation(0, 5), 6, 3, "ScaleDown",
-         policy(scale_down=Behavior(0), cooldown_period=0)),
-    Case("in-flight work blocks scale to zero", Observation(0, 1), 2, 1, "BusyWorkers",
-         policy(scale_down=Behavior(0), cooldown_period=0, activation_threshold=5), state(idle_for=999)),
-    Case("no scale to zero during cooldown", Observation(0, 0), 1, 1, "HoldCooldown",
-         state=state(idle_for=30)),
+    Case(
+        "at or below activation threshold stays at zero",
+        Observation(3, 0),
+        0,
+        0,
+        "Idle",
+        policy(activation_threshold=3),
+    ),
+    Case(
+        "above activation threshold scales past one", Observation(6, 0), 0, 3, "ScaleUp", policy(activation_threshold=5)
+    ),
+    Case(
+        "activation ignored when min is 1",
+        Observation(3, 0),
+        1,
+        2,
+        "ScaleUp",
+        policy(min_replicas=1, activation_threshold=5),
+    ),
+    Case("raised to minReplicaCount with no load", Observation(0, 0), 0, 2, "ScaleUp", policy(min_replicas=2)),
+    Case("scale-up limited by maxStep", Observation(20, 0), 1, 3, "ScaleUp", policy(scale_up=Behavior(0, max_step=2))),
+    Case(
+        "scale-up window takes the lowest recent recommendation",
+        Observation(20, 0),
+        1,
+        2,
+        "ScaleUp",
+        policy(scale_up=Behavior(30)),
+        state(history=((10, 2),), idle_for=0),
+    ),
+    Case(
+        "scale-down held inside the window",
+        Observation(2, 0),
+        5,
+        5,
+        "HoldStabilization",
+        state=state(history=((30, 5),), idle_for=0),
+    ),
+    Case(
+        "scale-down to the window's highest recommendation",
+        Observation(2, 0),
+        5,
+        3,
+        "ScaleDown",
+        state=state(history=((90, 5), (30, 3)), idle_for=0),
+    ),
+    Case(
+        "scale-down limited by maxStep",
+        Observation(2, 0),
+        6,
+        4,
+        "ScaleDown",
+        policy(scale_down=Behavior(0, max_step=2)),
+    ),
+    Case(
+        "busy workers keep their pods",
+        Observation(0, 5),
+        6,
+        3,
+        "ScaleDown",
+        policy(scale_down=Behavior(0), cooldown_period=0),
+    ),
+    Case(
+        "in-flight work blocks scale to zero",
+        Observation(0, 1),
+        2,
+        1,
+        "BusyWorkers",
+        policy(scale_down=Behavior(0), cooldown_period=0, activation_threshold=5),
+        state(idle_for=999),
+    ),
+    Case("no scale to zero during cooldown", Observation(0, 0), 1, 1, "HoldCooldown", state=state(idle_for=30)),
     Case("scale to zero after cooldown", Observation(0, 0), 1, 0, "ScaleToZero", state=state(idle_for=61)),
-    Case("N -> 0 at once after cooldown and window", Observation(0, 0), 4, 0, "ScaleToZero",
-         state=state(history=((120, 4),), idle_for=120)),
-    Case("N -> 0 waits for the scale-down window", Observation(0, 0), 4, 4, "HoldStabilization",
-         state=state(history=((20, 4),), idle_for=120)),
-    Case("zero respects the scale-down step", Observation(0, 0), 3, 2, "ScaleDown",
-         policy(scale_down=Behavior(0, max_step=1)), state(idle_for=120)),
+    Case(
+        "N -> 0 at once after cooldown and window",
+        Observation(0, 0),
+        4,
+        0,
+        "ScaleToZero",
+        state=state(history=((120, 4),), idle_for=120),
+    ),
+    Case(
+        "N -> 0 waits for the scale-down window",
+        Observation(0, 0),
+        4,
+        4,
+        "HoldStabilization",
+        state=state(history=((20, 4),), idle_for=120),
+    ),
+    Case(
+        "zero respects the scale-down step",
+        Observation(0, 0),
+        3,
+        2,
+        "ScaleDown",
+        policy(scale_down=Behavior(0, max_step=1)),
+        state(idle_for=120),
+    ),
     Case("lowered maxReplicaCount wins", Observation(100, 0), 8, 5, "ScaleDown", policy(max_replicas=5)),
     Case("paused keeps the current count", Observation(100, 0), 3, 3, "Paused", policy(paused=True)),
-    Case("paused-replicas sets the count", Observation(100, 0), 3, 7, "PausedReplicas",
-         policy(paused=True, paused_replicas=7)),
-    Case("redis down keeps the current count", Observation.failed("refused"), 4, 4, "RedisUnavailable",
-         policy(fallback=Fallback(3, 6)), state(failures=1)),
-    Case("redis down past failureThreshold uses fallback", Observation.failed("refused"), 4, 6, "Fallback",
-         policy(fallback=Fallback(3, 6)), state(failures=2)),
-    Case("redis down without fallback keeps current forever", Observation.failed("refused"), 4, 4,
-         "RedisUnavailable", state=state(failures=50)),
-    Case("redis back: normal decision again", Observation(2, 0), 6, 6, "HoldStabilization",
-         policy(fallback=Fallback(3, 6)), state(history=((1, 6),), failures=7, idle_for=0)),
+    Case(
+        "paused-replicas sets the count",
+        Observation(100, 0),
+        3,
+        7,
+        "PausedReplicas",
+        policy(paused=True, paused_replicas=7),
+    ),
+    Case(
+        "redis down keeps the current count",
+        Observation.failed("refused"),
+        4,
+        4,
+        "RedisUnavailable",
+        policy(fallback=Fallback(3, 6)),
+        state(failures=1),
+    ),
+    Case(
+        "redis down past failureThreshold uses fallback",
+        Observation.failed("refused"),
+        4,
+        6,
+        "Fallback",
+        policy(fallback=Fallback(3, 6)),
+        state(failures=2),
+    ),
+    Case(
+        "redis down without fallback keeps current forever",
+        Observation.failed("refused"),
+        4,
+        4,
+        "RedisUnavailable",
+        state=state(failures=50),
+    ),
+    Case(
+        "redis back: normal decision again",
+        Observation(2, 0),
+        6,
+        6,
+        "HoldStabilization",
+        policy(fallback=Fallback(3, 6)),
+        state(history=((1, 6),), failures=7, idle_for=0),
+    ),
 ]
 
 
@@ -119,8 +227,9 @@ def test_fallback_flags_and_recovery() -> None:
     assert (back.fallback, back.ready, back.state.consecutive_failures) == (False, True, 0)
 
 
-def run(policy_: Policy, current: int, observations: list[Observation], start: ScalerState, *,
-        every: float = 5.0) -> list[int]:
+def run(
+    policy_: Policy, current: int, observations: list[Observation], start: ScalerState, *, every: float = 5.0
+) -> list[int]:
     """Replica counts after each poll, feeding each decision into the next."""
     counts, s = [], start
     for index, observation in enumerate(observations):
@@ -170,10 +279,17 @@ def test_restart_holds_scale_down_for_one_window() -> None:
 
 
 def test_policy_from_spec_reads_camel_case_and_annotations() -> None:
-    spec = {"tasksPerReplica": 4, "minReplicaCount": 1, "maxReplicaCount": 8, "activationThreshold": 2,
-            "pollingInterval": 2, "cooldownPeriod": 30, "scaleUp": {"maxStep": 3},
-            "scaleDown": {"stabilizationWindowSeconds": 10, "maxStep": 1},
-            "fallback": {"failureThreshold": 4, "replicas": 2}}
+    spec = {
+        "tasksPerReplica": 4,
+        "minReplicaCount": 1,
+        "maxReplicaCount": 8,
+        "activationThreshold": 2,
+        "pollingInterval": 2,
+        "cooldownPeriod": 30,
+        "scaleUp": {"maxStep": 3},
+        "scaleDown": {"stabilizationWindowSeconds": 10, "maxStep": 1},
+        "fallback": {"failureThreshold": 4, "replicas": 2},
+    }
     parsed = Policy.from_spec(spec, {PAUSED_ANNOTATION: "True", PAUSED_REPLICAS_ANNOTATION: " 3 "})
     assert parsed == Policy(4, 1, 8, 2, 2.0, 30.0, Behavior(0, 3), Behavior(10, 1), Fallback(4, 2), True, 3)
 
@@ -194,8 +310,16 @@ def test_policy_from_empty_spec_uses_the_crd_defaults() -> None:
         ({}, {PAUSED_REPLICAS_ANNOTATION: "lots"}, "paused-replicas must be an integer"),
         ({}, {PAUSED_REPLICAS_ANNOTATION: "-1"}, "paused-replicas must be >= 0"),
     ],
-    ids=["min-above-max", "zero-tasks-per-replica", "non-integer", "fallback-without-replicas",
-         "fallback-out-of-range", "zero-step", "paused-replicas-text", "paused-replicas-negative"],
+    ids=[
+        "min-above-max",
+        "zero-tasks-per-replica",
+        "non-integer",
+        "fallback-without-replicas",
+        "fallback-out-of-range",
+        "zero-step",
+        "paused-replicas-text",
+        "paused-replicas-negative",
+    ],
 )
 def test_invalid_policy_is_a_policy_error(spec: dict, annotations: dict, fragment: str) -> None:
     with pytest.raises(PolicyError, match=fragment):
@@ -220,9 +344,19 @@ def policies(draw: st.DrawFn, *, pausable: bool = False, scale_to_zero: bool = F
     fallback = draw(st.none() | st.builds(Fallback, st.integers(1, 5), st.integers(low, high)))
     paused = draw(st.booleans()) if pausable else False
     paused_replicas = draw(st.none() | st.integers(0, 30)) if pausable else None
-    return Policy(draw(st.integers(1, 8)), low, high, draw(st.integers(0, 10)),
-                  draw(st.sampled_from([1.0, 5.0])), float(draw(st.integers(0, 300))), draw(behaviors),
-                  draw(behaviors), fallback, paused, paused_replicas)
+    return Policy(
+        draw(st.integers(1, 8)),
+        low,
+        high,
+        draw(st.integers(0, 10)),
+        draw(st.sampled_from([1.0, 5.0])),
+        float(draw(st.integers(0, 300))),
+        draw(behaviors),
+        draw(behaviors),
+        fallback,
+        paused,
+        paused_replicas,
+    )
 
 
 observations = st.builds(Observation, st.integers(0, 200), st.integers(0, 60))
@@ -272,9 +406,7 @@ def test_never_below_busy_workers(p: Policy, o: Observation, current: int, s: Sc
 
 @settings(max_examples=150)
 @given(policies(), observations, currents, states())
-def test_constant_load_converges_without_oscillating(
-    p: Policy, o: Observation, current: int, s: ScalerState
-) -> None:
+def test_constant_load_converges_without_oscillating(p: Policy, o: Observation, current: int, s: ScalerState) -> None:
     seen = [current]
     now = NOW
     settle = 2 * max(p.scale_up.stabilization_window, p.scale_down.stabilization_window) + p.cooldown_period
@@ -308,8 +440,7 @@ def test_scale_down_respects_the_window(p: Policy, o: Observation, current: int,
     assume(p.min_replicas <= current <= p.max_replicas)
     decision = desired_replicas(o, p, current, NOW, s)
     if decision.replicas < current and decision.replicas > 0:
-        window = [r for t, r in decision.state.recommendations
-                  if NOW - t <= p.scale_down.stabilization_window]
+        window = [r for t, r in decision.state.recommendations if NOW - t <= p.scale_down.stabilization_window]
         assert decision.replicas >= min(max(window), p.max_replicas)
 
 

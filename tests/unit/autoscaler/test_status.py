@@ -10,10 +10,8 @@ T0 = 1_800_000_000.0
 
 def test_condition_transition_time_changes_only_with_the_value() -> None:
     first = merge_conditions([], [{"type": "Ready", "status": "True", "reason": "A", "message": ""}], T0)
-    same = merge_conditions(first, [{"type": "Ready", "status": "True", "reason": "B", "message": "x"}],
-                            T0 + 60)
-    flipped = merge_conditions(same, [{"type": "Ready", "status": "False", "reason": "C", "message": ""}],
-                               T0 + 90)
+    same = merge_conditions(first, [{"type": "Ready", "status": "True", "reason": "B", "message": "x"}], T0 + 60)
+    flipped = merge_conditions(same, [{"type": "Ready", "status": "False", "reason": "C", "message": ""}], T0 + 90)
     ready = [next(c for c in conds if c["type"] == "Ready") for conds in (first, same, flipped)]
     assert [c["lastTransitionTime"] for c in ready] == [iso(T0), iso(T0), iso(T0 + 90)]
     assert ready[1]["reason"] == "B"
@@ -29,13 +27,18 @@ def test_decision_status_fields() -> None:
     assert status["consecutiveFailures"] == 0
     assert status["lastScaleTime"] == status["lastActiveTime"] == iso(T0)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "Active": "True", "Fallback": "False", "Paused": "False"}
+        "Ready": "True",
+        "Active": "True",
+        "Fallback": "False",
+        "Paused": "False",
+    }
 
 
 def test_failed_read_keeps_the_last_counts_and_marks_active_unknown() -> None:
     decision = desired_replicas(Observation.failed("refused"), Policy(), 2, T0, ScalerState())
-    status = decision_status(decision, previous={"backlog": 9, "inFlight": 1}, backlog=None, in_flight=None,
-                             current=2, generation=1, now=T0)
+    status = decision_status(
+        decision, previous={"backlog": 9, "inFlight": 1}, backlog=None, in_flight=None, current=2, generation=1, now=T0
+    )
     assert (status["backlog"], status["inFlight"], status["consecutiveFailures"]) == (9, 1, 1)
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert conditions["Ready"] == ("False", "RedisUnavailable") and conditions["Active"][0] == "Unknown"
@@ -44,8 +47,7 @@ def test_failed_read_keeps_the_last_counts_and_marks_active_unknown() -> None:
 def test_error_status_only_touches_ready() -> None:
     active = {"type": "Active", "status": "True", "lastTransitionTime": iso(T0)}
     previous = {"backlog": 3, "conditions": [active]}
-    status = error_status(previous=previous, reason="ScaleTargetNotFound", message="gone", generation=2,
-                          now=T0 + 5)
+    status = error_status(previous=previous, reason="ScaleTargetNotFound", message="gone", generation=2, now=T0 + 5)
     conditions = {c["type"]: c for c in status["conditions"]}
     assert status["backlog"] == 3 and conditions["Active"]["lastTransitionTime"] == iso(T0)
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "ScaleTargetNotFound")

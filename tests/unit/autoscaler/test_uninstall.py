@@ -59,8 +59,11 @@ CASES = {
 @pytest.mark.parametrize(("finalizers", "released_after", "refuse", "left", "patched"), CASES.values(), ids=CASES)
 def test_delete_autoscalers(finalizers, released_after, refuse, left, patched, monkeypatch):
     names = set(finalizers)
-    kube = FakeKube({name: list(f) for name, f in finalizers.items()},
-                    released_by_operator_after=released_after, refuse_patch=refuse)
+    kube = FakeKube(
+        {name: list(f) for name, f in finalizers.items()},
+        released_by_operator_after=released_after,
+        refuse_patch=refuse,
+    )
     monkeypatch.setattr("autoscaler.uninstall.time.sleep", lambda seconds: None)
     assert delete_autoscalers(kube, "ns", "app.kubernetes.io/instance=r", timeout=5, clock=kube.clock) == left
     assert kube.deleted == names

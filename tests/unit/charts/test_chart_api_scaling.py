@@ -29,6 +29,7 @@ def hpa_values(**overrides: Any) -> dict[str, Any]:
 
 # --- HorizontalPodAutoscaler -------------------------------------------------------------------
 
+
 def test_without_autoscaling_the_deployment_keeps_its_replica_count_and_no_hpa_exists(render):
     objects = render({"api": {"replicaCount": 3}})
     assert named(objects, "Deployment", API)["spec"]["replicas"] == 3
@@ -44,16 +45,22 @@ def test_with_autoscaling_the_hpa_owns_the_api_replica_count(render):
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["metadata"]["name"] == API
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
-    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]
-    assert hpa["spec"]["behavior"] == {"scaleDown": {
-        "stabilizationWindowSeconds": 120, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+    assert hpa["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}
+    ]
+    assert hpa["spec"]["behavior"] == {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 120,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+    }
     # Utilisation is use / request: every API container the HPA averages over requests CPU.
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"]["cpu"]
     # Only the worker's owner (operator) and this HPA scale anything.
     assert [o["kind"] for o in objects if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")] == [
-        "HorizontalPodAutoscaler"]
+        "HorizontalPodAutoscaler"
+    ]
 
 
 def test_the_default_hpa_keeps_kubernetes_behaviour_and_matches_the_fixed_count(render):
@@ -65,11 +72,20 @@ def test_the_default_hpa_keeps_kubernetes_behaviour_and_matches_the_fixed_count(
 
 
 def test_the_disruption_budget_and_spread_constraints_fit_every_replica_count_the_hpa_picks(render):
-    spread = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-              "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imgproc",
-                                                "app.kubernetes.io/component": "api"}}}
-    objects = render({"api": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8},
-                              "topologySpreadConstraints": [spread]}})
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imgproc", "app.kubernetes.io/component": "api"}},
+    }
+    objects = render(
+        {
+            "api": {
+                "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8},
+                "topologySpreadConstraints": [spread],
+            }
+        }
+    )
     (hpa,) = by_kind(objects, "HorizontalPodAutoscaler")
     pdb = named(objects, "PodDisruptionBudget", API)
     (api_pod,) = [p for p in pod_templates(objects) if p.owner["metadata"]["name"] == API]
@@ -88,8 +104,9 @@ def test_notes_warn_when_the_hpa_minimum_leaves_a_drain_nothing(notes):
     warning = "a node drain may evict the only API pod"
     assert warning in notes(hpa_values(minReplicas=1, maxReplicas=3))
     assert warning not in notes(hpa_values(minReplicas=2))
-    assert warning not in notes({"api": {"autoscaling": {"enabled": True, "minReplicas": 1},
-                                         "pdb": {"enabled": False}}})
+    assert warning not in notes(
+        {"api": {"autoscaling": {"enabled": True, "minReplicas": 1}, "pdb": {"enabled": False}}}
+    )
     text = notes(hpa_values(minReplicas=2, maxReplicas=5, targetCPUUtilizationPercentage=50))
     assert f"kubectl -n imgproc-test get hpa {API} -w" in text
     assert "2-5 pods, target 50 %" in text
@@ -97,12 +114,19 @@ def test_notes_warn_when_the_hpa_minimum_leaves_a_drain_nothing(notes):
     assert "up to 5 API" in text
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (hpa_values(minReplicas=4, maxReplicas=3),
-     "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas"),
-    ({"api": {"autoscaling": {"enabled": True}, "resources": {"requests": {"cpu": None}}}},
-     "api.autoscaling.enabled needs api.resources.requests.cpu"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            hpa_values(minReplicas=4, maxReplicas=3),
+            "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas",
+        ),
+        (
+            {"api": {"autoscaling": {"enabled": True}, "resources": {"requests": {"cpu": None}}}},
+            "api.autoscaling.enabled needs api.resources.requests.cpu",
+        ),
+    ],
+)
 def test_inconsistent_autoscaling_values_fail_at_render_time(helm_fails, values, message):
     assert message in helm_fails(values)
 
@@ -113,22 +137,36 @@ def test_api_pods_may_drop_the_cpu_request_without_an_hpa(render):
     assert "cpu" not in container["resources"]["requests"]
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (hpa_values(minReplicas=0), "at '/api/autoscaling/minReplicas': minimum: got 0, want 1"),
-    (hpa_values(targetCPUUtilizationPercentage=0), "at '/api/autoscaling/targetCPUUtilizationPercentage'"),
-    (hpa_values(targetCPU=50), "at '/api/autoscaling': additional properties 'targetCPU' not allowed"),
-    (hpa_values(behavior={"scaleUp": {"selectPolicy": "Sometimes"}}),
-     "at '/api/autoscaling/behavior/scaleUp/selectPolicy'"),
-    (hpa_values(behavior={"scaleDown": {"policies": [{"type": "Pods", "value": 1}]}}),
-     "at '/api/autoscaling/behavior/scaleDown/policies/0': missing property 'periodSeconds'"),
-    (hpa_values(behavior={"scaleDown": {"stabilizationWindowSeconds": 4000}}),
-     "at '/api/autoscaling/behavior/scaleDown/stabilizationWindowSeconds'"),
-    (hpa_values(behavior={"sideways": {}}),
-     "at '/api/autoscaling/behavior': additional properties 'sideways' not allowed"),
-    ({"api": {"service": {"type": "ExternalName"}}}, "at '/api/service/type'"),
-    ({"api": {"service": {"externalTrafficPolicy": "Nearest"}}}, "at '/api/service/externalTrafficPolicy'"),
-    ({"api": {"service": {"loadBalancerSourceRanges": ["everyone"]}}}, "at '/api/service/loadBalancerSourceRanges/0'"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (hpa_values(minReplicas=0), "at '/api/autoscaling/minReplicas': minimum: got 0, want 1"),
+        (hpa_values(targetCPUUtilizationPercentage=0), "at '/api/autoscaling/targetCPUUtilizationPercentage'"),
+        (hpa_values(targetCPU=50), "at '/api/autoscaling': additional properties 'targetCPU' not allowed"),
+        (
+            hpa_values(behavior={"scaleUp": {"selectPolicy": "Sometimes"}}),
+            "at '/api/autoscaling/behavior/scaleUp/selectPolicy'",
+        ),
+        (
+            hpa_values(behavior={"scaleDown": {"policies": [{"type": "Pods", "value": 1}]}}),
+            "at '/api/autoscaling/behavior/scaleDown/policies/0': missing property 'periodSeconds'",
+        ),
+        (
+            hpa_values(behavior={"scaleDown": {"stabilizationWindowSeconds": 4000}}),
+            "at '/api/autoscaling/behavior/scaleDown/stabilizationWindowSeconds'",
+        ),
+        (
+            hpa_values(behavior={"sideways": {}}),
+            "at '/api/autoscaling/behavior': additional properties 'sideways' not allowed",
+        ),
+        ({"api": {"service": {"type": "ExternalName"}}}, "at '/api/service/type'"),
+        ({"api": {"service": {"externalTrafficPolicy": "Nearest"}}}, "at '/api/service/externalTrafficPolicy'"),
+        (
+            {"api": {"service": {"loadBalancerSourceRanges": ["everyone"]}}},
+            "at '/api/service/loadBalancerSourceRanges/0'",
+        ),
+    ],
+)
 def test_schema_rejects_wrong_autoscaling_values(helm_fails, values, message):
     error = helm_fails(values)
     assert "values don't meet the specifications of the schema" in error
@@ -136,9 +174,18 @@ def test_schema_rejects_wrong_autoscaling_values(helm_fails, values, message):
 
 
 def test_a_load_balancer_service_publishes_the_api_port(render):
-    objects = render({"api": {"service": {"type": "LoadBalancer", "annotations": {"lb.example/scheme": "internal"},
-                                          "externalTrafficPolicy": "Local",
-                                          "loadBalancerSourceRanges": ["203.0.113.0/24"]}}})
+    objects = render(
+        {
+            "api": {
+                "service": {
+                    "type": "LoadBalancer",
+                    "annotations": {"lb.example/scheme": "internal"},
+                    "externalTrafficPolicy": "Local",
+                    "loadBalancerSourceRanges": ["203.0.113.0/24"],
+                }
+            }
+        }
+    )
     service = named(objects, "Service", API)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["metadata"]["annotations"] == {"lb.example/scheme": "internal"}
@@ -149,17 +196,20 @@ def test_a_load_balancer_service_publishes_the_api_port(render):
 
 
 def test_load_balancer_settings_stay_off_a_cluster_ip_service(render):
-    objects = render({"api": {"service": {"externalTrafficPolicy": "Local",
-                                          "loadBalancerSourceRanges": ["203.0.113.0/24"]}}})
+    objects = render(
+        {"api": {"service": {"externalTrafficPolicy": "Local", "loadBalancerSourceRanges": ["203.0.113.0/24"]}}}
+    )
     spec = named(objects, "Service", API)["spec"]
     assert spec["type"] == "ClusterIP"
     assert "externalTrafficPolicy" not in spec and "loadBalancerSourceRanges" not in spec
-    node_port = named(render({"api": {"service": {"type": "NodePort", "externalTrafficPolicy": "Local"}}}),
-                      "Service", API)["spec"]
+    node_port = named(
+        render({"api": {"service": {"type": "NodePort", "externalTrafficPolicy": "Local"}}}), "Service", API
+    )["spec"]
     assert node_port["externalTrafficPolicy"] == "Local" and "loadBalancerSourceRanges" not in node_port
 
 
 # --- HTTPRoute ---------------------------------------------------------------------------------
+
 
 def _path_matches(kind: str, value: str, path: str) -> bool:
     if kind == "Exact":
@@ -192,8 +242,15 @@ def test_the_httproute_attaches_to_the_given_gateway_and_hosts(render):
     objects = render(CASES["gateway"].values)
     (route,) = by_kind(objects, "HTTPRoute")
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["metadata"]["name"] == FULLNAME
-    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                            "name": "public", "namespace": "gateways", "sectionName": "http"}]
+    assert route["spec"]["parentRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "public",
+            "namespace": "gateways",
+            "sectionName": "http",
+        }
+    ]
     assert route["spec"]["hostnames"] == ["imgproc.example.com"]
     assert not by_kind(objects, "Ingress")
     # Defaults: the release's namespace and every listener.
@@ -203,13 +260,26 @@ def test_the_httproute_attaches_to_the_given_gateway_and_hosts(render):
 
 
 def test_the_httproute_routes_exactly_what_the_ingress_routes(render):
-    values = {"ingress": {"enabled": True, "host": "imgproc.example.com"},
-              "gateway": {"enabled": True, "hostnames": ["imgproc.example.com"], "parentRefs": [{"name": "gw"}]}}
+    values = {
+        "ingress": {"enabled": True, "host": "imgproc.example.com"},
+        "gateway": {"enabled": True, "hostnames": ["imgproc.example.com"], "parentRefs": [{"name": "gw"}]},
+    }
     objects = render(values)
     (ingress,), (route,) = by_kind(objects, "Ingress"), by_kind(objects, "HTTPRoute")
     host = "imgproc.example.com"
-    paths = [*app_paths(), *WEBHOOK_PROBES, "/", "/docs", "/openapi.json", "/frontend", "/frontend/app.js",
-             "/flower/", "/flower/api/workers", "/elsewhere", "/apix"]
+    paths = [
+        *app_paths(),
+        *WEBHOOK_PROBES,
+        "/",
+        "/docs",
+        "/openapi.json",
+        "/frontend",
+        "/frontend/app.js",
+        "/flower/",
+        "/flower/api/workers",
+        "/elsewhere",
+        "/apix",
+    ]
     for path in paths:
         via_ingress = ingress_backend(ingress, host, path)
         via_route = httproute_backend(route, host, path)
@@ -243,13 +313,18 @@ def test_gateway_without_parent_refs_fails_at_render_time(helm_fails):
     assert "gateway.enabled needs gateway.parentRefs" in helm_fails({"gateway": {"enabled": True}})
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"gateway": {"parentRefs": [{"namespace": "x"}]}}, "at '/gateway/parentRefs/0': missing property 'name'"),
-    ({"gateway": {"parentRefs": [{"name": "gw", "port": 80}]}},
-     "at '/gateway/parentRefs/0': additional properties 'port' not allowed"),
-    ({"gateway": {"hostnames": ["Not_A_Host"]}}, "at '/gateway/hostnames/0'"),
-    ({"gateway": {"host": "a.example"}}, "at '/gateway': additional properties 'host' not allowed"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"gateway": {"parentRefs": [{"namespace": "x"}]}}, "at '/gateway/parentRefs/0': missing property 'name'"),
+        (
+            {"gateway": {"parentRefs": [{"name": "gw", "port": 80}]}},
+            "at '/gateway/parentRefs/0': additional properties 'port' not allowed",
+        ),
+        ({"gateway": {"hostnames": ["Not_A_Host"]}}, "at '/gateway/hostnames/0'"),
+        ({"gateway": {"host": "a.example"}}, "at '/gateway': additional properties 'host' not allowed"),
+    ],
+)
 def test_schema_rejects_wrong_gateway_values(helm_fails, values, message):
     error = helm_fails(values)
     assert "values don't meet the specifications of the schema" in error
@@ -261,12 +336,13 @@ def test_the_httproute_matches_the_gateway_api_crd_schema(render, k8s_tools_bin,
     crd = gateway_crds(k8s_tools_bin)["HTTPRoute"]
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     validator = jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
-    values = CASES[case].values if case == "gateway" else {
-        **CASES[case].values, "gateway": {"enabled": True, "parentRefs": [{"name": "gw"}]}}
+    values = (
+        CASES[case].values
+        if case == "gateway"
+        else {**CASES[case].values, "gateway": {"enabled": True, "parentRefs": [{"name": "gw"}]}}
+    )
     for route in by_kind(render(values), "HTTPRoute"):
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(route)]
         assert not errors, errors
         # maxItems of the CRD, which jsonschema checks above too: 16 rules, 64 matches per rule.
         assert len(route["spec"]["rules"]) <= 16
-
-

@@ -90,7 +90,8 @@ def test_only_the_api_container_reads_from_the_replicas_with_the_password_kept_i
     objects = render(REPLICAS)
     env = env_of(_api_container(objects))
     assert env["IMGPROC_DATABASE_REPLICA_URL"] == (
-        "postgresql+psycopg2://imgproc:$(DATABASE_PASSWORD)@rel-postgresql-read:5432/imgproc")
+        "postgresql+psycopg2://imgproc:$(DATABASE_PASSWORD)@rel-postgresql-read:5432/imgproc"
+    )
     names = [e["name"] for e in _api_container(objects)["env"]]
     assert names.index("DATABASE_PASSWORD") < names.index("IMGPROC_DATABASE_REPLICA_URL")
     assert "IMGPROC_DATABASE_REPLICA_URL" not in env_of(_api_container(objects, "schema"))
@@ -133,9 +134,5 @@ def test_an_external_replica_host_reuses_the_primarys_credentials(render):
     objects = render(values)
     env = env_of(_api_container(objects))
     assert env["IMGPROC_DATABASE_REPLICA_URL"] == (
-        "postgresql+psycopg2://app:$(DATABASE_PASSWORD)@db-ro.example.com:5432/images")
-
-
-
-
-
+        "postgresql+psycopg2://app:$(DATABASE_PASSWORD)@db-ro.example.com:5432/images"
+    )

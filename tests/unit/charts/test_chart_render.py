@@ -52,8 +52,14 @@ MIGRATIONS, SMOKE = f"{FULLNAME}-migrations", f"{FULLNAME}-smoke-test"
 # KEDA's are only known to KEDA).
 CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication", "HTTPRoute"}
 CRD_FILE = CHART / "crds" / "workerautoscalers.yaml"
-LABEL_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
-              "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
+LABEL_KEYS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
 
 case_names = pytest.mark.parametrize("case", list(CASES))
 
@@ -69,12 +75,24 @@ def workload_name(pod) -> str:
 
 # --- lint and validity ---------------------------------------------------------------------------
 
+
 @case_names
 def test_helm_lint_strict_passes(k8s_tools_bin, tmp_path, case):
     values_file = tmp_path / "values.json"
     values_file.write_text(json.dumps(CASES[case].values))
-    result = run_helm(k8s_tools_bin, tmp_path, "lint", "--strict", str(CHART), "--namespace", NAMESPACE,
-                      "--kube-version", KUBE_VERSION, "--values", str(values_file))
+    result = run_helm(
+        k8s_tools_bin,
+        tmp_path,
+        "lint",
+        "--strict",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        str(values_file),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
 
@@ -100,8 +118,12 @@ def worker_autoscaler_schema() -> dict[str, Any]:
 
 @case_names
 def test_every_object_is_valid_for_kubernetes_1_35(objects):
-    errors = [error for obj in objects if obj["kind"] not in CUSTOM_KINDS
-              if (error := _kubernetes_validate(json.dumps(obj, sort_keys=True)))]
+    errors = [
+        error
+        for obj in objects
+        if obj["kind"] not in CUSTOM_KINDS
+        if (error := _kubernetes_validate(json.dumps(obj, sort_keys=True)))
+    ]
     assert not errors, "\n".join(errors)
     unknown = {obj["kind"] for obj in objects} - CUSTOM_KINDS
     for kind in unknown:  # no kind slipped through as "custom" by accident
@@ -123,6 +145,7 @@ def test_worker_autoscaler_matches_its_crd_schema(objects):
 
 
 # --- Pod Security and hardening ------------------------------------------------------------------
+
 
 @case_names
 def test_every_pod_meets_the_restricted_pod_security_standard(objects):
@@ -172,8 +195,9 @@ def test_imgproc_pods_write_only_to_a_size_limited_tmp_and_the_shared_volume(obj
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             assert mounts.pop("/tmp") == "tmp", pod.ref
             if ca := mounts.pop("/etc/imgproc/s3-ca", None):  # the S3 endpoint's CA bundle, read-only
-                assert "secret" in volumes[ca] and all(m["readOnly"] for m in container["volumeMounts"]
-                                                       if m["name"] == ca), pod.ref
+                assert "secret" in volumes[ca] and all(
+                    m["readOnly"] for m in container["volumeMounts"] if m["name"] == ca
+                ), pod.ref
             assert set(mounts) <= {"/data"}, pod.ref
             if mounts:
                 assert "persistentVolumeClaim" in volumes[mounts["/data"]], pod.ref
@@ -188,6 +212,7 @@ def test_chart_runs_as_the_images_numeric_user(render):
 
 
 # --- wiring between objects ----------------------------------------------------------------------
+
 
 def _env_references(container: dict[str, Any]) -> list[tuple[str, str, str | None, bool]]:
     refs = []
@@ -258,19 +283,25 @@ def test_every_reference_resolves(objects, case):
         if pod.owner["kind"] != "StatefulSet":
             return [pod.labels]
         name = pod.owner["metadata"]["name"]
-        return [{**pod.labels, "statefulset.kubernetes.io/pod-name": f"{name}-{i}"}
-                for i in range(pod.owner["spec"].get("replicas", 1))]
+        return [
+            {**pod.labels, "statefulset.kubernetes.io/pod-name": f"{name}-{i}"}
+            for i in range(pod.owner["spec"].get("replicas", 1))
+        ]
 
     for service in by_kind(objects, "Service"):
         selector = service["spec"]["selector"]
-        matching = [p for p in pods if p.long_running
-                    and any(selector_matches({"matchLabels": selector}, labels) for labels in pod_labels(p))]
+        matching = [
+            p
+            for p in pods
+            if p.long_running and any(selector_matches({"matchLabels": selector}, labels) for labels in pod_labels(p))
+        ]
         if not matching:
             problems.append(f"Service/{service['metadata']['name']} selects no pods")
         for port in service["spec"]["ports"]:
             target = port.get("targetPort")
-            if isinstance(target, str) and not any(target == p.get("name") for m in matching
-                                                   for c in m.spec["containers"] for p in c.get("ports") or []):
+            if isinstance(target, str) and not any(
+                target == p.get("name") for m in matching for c in m.spec["containers"] for p in c.get("ports") or []
+            ):
                 problems.append(f"Service/{service['metadata']['name']}: no container port named {target}")
     for kind in ("PodDisruptionBudget", "NetworkPolicy"):
         for obj in by_kind(objects, kind):
@@ -319,6 +350,7 @@ def test_every_object_carries_the_standard_labels(objects):
 
 
 # --- components ----------------------------------------------------------------------------------
+
 
 def test_default_rendering_has_every_component(render):
     objects = render({})
@@ -371,11 +403,13 @@ def test_configuration_reaches_every_component(render):
 
 def test_api_and_worker_share_the_webhook_secret_and_storage(render):
     objects = render({})
-    containers = {name: named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
-                  for name in (API, WORKER)}
+    containers = {
+        name: named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0] for name in (API, WORKER)
+    }
     for container in containers.values():
         assert env_of(container)["IMGPROC_WEBHOOK_SECRET"] == {
-            "secretKeyRef": {"name": FULLNAME, "key": "webhook-secret"}}
+            "secretKeyRef": {"name": FULLNAME, "key": "webhook-secret"}
+        }
     volumes = [named(objects, "Deployment", n)["spec"]["template"]["spec"]["volumes"] for n in (API, WORKER)]
     claims = {v["persistentVolumeClaim"]["claimName"] for vs in volumes for v in vs if "persistentVolumeClaim" in v}
     assert claims == {f"{FULLNAME}-storage"}
@@ -413,9 +447,13 @@ def test_an_external_bucket_is_wired_into_api_and_workers(render):
     assert {k: v for k, v in config.items() if k.startswith("IMGPROC_S3_")} == {
         "IMGPROC_S3_ENDPOINT_URL": "https://s3.example.com:9443",
         "IMGPROC_S3_PUBLIC_ENDPOINT_URL": "https://files.example.com",
-        "IMGPROC_S3_BUCKET": "imgproc-data", "IMGPROC_S3_REGION": "eu-west-1", "IMGPROC_S3_PREFIX": "prod",
-        "IMGPROC_S3_FORCE_PATH_STYLE": "true", "IMGPROC_S3_CA_BUNDLE": "/etc/imgproc/s3-ca/ca.pem",
-        "IMGPROC_S3_SIGNED_URLS": "true", "IMGPROC_S3_SIGNED_URL_SECONDS": "120",
+        "IMGPROC_S3_BUCKET": "imgproc-data",
+        "IMGPROC_S3_REGION": "eu-west-1",
+        "IMGPROC_S3_PREFIX": "prod",
+        "IMGPROC_S3_FORCE_PATH_STYLE": "true",
+        "IMGPROC_S3_CA_BUNDLE": "/etc/imgproc/s3-ca/ca.pem",
+        "IMGPROC_S3_SIGNED_URLS": "true",
+        "IMGPROC_S3_SIGNED_URL_SECONDS": "120",
     }
     for name in (API, WORKER):
         spec = named(objects, "Deployment", name)["spec"]["template"]["spec"]
@@ -426,8 +464,9 @@ def test_an_external_bucket_is_wired_into_api_and_workers(render):
         (ca,) = [v for v in spec["volumes"] if v["name"] == "s3-ca"]
         assert ca["secret"] == {"secretName": "s3-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}
     for name in (FLOWER, OPERATOR):  # they never touch storage
-        assert "AWS_ACCESS_KEY_ID" not in env_of(named(objects, "Deployment", name)["spec"]["template"]["spec"]
-                                                ["containers"][0])
+        assert "AWS_ACCESS_KEY_ID" not in env_of(
+            named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        )
 
 
 def test_aws_with_workload_identity_sets_no_keys_and_may_spread_over_nodes(render):
@@ -493,14 +532,26 @@ def test_notes_warn_about_a_read_write_once_claim_shared_by_several_replicas(not
     assert "Results are streamed through the API" not in notes(CASES["object-store-exposed"].values)
 
 
-@pytest.mark.parametrize(("case", "database_url", "broker_url"), [
-    ("defaults", "postgresql+psycopg2://imgproc:$(DATABASE_PASSWORD)@rel-postgresql:5432/imgproc",
-     "redis://:$(REDIS_PASSWORD)@rel-redis:6379/0"),
-    ("external-hosts-existing-secrets", "postgresql+psycopg2://app:$(DATABASE_PASSWORD)@db.example.com:5432/images",
-     "redis://:$(REDIS_PASSWORD)@redis.example.com:6379/1"),
-    ("external-urls", {"secretKeyRef": {"name": f"{FULLNAME}-external", "key": "database-url"}},
-     {"secretKeyRef": {"name": f"{FULLNAME}-external", "key": "redis-url"}}),
-])
+@pytest.mark.parametrize(
+    ("case", "database_url", "broker_url"),
+    [
+        (
+            "defaults",
+            "postgresql+psycopg2://imgproc:$(DATABASE_PASSWORD)@rel-postgresql:5432/imgproc",
+            "redis://:$(REDIS_PASSWORD)@rel-redis:6379/0",
+        ),
+        (
+            "external-hosts-existing-secrets",
+            "postgresql+psycopg2://app:$(DATABASE_PASSWORD)@db.example.com:5432/images",
+            "redis://:$(REDIS_PASSWORD)@redis.example.com:6379/1",
+        ),
+        (
+            "external-urls",
+            {"secretKeyRef": {"name": f"{FULLNAME}-external", "key": "database-url"}},
+            {"secretKeyRef": {"name": f"{FULLNAME}-external", "key": "redis-url"}},
+        ),
+    ],
+)
 def test_database_and_broker_urls_never_hold_a_password_in_the_pod_spec(render, case, database_url, broker_url):
     objects = render(CASES[case].values)
     for name in (API, WORKER):
@@ -517,11 +568,14 @@ def test_external_credentials_secret_holds_exactly_the_values_given(render):
 
     secret = named(render(CASES["external-urls"].values), "Secret", f"{FULLNAME}-external")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert data == {"database-url": CASES["external-urls"].values["externalDatabase"]["url"],
-                    "redis-url": CASES["external-urls"].values["externalRedis"]["url"],
-                    "redis-password": "br0ker"}
-    assert not any(o["metadata"]["name"] == f"{FULLNAME}-external"
-                   for o in render(CASES["external-hosts-existing-secrets"].values))
+    assert data == {
+        "database-url": CASES["external-urls"].values["externalDatabase"]["url"],
+        "redis-url": CASES["external-urls"].values["externalRedis"]["url"],
+        "redis-password": "br0ker",
+    }
+    assert not any(
+        o["metadata"]["name"] == f"{FULLNAME}-external" for o in render(CASES["external-hosts-existing-secrets"].values)
+    )
 
 
 def test_worker_has_fixed_concurrency_heartbeat_probes_and_a_grace_period_beyond_the_task_limit(render):
@@ -537,8 +591,7 @@ def test_worker_has_fixed_concurrency_heartbeat_probes_and_a_grace_period_beyond
     assert int(config["IMGPROC_VISIBILITY_TIMEOUT"]) > int(config["IMGPROC_TASK_TIME_LIMIT"])
 
 
-@pytest.mark.parametrize(("case", "scaler"), [
-    ("defaults", "operator"), ("keda", "keda"), ("autoscaler-off", None)])
+@pytest.mark.parametrize(("case", "scaler"), [("defaults", "operator"), ("keda", "keda"), ("autoscaler-off", None)])
 def test_worker_replicas_belong_to_exactly_one_owner(render, case, scaler):
     objects = render(CASES[case].values)
     worker = named(objects, "Deployment", WORKER)
@@ -557,7 +610,8 @@ def test_flower_is_optional_and_protected_by_basic_auth(render):
     (container,) = named(objects, "Deployment", FLOWER)["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["flower"]
     assert env_of(container)["IMGPROC_FLOWER_BASIC_AUTH"] == {
-        "secretKeyRef": {"name": FULLNAME, "key": "flower-basic-auth"}}
+        "secretKeyRef": {"name": FULLNAME, "key": "flower-basic-auth"}
+    }
     assert "IMGPROC_DATABASE_URL" not in env_of(container)
     config = named(objects, "ConfigMap", FULLNAME)["data"]
     assert config["IMGPROC_FLOWER_URL_PREFIX"] == "flower" and config["IMGPROC_FLOWER_PORT"] == "5555"
@@ -574,20 +628,30 @@ def test_generated_secrets_are_long_random_and_the_database_ones_survive_uninsta
     assert len(base64.b64decode(app["webhook-secret"])) >= 24
     user, password = base64.b64decode(app["flower-basic-auth"]).decode().split(":", 1)
     assert user == "admin" and len(password) >= 24
-    for name, keys in (("rel-postgresql", {"postgres-password", "password", "replication-password"}),
-                       ("rel-redis", {"password"})):
+    for name, keys in (
+        ("rel-postgresql", {"postgres-password", "password", "replication-password"}),
+        ("rel-redis", {"password"}),
+    ):
         secret = named(objects, "Secret", name)
         assert set(secret["data"]) == keys
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert not any(o["metadata"]["name"] == FULLNAME and o["kind"] == "Secret"
-                   for o in render(CASES["app-existing-secret"].values))
+    assert not any(
+        o["metadata"]["name"] == FULLNAME and o["kind"] == "Secret" for o in render(CASES["app-existing-secret"].values)
+    )
 
 
 # --- migrations hook -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("case", "creates_schema"), [
-    ("defaults", True), ("bare", True), ("external-urls", False), ("external-hosts-existing-secrets", False),
-])
+
+@pytest.mark.parametrize(
+    ("case", "creates_schema"),
+    [
+        ("defaults", True),
+        ("bare", True),
+        ("external-urls", False),
+        ("external-hosts-existing-secrets", False),
+    ],
+)
 def test_api_pods_make_the_first_schema_only_with_the_bundled_database(render, case, creates_schema):
     # The post-install Job runs only after `helm install --wait` saw ready pods: waiting for it
     # from an init container would never end. An external database is migrated before the pods.
@@ -597,14 +661,18 @@ def test_api_pods_make_the_first_schema_only_with_the_bundled_database(render, c
     assert ("--check" not in init["args"]) == creates_schema
 
 
-@pytest.mark.parametrize(("case", "phases", "service_account"), [
-    ("defaults", "post-install,pre-upgrade", FULLNAME),
-    ("external-urls", "pre-install,pre-upgrade", "default"),
-    ("external-hosts-existing-secrets", "pre-install,pre-upgrade", "default"),
-    ("bare", "post-install,pre-upgrade", "default"),
-])
+@pytest.mark.parametrize(
+    ("case", "phases", "service_account"),
+    [
+        ("defaults", "post-install,pre-upgrade", FULLNAME),
+        ("external-urls", "pre-install,pre-upgrade", "default"),
+        ("external-hosts-existing-secrets", "pre-install,pre-upgrade", "default"),
+        ("bare", "post-install,pre-upgrade", "default"),
+    ],
+)
 def test_migrations_run_as_a_hook_job_that_can_start_before_the_release_objects_exist(
-        render, case, phases, service_account):
+    render, case, phases, service_account
+):
     objects = render(CASES[case].values)
     job = named(objects, "Job", MIGRATIONS)
     annotations = job["metadata"]["annotations"]
@@ -649,8 +717,9 @@ def test_ingress_never_routes_the_webhook_to_the_api(render, case):
             selector = {"matchLabels": sink["selector"]}
             api_pods = [p for p in pod_templates(objects) if selector_matches(selector, p.labels)]
             assert api_pods, backend
-            listening = {port["containerPort"] for pod in api_pods for c in pod.containers()
-                         for port in c.get("ports", [])}
+            listening = {
+                port["containerPort"] for pod in api_pods for c in pod.containers() for port in c.get("ports", [])
+            }
             assert {port["targetPort"] for port in sink["ports"]}.isdisjoint(listening), sink
 
 
@@ -678,9 +747,15 @@ def test_ingress_settings(render):
     config = named(objects, "ConfigMap", FULLNAME)["data"]
     assert config["IMGPROC_MAX_UPLOAD_BYTES"] == "20971520"
     assert int(body_size) == 20971520 + MULTIPART_OVERHEAD
-    custom = render({"ingress": {"enabled": True,
-                                 "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "50m", "a": "b"}},
-                     "config": {"maxUploadBytes": 1000}})
+    custom = render(
+        {
+            "ingress": {
+                "enabled": True,
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "50m", "a": "b"},
+            },
+            "config": {"maxUploadBytes": 1000},
+        }
+    )
     annotations = by_kind(custom, "Ingress")[0]["metadata"]["annotations"]
     assert annotations == {"nginx.ingress.kubernetes.io/proxy-body-size": "50m", "a": "b"}
     assert "/flower" not in json.dumps(by_kind(render(CASES["ingress-flower-off"].values), "Ingress"))
@@ -690,9 +765,15 @@ def test_ingress_settings(render):
 
 INGRESS_CONTROLLER = Endpoint.pod("ingress-controller", {"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx")
 # A worker of a same-named release in another namespace: labels match, namespace does not.
-OTHER_NAMESPACE = Endpoint.pod("elsewhere", {"app.kubernetes.io/name": "imgproc",
-                                             "app.kubernetes.io/component": "worker",
-                                             "app.kubernetes.io/instance": RELEASE}, "other")
+OTHER_NAMESPACE = Endpoint.pod(
+    "elsewhere",
+    {
+        "app.kubernetes.io/name": "imgproc",
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/instance": RELEASE,
+    },
+    "other",
+)
 API_SERVER = Endpoint.outside("kube-apiserver", "172.18.0.2")
 EXTERNAL_DB = Endpoint.outside("external-db", "203.0.113.10")
 
@@ -711,18 +792,42 @@ def test_network_policies_allow_exactly_the_documented_flows(render):
     objects = render(CASES["redis-replicas"].values)
     policies = by_kind(objects, "NetworkPolicy")
     pods = release_pods(objects)
-    assert set(pods) == {"api", "worker", "flower", "operator", "operator-uninstall", "migrations", "smoke-test",
-                         "postgresql-primary", "redis-master", "redis-replica"}
-    allowed = {
-        ("api", "postgresql-primary", 5432), ("api", "redis-master", 6379),
-        ("worker", "postgresql-primary", 5432), ("worker", "redis-master", 6379), ("worker", "api", 8000),
-        ("migrations", "postgresql-primary", 5432),
-        ("flower", "redis-master", 6379), ("operator", "redis-master", 6379),
-        ("redis-replica", "redis-master", 6379), ("smoke-test", "api", 8000),
+    assert set(pods) == {
+        "api",
+        "worker",
+        "flower",
+        "operator",
+        "operator-uninstall",
+        "migrations",
+        "smoke-test",
+        "postgresql-primary",
+        "redis-master",
+        "redis-replica",
     }
-    ports = {"api": [8000], "flower": [5555], "operator": [8080, 9100], "postgresql-primary": [5432],
-             "redis-master": [6379], "redis-replica": [6379], "worker": [], "migrations": [], "smoke-test": [],
-             "operator-uninstall": []}
+    allowed = {
+        ("api", "postgresql-primary", 5432),
+        ("api", "redis-master", 6379),
+        ("worker", "postgresql-primary", 5432),
+        ("worker", "redis-master", 6379),
+        ("worker", "api", 8000),
+        ("migrations", "postgresql-primary", 5432),
+        ("flower", "redis-master", 6379),
+        ("operator", "redis-master", 6379),
+        ("redis-replica", "redis-master", 6379),
+        ("smoke-test", "api", 8000),
+    }
+    ports = {
+        "api": [8000],
+        "flower": [5555],
+        "operator": [8080, 9100],
+        "postgresql-primary": [5432],
+        "redis-master": [6379],
+        "redis-replica": [6379],
+        "worker": [],
+        "migrations": [],
+        "smoke-test": [],
+        "operator-uninstall": [],
+    }
     for source in pods.values():
         for destination in pods.values():
             for port in ports[destination.name]:
@@ -770,8 +875,11 @@ def test_only_api_and_workers_reach_the_bundled_object_store(render):
             assert not traffic_allowed(policies, store, destination, port, "UDP" if port == 53 else "TCP")
     # Exposed for signed URLs (storage.s3.publicEndpoint): the ingress controller as well.
     exposed = render(CASES["object-store-exposed"].values)
-    allowed = {c.name for c in [*release_pods(exposed).values(), INGRESS_CONTROLLER, STRANGER]
-               if traffic_allowed(by_kind(exposed, "NetworkPolicy"), c, release_pods(exposed)["object-store"], 7070)}
+    allowed = {
+        c.name
+        for c in [*release_pods(exposed).values(), INGRESS_CONTROLLER, STRANGER]
+        if traffic_allowed(by_kind(exposed, "NetworkPolicy"), c, release_pods(exposed)["object-store"], 7070)
+    }
     assert allowed == {"api", "worker", "ingress-controller"}
 
 
@@ -787,8 +895,11 @@ def test_an_external_object_store_is_reachable_by_api_and_workers_only(render):
         assert {name for name, pod in pods.items() if traffic_allowed(policies, pod, store, port)} == expected, case
     filesystem = render({})
     policies = by_kind(filesystem, "NetworkPolicy")
-    assert not any(traffic_allowed(policies, pod, store, 443) for name, pod in release_pods(filesystem).items()
-                   if name not in ("operator", "operator-uninstall"))
+    assert not any(
+        traffic_allowed(policies, pod, store, 443)
+        for name, pod in release_pods(filesystem).items()
+        if name not in ("operator", "operator-uninstall")
+    )
 
 
 def test_default_deny_covers_every_pod_of_the_release_and_nothing_else(render):
@@ -802,6 +913,7 @@ def test_default_deny_covers_every_pod_of_the_release_and_nothing_else(render):
 
 
 # --- operator ------------------------------------------------------------------------------------
+
 
 def test_operator_runs_once_in_its_own_namespace(render):
     objects = render({})
@@ -839,7 +951,8 @@ def test_operator_role_is_least_privilege(render):
         ("autoscaling.imgproc.dev", "workerautoscalers", "patch", "*any*"),
         ("autoscaling.imgproc.dev", "workerautoscalers", "delete", WORKER),  # the pre-delete hook
         ("autoscaling.imgproc.dev", "workerautoscalers/status", "patch", "*any*"),
-        ("apps", "deployments/scale", "get", WORKER), ("apps", "deployments/scale", "patch", WORKER),
+        ("apps", "deployments/scale", "get", WORKER),
+        ("apps", "deployments/scale", "patch", WORKER),
         ("apps", "deployments", "get", WORKER),
         ("", "secrets", "get", "rel-redis"),
         ("", "events", "create", "*any*"),
@@ -864,18 +977,26 @@ def test_worker_autoscaler_defaults(render):
         "redis": {"host": "rel-redis", "port": 6379, "db": 0, "secretRef": {"name": "rel-redis", "key": "password"}},
         "queues": ["imgproc"],
         "tasksPerReplica": 2,
-        "minReplicaCount": 1, "maxReplicaCount": 10, "activationThreshold": 0,
-        "pollingInterval": 5, "cooldownPeriod": 60,
+        "minReplicaCount": 1,
+        "maxReplicaCount": 10,
+        "activationThreshold": 0,
+        "pollingInterval": 5,
+        "cooldownPeriod": 60,
         "scaleUp": {"stabilizationWindowSeconds": 0, "maxStep": 4},
         "scaleDown": {"stabilizationWindowSeconds": 60, "maxStep": 1},
         "fallback": {"failureThreshold": 3, "replicas": 2},
     }
-    tuned = named(render({"worker": {"concurrency": 4}, "autoscaler": {"minReplicaCount": 0}}),
-                  "WorkerAutoscaler", WORKER)["spec"]
+    tuned = named(
+        render({"worker": {"concurrency": 4}, "autoscaler": {"minReplicaCount": 0}}), "WorkerAutoscaler", WORKER
+    )["spec"]
     assert tuned["tasksPerReplica"] == 4 and tuned["minReplicaCount"] == 0
     external = named(render(CASES["external-urls"].values), "WorkerAutoscaler", WORKER)["spec"]["redis"]
-    assert external == {"host": "redis.example.com", "port": 6380, "db": 2,
-                        "secretRef": {"name": f"{FULLNAME}-external", "key": "redis-password"}}
+    assert external == {
+        "host": "redis.example.com",
+        "port": 6380,
+        "db": 2,
+        "secretRef": {"name": f"{FULLNAME}-external", "key": "redis-password"},
+    }
 
 
 def test_keda_scaled_object_mirrors_the_autoscaler_settings(render):
@@ -886,8 +1007,13 @@ def test_keda_scaled_object_mirrors_the_autoscaler_settings(render):
     assert scaled["fallback"] == {"failureThreshold": 3, "replicas": 2}
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"] == {"address": f"rel-redis.{NAMESPACE}.svc:6379", "databaseIndex": "0",
-                                   "listName": "imgproc", "listLength": "2", "activationListLength": "0"}
+    assert trigger["metadata"] == {
+        "address": f"rel-redis.{NAMESPACE}.svc:6379",
+        "databaseIndex": "0",
+        "listName": "imgproc",
+        "listLength": "2",
+        "activationListLength": "0",
+    }
     auth = named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "rel-redis", "key": "password"}]
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
@@ -896,6 +1022,7 @@ def test_keda_scaled_object_mirrors_the_autoscaler_settings(render):
 
 
 # --- subcharts -----------------------------------------------------------------------------------
+
 
 def test_redis_is_a_durable_broker(render):
     objects = render(CASES["redis-replicas"].values)
@@ -943,59 +1070,91 @@ def test_subchart_images_are_pinned_to_a_version(render):
 
 # --- values and schema ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"api": {"replicaCount": -1}}, "at '/api/replicaCount': minimum: got -1, want 0"),
-    ({"worker": {"replicaCount": -2}}, "at '/worker/replicaCount': minimum: got -2, want 0"),
-    ({"ingress": {"className": 5}}, "at '/ingress/className': got number, want string"),
-    ({"unknownKey": True}, "additional properties 'unknownKey' not allowed"),
-    ({"api": {"replicas": 2}}, "at '/api': additional properties 'replicas' not allowed"),
-    ({"image": {"pullPolicy": "Sometimes"}},
-     "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
-    ({"config": {"logFormat": "xml"}}, "at '/config/logFormat': value must be one of 'json', 'text'"),
-    ({"config": {"corsOrigins": ["*"]}}, "at '/config/corsOrigins'"),
-    ({"containerSecurityContext": {"allowPrivilegeEscalation": True}}, "value must be false"),
-    ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"),
-    ({"autoscaler": {"maxReplicaCount": 0}}, "at '/autoscaler/maxReplicaCount': minimum: got 0, want 1"),
-    ({"persistence": {"accessModes": ["ReadWriteSometimes"]}}, "at '/persistence/accessModes/0'"),
-    ({"storage": {"backend": "minio"}}, "at '/storage/backend': value must be one of 'filesystem', 's3'"),
-    ({"storage": {"s3": {"endpoint": "minio:9000"}}}, "at '/storage/s3/endpoint'"),
-    ({"storage": {"s3": {"bucket": "My_Bucket"}}}, "at '/storage/s3/bucket'"),
-    ({"storage": {"s3": {"accessKey": "AKIA..."}}}, "at '/storage/s3': additional properties 'accessKey' not allowed"),
-    ({"storage": {"s3": {"signedUrls": {"expiresSeconds": 0}}}}, "at '/storage/s3/signedUrls/expiresSeconds'"),
-    ({"objectStore": {"persistence": {"accessModes": ["Sometimes"]}}}, "at '/objectStore/persistence/accessModes/0'"),
-    ({"postgresql": {"readReplicas": {"replicaCount": -1}}},
-     "postgresql:\n- at '/readReplicas/replicaCount': minimum: got -1, want 0"),
-    ({"postgresql": {"readReplicas": {"walKeepSize": "1G"}}},
-     "postgresql:\n- at '/readReplicas/walKeepSize': '1G' does not match pattern '^[1-9][0-9]*(kB|MB|GB|TB)$'"),
-    ({"postgresql": {"readReplicas": {"replicas": 1}}},
-     "postgresql:\n- at '/readReplicas': additional properties 'replicas' not allowed"),
-    ({"redis": {"replica": {"replicaCount": -1}}}, "redis:\n- at '/replica/replicaCount': minimum: got -1, want 0"),
-    ({"redis": {"image": {"pullPolicy": "Maybe"}}}, "redis:\n- at '/image/pullPolicy'"),
-    ({"config": {"extraEnv": {"IMGPROC_X": "1", "PATH": "/x"}}},
-     "'PATH' does not match pattern '^IMGPROC_[A-Z0-9_]+$'"),
-])
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"api": {"replicaCount": -1}}, "at '/api/replicaCount': minimum: got -1, want 0"),
+        ({"worker": {"replicaCount": -2}}, "at '/worker/replicaCount': minimum: got -2, want 0"),
+        ({"ingress": {"className": 5}}, "at '/ingress/className': got number, want string"),
+        ({"unknownKey": True}, "additional properties 'unknownKey' not allowed"),
+        ({"api": {"replicas": 2}}, "at '/api': additional properties 'replicas' not allowed"),
+        (
+            {"image": {"pullPolicy": "Sometimes"}},
+            "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        ({"config": {"logFormat": "xml"}}, "at '/config/logFormat': value must be one of 'json', 'text'"),
+        ({"config": {"corsOrigins": ["*"]}}, "at '/config/corsOrigins'"),
+        ({"containerSecurityContext": {"allowPrivilegeEscalation": True}}, "value must be false"),
+        ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"),
+        ({"autoscaler": {"maxReplicaCount": 0}}, "at '/autoscaler/maxReplicaCount': minimum: got 0, want 1"),
+        ({"persistence": {"accessModes": ["ReadWriteSometimes"]}}, "at '/persistence/accessModes/0'"),
+        ({"storage": {"backend": "minio"}}, "at '/storage/backend': value must be one of 'filesystem', 's3'"),
+        ({"storage": {"s3": {"endpoint": "minio:9000"}}}, "at '/storage/s3/endpoint'"),
+        ({"storage": {"s3": {"bucket": "My_Bucket"}}}, "at '/storage/s3/bucket'"),
+        (
+            {"storage": {"s3": {"accessKey": "AKIA..."}}},
+            "at '/storage/s3': additional properties 'accessKey' not allowed",
+        ),
+        ({"storage": {"s3": {"signedUrls": {"expiresSeconds": 0}}}}, "at '/storage/s3/signedUrls/expiresSeconds'"),
+        (
+            {"objectStore": {"persistence": {"accessModes": ["Sometimes"]}}},
+            "at '/objectStore/persistence/accessModes/0'",
+        ),
+        (
+            {"postgresql": {"readReplicas": {"replicaCount": -1}}},
+            "postgresql:\n- at '/readReplicas/replicaCount': minimum: got -1, want 0",
+        ),
+        (
+            {"postgresql": {"readReplicas": {"walKeepSize": "1G"}}},
+            "postgresql:\n- at '/readReplicas/walKeepSize': '1G' does not match pattern '^[1-9][0-9]*(kB|MB|GB|TB)$'",
+        ),
+        (
+            {"postgresql": {"readReplicas": {"replicas": 1}}},
+            "postgresql:\n- at '/readReplicas': additional properties 'replicas' not allowed",
+        ),
+        ({"redis": {"replica": {"replicaCount": -1}}}, "redis:\n- at '/replica/replicaCount': minimum: got -1, want 0"),
+        ({"redis": {"image": {"pullPolicy": "Maybe"}}}, "redis:\n- at '/image/pullPolicy'"),
+        (
+            {"config": {"extraEnv": {"IMGPROC_X": "1", "PATH": "/x"}}},
+            "'PATH' does not match pattern '^IMGPROC_[A-Z0-9_]+$'",
+        ),
+    ],
+)
 def test_values_schema_rejects_wrong_values_with_a_clear_message(helm_fails, values, message):
     error = helm_fails(values)
     assert "values don't meet the specifications of the schema" in error
     assert message in error, error
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"postgresql": {"enabled": False}},
-     "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host"),
-    ({"redis": {"enabled": False}}, "redis.enabled=false needs externalRedis.url or externalRedis.host"),
-    ({"worker": {"terminationGracePeriodSeconds": 90}}, "must be longer than config.taskTimeLimit"),
-    ({"config": {"taskSoftTimeLimit": 95}}, "config.taskSoftTimeLimit must be shorter than config.taskTimeLimit"),
-    ({"config": {"visibilityTimeout": 60}}, "config.visibilityTimeout must be longer than config.taskTimeLimit"),
-    ({"api": {"terminationGracePeriodSeconds": 20}}, "must be longer than api.preStopSleepSeconds + 20 s"),
-    ({"autoscaler": {"minReplicaCount": 5, "maxReplicaCount": 3}}, "minReplicaCount must not exceed"),
-    ({"autoscaler": {"fallback": {"replicas": 20}}}, "fallback.replicas must lie within"),
-    ({"storage": {"backend": "s3"}}, "storage.backend=s3 needs storage.s3.bucket"),
-    ({"objectStore": {"enabled": True}, "storage": {"s3": {"endpoint": "http://elsewhere:9000"}}},
-     "storage.s3.endpoint is set by objectStore.enabled"),
-    ({"postgresql": {"enabled": False}, "externalDatabase": {"url": "postgresql://u:p@db/x", "replicaHost": "db-ro"}},
-     "with externalDatabase.url give externalDatabase.replicaUrl"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"postgresql": {"enabled": False}},
+            "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host",
+        ),
+        ({"redis": {"enabled": False}}, "redis.enabled=false needs externalRedis.url or externalRedis.host"),
+        ({"worker": {"terminationGracePeriodSeconds": 90}}, "must be longer than config.taskTimeLimit"),
+        ({"config": {"taskSoftTimeLimit": 95}}, "config.taskSoftTimeLimit must be shorter than config.taskTimeLimit"),
+        ({"config": {"visibilityTimeout": 60}}, "config.visibilityTimeout must be longer than config.taskTimeLimit"),
+        ({"api": {"terminationGracePeriodSeconds": 20}}, "must be longer than api.preStopSleepSeconds + 20 s"),
+        ({"autoscaler": {"minReplicaCount": 5, "maxReplicaCount": 3}}, "minReplicaCount must not exceed"),
+        ({"autoscaler": {"fallback": {"replicas": 20}}}, "fallback.replicas must lie within"),
+        ({"storage": {"backend": "s3"}}, "storage.backend=s3 needs storage.s3.bucket"),
+        (
+            {"objectStore": {"enabled": True}, "storage": {"s3": {"endpoint": "http://elsewhere:9000"}}},
+            "storage.s3.endpoint is set by objectStore.enabled",
+        ),
+        (
+            {
+                "postgresql": {"enabled": False},
+                "externalDatabase": {"url": "postgresql://u:p@db/x", "replicaHost": "db-ro"},
+            },
+            "with externalDatabase.url give externalDatabase.replicaUrl",
+        ),
+    ],
+)
 def test_inconsistent_values_fail_at_render_time_with_a_clear_message(helm_fails, values, message):
     assert message in helm_fails(values)
 
@@ -1095,8 +1254,10 @@ def test_keda_reaches_the_bundled_redis_by_its_full_name_through_the_policies(re
 
 
 def test_an_external_database_url_decides_the_port_the_policies_open(render):
-    values = {**CASES["external-urls"].values,
-              "externalDatabase": {"url": "postgresql+psycopg2://u:pw@pgbouncer.example.com:6432/imgproc"}}
+    values = {
+        **CASES["external-urls"].values,
+        "externalDatabase": {"url": "postgresql+psycopg2://u:pw@pgbouncer.example.com:6432/imgproc"},
+    }
     objects = render(values)
     policies, pods = by_kind(objects, "NetworkPolicy"), release_pods(objects)
     assert traffic_allowed(policies, pods["api"], EXTERNAL_DB, 6432)
@@ -1104,7 +1265,10 @@ def test_an_external_database_url_decides_the_port_the_policies_open(render):
 
 
 def test_the_operator_logs_in_as_the_redis_urls_acl_user(render):
-    values = {**CASES["external-urls"].values, "externalRedis": {"url": "redis://scaler:s3cret@redis.example.com:6380/2"}}
+    values = {
+        **CASES["external-urls"].values,
+        "externalRedis": {"url": "redis://scaler:s3cret@redis.example.com:6380/2"},
+    }
     (autoscaler,) = by_kind(render(values), "WorkerAutoscaler")
     redis = autoscaler["spec"]["redis"]
     assert (redis["host"], redis["port"], redis["db"], redis["username"]) == ("redis.example.com", 6380, 2, "scaler")

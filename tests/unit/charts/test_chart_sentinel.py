@@ -34,10 +34,16 @@ def test_three_sentinels_watch_the_master_under_its_stable_name(render):
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"]
     assert named(objects, "Service", f"{REDIS}-sentinel")["spec"]["ports"][0]["port"] == 26379
     script = scripts(objects)["start-sentinel.sh"]
-    for line in ("sentinel resolve-hostnames yes", "sentinel announce-hostnames yes",
-                 "sentinel monitor $MASTER_NAME $1 $2 2", "sentinel down-after-milliseconds $MASTER_NAME 5000",
-                 "sentinel failover-timeout $MASTER_NAME 60000", 'sentinel auth-pass $MASTER_NAME "${REDISCLI_AUTH}"',
-                 "sentinel announce-ip $ME", 'requirepass "${REDISCLI_AUTH}"'):
+    for line in (
+        "sentinel resolve-hostnames yes",
+        "sentinel announce-hostnames yes",
+        "sentinel monitor $MASTER_NAME $1 $2 2",
+        "sentinel down-after-milliseconds $MASTER_NAME 5000",
+        "sentinel failover-timeout $MASTER_NAME 60000",
+        'sentinel auth-pass $MASTER_NAME "${REDISCLI_AUTH}"',
+        "sentinel announce-ip $ME",
+        'requirepass "${REDISCLI_AUTH}"',
+    ):
         assert line in script, line
     common = scripts(objects)["common.sh"]
     # Every pod is known by the name of its own ClusterIP Service: it always resolves, to the
@@ -125,21 +131,38 @@ def test_network_policies_let_roles_move_between_the_redis_pods(render):
         assert not traffic_allowed(policies, pods[target], Endpoint.outside("x", "203.0.113.9"), 6379)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"sentinel": {"enabled": True}}, "needs redis.replica.replicaCount >= 1"),
-    ({"sentinel": {"enabled": True, "quorum": 4}, "replica": {"replicaCount": 1}}, "quorum must not exceed"),
-    ({"sentinel": {"enabled": True, "replicaCount": 2}, "replica": {"replicaCount": 1}}, "minimum"),
-    ({"sentinel": {"enabled": True, "masterName": "my master"}, "replica": {"replicaCount": 1}}, "masterName"),
-    ({"sentinel": {"enabled": True, "quorom": 2}, "replica": {"replicaCount": 1}}, "quorom"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sentinel": {"enabled": True}}, "needs redis.replica.replicaCount >= 1"),
+        ({"sentinel": {"enabled": True, "quorum": 4}, "replica": {"replicaCount": 1}}, "quorum must not exceed"),
+        ({"sentinel": {"enabled": True, "replicaCount": 2}, "replica": {"replicaCount": 1}}, "minimum"),
+        ({"sentinel": {"enabled": True, "masterName": "my master"}, "replica": {"replicaCount": 1}}, "masterName"),
+        ({"sentinel": {"enabled": True, "quorom": 2}, "replica": {"replicaCount": 1}}, "quorom"),
+    ],
+)
 def test_bad_sentinel_values_are_refused(helm_fails, values, message):
     assert message in helm_fails({"redis": values})
 
 
 def test_the_sentinel_settings_reach_the_scripts(render):
-    objects = render({"redis": {"replica": {"replicaCount": 1}, "sentinel": {
-        "enabled": True, "replicaCount": 5, "quorum": 3, "masterName": "broker", "downAfterMilliseconds": 2000,
-        "failoverTimeout": 20000, "port": 26380}, "clusterDomain": "example.internal"}})
+    objects = render(
+        {
+            "redis": {
+                "replica": {"replicaCount": 1},
+                "sentinel": {
+                    "enabled": True,
+                    "replicaCount": 5,
+                    "quorum": 3,
+                    "masterName": "broker",
+                    "downAfterMilliseconds": 2000,
+                    "failoverTimeout": 20000,
+                    "port": 26380,
+                },
+                "clusterDomain": "example.internal",
+            }
+        }
+    )
     assert named(objects, "StatefulSet", f"{REDIS}-sentinel")["spec"]["replicas"] == 5
     data = scripts(objects)
     assert 'MASTER_NAME="broker"' in data["common.sh"] and "SENTINEL_PORT=26380" in data["common.sh"]

@@ -113,8 +113,10 @@ def test_skaffold_builds_the_image_and_deploys_the_chart_with_the_kind_values(k8
     (release,) = config["deploy"]["helm"]["releases"]
     assert (ROOT / release["chartPath"]) == CHART
     assert [ROOT / f for f in release["valuesFiles"]] == [ROOT / "k8s" / "values-kind.yaml"]
-    assert release["setValueTemplates"] == {"image.repository": "{{.IMAGE_REPO_imgproc}}",
-                                            "image.tag": "{{.IMAGE_TAG_imgproc}}"}
+    assert release["setValueTemplates"] == {
+        "image.repository": "{{.IMAGE_REPO_imgproc}}",
+        "image.tag": "{{.IMAGE_TAG_imgproc}}",
+    }
     assert release["skipBuildDependencies"] is True
     namespace = yaml.safe_load((ROOT / "k8s" / "namespace.yaml").read_text())["metadata"]["name"]
     assert release["namespace"] == namespace
@@ -122,9 +124,23 @@ def test_skaffold_builds_the_image_and_deploys_the_chart_with_the_kind_values(k8
 
     # The port-forward names a Service the release really creates.
     (forward,) = config["portForward"]
-    result = run_helm(k8s_tools_bin, tmp_path, "template", release["name"], str(CHART), "--namespace", namespace,
-                      "--kube-version", KUBE_VERSION, "--values", str(ROOT / "k8s" / "values-kind.yaml"),
-                      "--set", "image.repository=registry.local/imgproc", "--set", "image.tag=abc123")
+    result = run_helm(
+        k8s_tools_bin,
+        tmp_path,
+        "template",
+        release["name"],
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+        "--values",
+        str(ROOT / "k8s" / "values-kind.yaml"),
+        "--set",
+        "image.repository=registry.local/imgproc",
+        "--set",
+        "image.tag=abc123",
+    )
     assert result.returncode == 0, result.stderr
     services = {o["metadata"]["name"]: o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "Service"}
     assert forward["resourceType"] == "service" and forward["namespace"] == namespace

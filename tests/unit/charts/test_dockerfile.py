@@ -151,7 +151,8 @@ def _satisfied(requirements: list[str], pins: dict[str, tuple[str, list[str]]]) 
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} is missing from the lock: run `make lock`"
         assert requirement.specifier.contains(pins[name][0], prereleases=True), (
-            f"{name}=={pins[name][0]} does not satisfy {requirement}: run `make lock`")
+            f"{name}=={pins[name][0]} does not satisfy {requirement}: run `make lock`"
+        )
 
 
 def test_the_lock_matches_pyproject_dependencies_and_the_operator_extra():
@@ -229,20 +230,30 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     for pattern in patterns:
         negated = pattern.startswith("!")
         pattern = pattern.lstrip("!").rstrip("/")
-        candidates = [path] + [path[: i] for i in range(len(path)) if path[i] == "/"]
+        candidates = [path] + [path[:i] for i in range(len(path)) if path[i] == "/"]
         if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", "")) for c in candidates):
             ignored = not negated
     return ignored
 
 
 def test_build_context_holds_only_what_the_image_needs(parsed):
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     copied = [shlex.split(args)[:-1] for args in parsed[1][0].all("COPY")]
     for sources in copied:
         for source in sources:
             assert (ROOT / source).exists(), source
             assert not _ignored(source, patterns), f"{source} is excluded from the build context"
-    for path in (".git/config", ".venv/bin/python", "tests/conftest.py", "charts/imgproc/values.yaml",
-                 "app/__pycache__/x.pyc", "data/imgproc.sqlite3", "k8s/kind.yaml"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "charts/imgproc/values.yaml",
+        "app/__pycache__/x.pyc",
+        "data/imgproc.sqlite3",
+        "k8s/kind.yaml",
+    ):
         assert _ignored(path, patterns), f"{path} would be sent to the Docker daemon"

@@ -9,8 +9,12 @@ from app.core.redis_client import celery_broker
 
 
 def sentinel_settings(**extra) -> Settings:
-    return Settings(BROKER_URL="redis://:pw@ignored:6379/2", REDIS_SENTINELS="s1:26379, s2,[::1]:26380",
-                    REDIS_SENTINEL_MASTER="broker", **extra)
+    return Settings(
+        BROKER_URL="redis://:pw@ignored:6379/2",
+        REDIS_SENTINELS="s1:26379, s2,[::1]:26380",
+        REDIS_SENTINEL_MASTER="broker",
+        **extra,
+    )
 
 
 def test_sentinel_addresses_are_parsed_with_the_default_port():
@@ -18,12 +22,18 @@ def test_sentinel_addresses_are_parsed_with_the_default_port():
     assert Settings().redis_sentinels == []
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"REDIS_SENTINELS": "s1:port", "BROKER_URL": "redis://h/0"}, "is not host:port"),
-    ({"REDIS_SENTINELS": "s1:26379"}, "needs a redis:// IMGPROC_BROKER_URL"),
-    ({"REDIS_SENTINELS": "s1:26379", "BROKER_URL": "rediss://h/0"}, "needs a redis://"),
-    ({"REDIS_SENTINELS": "s1:26379", "BROKER_URL": "redis://h/0", "REDIS_SENTINEL_MASTER": ""}, "must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"REDIS_SENTINELS": "s1:port", "BROKER_URL": "redis://h/0"}, "is not host:port"),
+        ({"REDIS_SENTINELS": "s1:26379"}, "needs a redis:// IMGPROC_BROKER_URL"),
+        ({"REDIS_SENTINELS": "s1:26379", "BROKER_URL": "rediss://h/0"}, "needs a redis://"),
+        (
+            {"REDIS_SENTINELS": "s1:26379", "BROKER_URL": "redis://h/0", "REDIS_SENTINEL_MASTER": ""},
+            "must not be empty",
+        ),
+    ],
+)
 def test_bad_sentinel_settings_refuse_to_start(settings, message):
     with pytest.raises(ValidationError, match=message):
         Settings(**settings)
@@ -44,5 +54,3 @@ def test_celery_gets_kombus_sentinel_url_with_the_brokers_credentials_and_databa
 def test_without_sentinels_nothing_changes():
     settings = Settings(BROKER_URL="redis://:pw@h:6379/0")
     assert celery_broker(settings) == ("redis://:pw@h:6379/0", {})
-
-

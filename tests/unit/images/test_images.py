@@ -47,8 +47,11 @@ def _containerfile_ids(name: str) -> tuple[str, int, int]:
     """(USER, --uid of useradd, --gid of groupadd) in k8s/images/<name>/Containerfile."""
     text = (IMAGES / name / "Containerfile").read_text()
     user = re.search(r"^USER (\S+)$", text, re.M).group(1)
-    return user, int(re.search(r"useradd [^\n]*--uid (\d+)", text).group(1)), int(
-        re.search(r"groupadd [^\n]*--gid (\d+)", text).group(1))
+    return (
+        user,
+        int(re.search(r"useradd [^\n]*--uid (\d+)", text).group(1)),
+        int(re.search(r"groupadd [^\n]*--gid (\d+)", text).group(1)),
+    )
 
 
 def _values(subchart: str) -> dict[str, Any]:
@@ -57,10 +60,13 @@ def _values(subchart: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / "charts" / "imgproc" / "charts" / subchart / "values.yaml").read_text())
 
 
-@pytest.mark.parametrize(("image", "subchart", "pod_context"), [
-    ("postgres", "postgresql", ("primary", "podSecurityContext")),
-    ("redis", "redis", ("podSecurityContext",)),
-])
+@pytest.mark.parametrize(
+    ("image", "subchart", "pod_context"),
+    [
+        ("postgres", "postgresql", ("primary", "podSecurityContext")),
+        ("redis", "redis", ("podSecurityContext",)),
+    ],
+)
 def test_the_local_images_run_as_the_ids_the_subcharts_set(image, subchart, pod_context):
     context = _values(subchart)
     for key in pod_context:

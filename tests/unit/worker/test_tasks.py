@@ -64,8 +64,12 @@ def test_a_finished_task_is_not_processed_again(storage, monkeypatch):
     task_id = make_task(storage, images.jpeg(64, 48))
     with session_scope() as session:
         crud.finish_task(
-            session=session, task_id=task_id, status=TaskStatus.FAILED, result_key=None,
-            result_metadata=None, error="earlier failure",
+            session=session,
+            task_id=task_id,
+            status=TaskStatus.FAILED,
+            result_key=None,
+            result_metadata=None,
+            error="earlier failure",
         )
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
@@ -170,8 +174,14 @@ def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(stora
     task_id = make_task(storage, images.jpeg(64, 48))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    configure(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-              S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5, MAX_TASK_ATTEMPTS=2)
+    configure(
+        STORAGE_BACKEND="s3",
+        S3_BUCKET="b",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        S3_MAX_ATTEMPTS=1,
+        S3_CONNECT_TIMEOUT=0.5,
+        MAX_TASK_ATTEMPTS=2,
+    )
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     for _ in range(4):  # more outages than MAX_TASK_ATTEMPTS: still never failed

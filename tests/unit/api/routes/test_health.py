@@ -35,8 +35,13 @@ def test_readyz_is_503_when_the_object_store_is_unreachable(configure, embedded,
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    configure(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-              S3_MAX_ATTEMPTS=1, S3_CONNECT_TIMEOUT=0.5)
+    configure(
+        STORAGE_BACKEND="s3",
+        S3_BUCKET="b",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        S3_MAX_ATTEMPTS=1,
+        S3_CONNECT_TIMEOUT=0.5,
+    )
     with TestClient(create_app()) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
