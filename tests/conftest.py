@@ -95,7 +95,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 # --- tiers: the top folder under tests/ is the marker (tests/README.md) --------------------------
 
 TESTS_DIR = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "k8s", "cluster")
+TIERS = ("unit", "integration", "k8s", "cluster", "compose")
 
 
 def _tier_path(nodeid: str) -> list[str]:
