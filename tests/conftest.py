@@ -62,7 +62,7 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 @pytest.fixture
 def embedded(configure, tmp_path: Path) -> Path:
     """Embedded settings (SQLite, files in tmp), migrated; returns the data dir."""
-    from app.core.schema import upgrade
+    from app.tasks.schema import upgrade
 
     configure(DATA_DIR=tmp_path / "data", COOKIE_SECURE="false")
     upgrade()

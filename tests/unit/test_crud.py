@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.schema import upgrade
+from app.tasks.schema import upgrade
 
 # The contract's tests, collected here with this module's `database` fixture.
 from tests.support.crud_contract import test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay  # noqa: F401

@@ -40,8 +40,8 @@ def test_readyz_is_503_when_the_object_store_is_unreachable(embedded, unreachabl
 
 
 def test_the_app_refuses_to_start_on_an_unmigrated_database(configure, tmp_path):
-    from app.core.schema import DatabaseNotMigrated
     from app.main import create_app
+    from app.tasks.schema import DatabaseNotMigrated
 
     configure(DATA_DIR=tmp_path / "fresh")
     with pytest.raises(DatabaseNotMigrated, match="imgproc migrate"), TestClient(create_app()):
