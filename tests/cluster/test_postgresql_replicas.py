@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from tests.fixtures.cluster import LiveCluster, Release, timed
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client
 from tests.support.images import jpeg
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 from tests.support.waiting import wait_until
 
 READ_POD = "imgproc-postgresql-read-0"

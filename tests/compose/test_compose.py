@@ -29,9 +29,8 @@ import pytest
 from PIL import Image
 
 from tests.fixtures.ports import free_port
-from tests.fixtures.services import wait_for_terminal
 from tests.support.images import jpeg, photo
-from tests.support.tasks import upload
+from tests.support.tasks import upload, wait_for_terminal
 
 pytestmark = pytest.mark.timeout(1800)  # the stack builds its images on a new machine
 
