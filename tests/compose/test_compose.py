@@ -169,7 +169,7 @@ def test_readme_client_flow_through_the_published_port(stack: Stack) -> None:
         stack.cookies = client.cookies
         task_id = created.json()["task_id"]
         status = wait_for_terminal(client, task_id, timeout=180)
-        assert status["status"] == "completed", status
+        assert status["status"] == "completed", f"task {task_id}: {status['status']}: {status.get('error')}"
         assert json.loads(status["metadata"])["original_size"] > 0
         result = client.get(f"/api/tasks/{task_id}/result")
         assert result.status_code == 200
@@ -217,7 +217,7 @@ def test_worker_killed_during_a_burst_every_accepted_task_completes(stack: Stack
         started = time.monotonic()
         for task_id in accepted:
             status = wait_for_terminal(client, task_id, timeout=max(30.0, 300 - (time.monotonic() - started)))
-            assert status["status"] == "completed", status
+            assert status["status"] == "completed", f"task {task_id}: {status['status']}: {status.get('error')}"
         TIMINGS["burst: every accepted task completed, after the kill"] = time.monotonic() - started
         after = int(stack.engine_out("inspect", "--format", "{{.RestartCount}}", worker).strip() or 0)
         assert after > restarts, "the restart policy did not restart the killed worker container"
