@@ -29,14 +29,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.server import uvicorn_options
+
     settings = get_settings()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=settings.HOST,
         port=settings.PORT,
-        proxy_headers=True,
-        forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES),
+        # The h11 parser with a header size cap and deadline, and the proxies believed (app.server).
+        **uvicorn_options(settings),
         root_path=settings.ROOT_PATH,
         log_config=None,
         timeout_graceful_shutdown=20,
