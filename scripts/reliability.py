@@ -42,6 +42,31 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
+_CLIENT_FIGURES = (
+    ("status_p95_ms", "status p95 {} ms"),
+    ("status_max_ms", "max {} ms"),
+    ("status_requests", "{} status requests"),
+    ("rss_before_mb", "API RSS {} MB"),
+    ("rss_growth_mb", "+{} MB at peak"),
+    ("most_accepted_kib", "at most {} KiB taken per head"),
+    ("header_timeout_s", "header deadline {} s"),
+    ("last_closed_s", "last closed after {} s"),
+    ("body_grace_s", "body grace {} s"),
+    ("seconds", "{} s"),
+    ("sent_kib", "{} KiB sent"),
+)
+
+
+def _clients_notes(r: dict) -> str:
+    """A slow/hostile-client scenario's figures (kind "clients"), those it has."""
+    notes = [text.format(r[key]) for key, text in _CLIENT_FIGURES if key in r]
+    if r.get("slow_endings"):
+        notes.append(
+            "hostile connections ended: " + ", ".join(f"{k} x{n}" for k, n in sorted(r["slow_endings"].items()))
+        )
+    return "; ".join(notes)
+
+
 def table(records: list[dict]) -> tuple[list[str], bool]:
     """The lines of the table and whether every figure is clean."""
     head = ("scenario", "faults", "accepted", "completed", "failed", "lost", "dup", "503", "5xx", "notes")
@@ -105,6 +130,11 @@ def table(records: list[dict]) -> tuple[list[str], bool]:
             )
         )
         clean &= r["5xx"] == 0 and r["refused"] == r["tried"]
+    for r in (r for r in records if r["kind"] == "clients"):
+        rows.append(
+            ("clients: " + r["name"], "", "", "", "", "", "", r.get("status_refused", ""), "", _clients_notes(r))
+        )
+        clean &= r.get("status_refused", 0) == 0 and r.get("slow_endings", {}).get("held", 0) == 0
     for r in (r for r in records if r["kind"] == "load"):
         errors = r.get("errors", {})
         server_errors = sum(n for status, n in errors.items() if status.isdigit() and int(status) >= 500)
@@ -138,7 +168,9 @@ def table(records: list[dict]) -> tuple[list[str], bool]:
     rule = "-" * (sum(widths) + 2 * (len(widths)) + 40)
     lines = [line(cells[0]), rule]
     for row in cells[1:]:
-        if row[0].startswith(("TOTAL", "hostile")) or (row[0].startswith("load") and not lines[-1].startswith("load")):
+        if row[0].startswith(("TOTAL", "hostile")) or any(
+            row[0].startswith(kind) and not lines[-1].startswith(kind) for kind in ("load", "clients")
+        ):
             lines.append(rule)
         lines.append(line(row))
     return lines, clean
@@ -192,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"imgproc reliability figures ({where})")
     print(
         "dup = result files beyond one per completed task; 503 = uploads/requests refused with Retry-After "
-        "during the fault; re-run = tasks executed twice (redelivered), still one result"
+        "during the fault (clients rows: the well-behaved client's 5xx and timeouts); re-run = tasks executed "
+        "twice (redelivered), still one result"
     )
     print()
     print("\n".join(lines))

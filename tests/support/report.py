@@ -17,6 +17,11 @@ Schema, by "kind" (every figure is an int unless noted):
            uploads_per_s (float), upload_p50_ms/upload_p95_ms/upload_p99_ms (float),
            complete_p50_ms/complete_p95_ms (float, upload sent -> task completed),
            errors ({status: count}), isolation_ok (bool), seconds (float)
+  clients  name (str), and what the scenario measured, any of: status_requests, status_p95_ms,
+           status_max_ms (float), status_refused (the well-behaved client's 5xx and timeouts),
+           rss_before_mb/rss_growth_mb (float), most_accepted_kib, header_timeout_s,
+           last_closed_s, body_grace_s, seconds (float), sent_kib, slow_endings ({how the
+           hostile connections ended: "408", "503", "431", "closed", "held": count})
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "IMGPROC_TEST_RELIABILITY_REPORT"
-KINDS = ("fault", "hostile", "load")
+KINDS = ("fault", "hostile", "load", "clients")
 
 
 def record(kind: str, **figures: Any) -> None:
