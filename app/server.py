@@ -9,7 +9,8 @@ never before the first one's headers are in. So:
 - ``--http h11`` with ``h11_max_incomplete_event_size``: h11 refuses a request head that grows past
   the cap (RemoteProtocolError, status hint 431) and holds at most the cap plus one read of it.
   uvicorn answers every protocol error with 400; ``GuardedH11Protocol`` answers this one with
-  431, as nginx (``large_client_header_buffers``) and gunicorn (``limit_request_field_size``) do.
+  431, as nginx (``large_client_header_buffers``) and gunicorn (``limit_request_field_size``) do,
+  and applies the same cap to a head that arrives whole in one read, which h11 lets through.
 - a header deadline: from the connection (or, on a kept-alive one, the next request's first byte)
   until the head is complete, at most ``HEADER_TIMEOUT_SECONDS`` (nginx ``client_header_timeout``);
   then 408 and the connection is closed.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import h11
@@ -32,6 +34,7 @@ from app.core.config import Settings, get_settings
 
 HEADERS_TOO_LARGE = "Request header fields too large."
 HEADERS_TOO_SLOW = "The request headers arrived too slowly."
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends a head (h11 accepts bare LF too)
 
 
 def raw_response(status: int, reason: str, detail: str) -> bytes:
@@ -62,10 +65,17 @@ class GuardedH11Protocol(H11Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        # A kept-alive connection idles under uvicorn's keep-alive timeout; the next request's
-        # first byte starts its own header deadline.
-        if self.conn.their_state is h11.IDLE and self.header_deadline is None:
-            self._arm()
+        if self.conn.their_state is h11.IDLE:
+            # A kept-alive connection idles under uvicorn's keep-alive timeout; the next
+            # request's first byte starts its own header deadline.
+            if self.header_deadline is None:
+                self._arm()
+            # h11 bounds only a head still incomplete after a read: one that arrives whole in a
+            # single read (up to 256 KiB) would pass. The cap holds for every head this way.
+            head = self.conn.trailing_data[0] + data
+            if len(head) > self.max_header_bytes and not _HEAD_END.search(head, 0, self.max_header_bytes + 4):
+                self._refuse_head()
+                return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the head is in (or the connection is done)
             self._disarm()
@@ -77,11 +87,15 @@ class GuardedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         # h11 keeps what it could not parse; more than the cap means it gave up on the size.
         if len(self.conn.trailing_data[0]) > self.max_header_bytes:
-            self.logger.warning("request head over %d bytes refused", self.max_header_bytes)
-            self.transport.write(raw_response(431, "Request Header Fields Too Large", HEADERS_TOO_LARGE))
-            self.transport.close()
+            self._refuse_head()
             return
         super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        self._disarm()
+        self.logger.warning("request head over %d bytes refused", self.max_header_bytes)
+        self.transport.write(raw_response(431, "Request Header Fields Too Large", HEADERS_TOO_LARGE))
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()

@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.report import ENV, read  # noqa: E402
 
+STATUS_P95_TARGET_MS = 100
+RSS_GROWTH_TARGET_MB = 50
 HOSTILE = ROOT / "tests" / "integration" / "security" / "test_hostile_uploads.py"
 CLUSTER_FAULTS = "tests/cluster/test_faults.py"
 
@@ -43,11 +45,11 @@ def _ms(value: float) -> str:
 
 
 _CLIENT_FIGURES = (
-    ("status_p95_ms", "status p95 {} ms"),
+    ("status_p95_ms", f"status p95 {{}} ms (target <= {STATUS_P95_TARGET_MS})"),
     ("status_max_ms", "max {} ms"),
     ("status_requests", "{} status requests"),
     ("rss_before_mb", "API RSS {} MB"),
-    ("rss_growth_mb", "+{} MB at peak"),
+    ("rss_growth_mb", f"+{{}} MB at peak (target <= {RSS_GROWTH_TARGET_MB})"),
     ("most_accepted_kib", "at most {} KiB taken per head"),
     ("header_timeout_s", "header deadline {} s"),
     ("last_closed_s", "last closed after {} s"),
@@ -134,7 +136,9 @@ def table(records: list[dict]) -> tuple[list[str], bool]:
         rows.append(
             ("clients: " + r["name"], "", "", "", "", "", "", r.get("status_refused", ""), "", _clients_notes(r))
         )
+        # Issue 20's targets: status p95 <= 100 ms under 200 slow clients, RSS growth <= 50 MB.
         clean &= r.get("status_refused", 0) == 0 and r.get("slow_endings", {}).get("held", 0) == 0
+        clean &= r.get("status_p95_ms", 0) <= STATUS_P95_TARGET_MS and r.get("rss_growth_mb", 0) <= RSS_GROWTH_TARGET_MB
     for r in (r for r in records if r["kind"] == "load"):
         errors = r.get("errors", {})
         server_errors = sum(n for status, n in errors.items() if status.isdigit() and int(status) >= 500)

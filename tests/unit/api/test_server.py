@@ -76,6 +76,21 @@ def test_a_head_over_the_cap_is_431_and_closed(configure, loop):
     assert detail(transport.written) == HEADERS_TOO_LARGE
 
 
+def test_a_complete_head_over_the_cap_in_one_read_is_431_too(configure, loop):
+    configure(MAX_HEADER_BYTES=2048)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096 + b"\r\n\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 431 ") and transport.closed
+
+
+def test_a_head_under_the_cap_with_its_body_in_the_same_read_passes(configure, loop):
+    configure(MAX_HEADER_BYTES=2048)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8000\r\n\r\n" + b"a" * 8000)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+
+
 def test_an_unfinished_head_is_408_and_closed_at_the_deadline(configure, loop):
     configure(HEADER_TIMEOUT_SECONDS=0.1)
     protocol, transport = connect(loop)
