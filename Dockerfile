@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every role: `imgproc api` (default), worker, worker-probe, migrate, flower,
 # operator, smoke. Built by skaffold.yaml for kind, by scripts/images (buildah, on a local
-# Debian base: --build-arg PYTHON_IMAGE=...) for the local cluster; checked by tests/charts.
+# Debian base: --build-arg PYTHON_IMAGE=...) for the local cluster; checked by tests/unit/charts.
 #   docker build -t imgproc:dev .
 #   docker run --rm -p 8000:8000 imgproc:dev run            (API + worker, embedded SQLite mode)
 #   docker run --rm imgproc:dev worker                      (any other subcommand)

@@ -118,6 +118,25 @@ lock: | $(BIN)/python ## regenerate requirements.lock (+ requirements-build.lock
 	  | $(BIN)/uv pip compile --quiet - --generate-hashes $(LOCK_TARGET) \
 	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements-build.lock
 
+setup: $(VENV)/.installed-test ## the development environment: .venv (with the test extra) and .env with generated secrets
+	scripts/compose setup
+
+docker-up: ## Docker Compose: build, start, wait until healthy, print the URL (IMGPROC_HTTP_PORT, default 80)
+	@[ -s .env ] || scripts/compose setup
+	scripts/compose up
+
+docker-logs: ## follow the Compose stack's logs (SERVICE=api to pick one)
+	scripts/compose logs $(SERVICE)
+
+docker-down: ## stop the Compose stack (tasks, results and database stay in its volumes)
+	scripts/compose down
+
+docker-purge: ## stop the Compose stack and remove its volumes (every task, result and the database)
+	scripts/compose purge
+
+test-compose: $(VENV)/.installed-test system-packages ## the Compose tier: make docker-up on a free port, client flow, worker kill, restart (~5 min)
+	$(BIN)/pytest tests/compose $(PYTEST_ARGS)
+
 images: ## build the local base, app, PostgreSQL and Redis images with buildah (scripts/images)
 	scripts/images all
 
@@ -125,4 +144,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test test-unit test-integration test-k8s test-cluster cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean
+.PHONY: help install run dev worker flower migrate system-packages tools test test-unit test-integration test-k8s test-cluster cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean setup docker-up docker-logs docker-down docker-purge test-compose

@@ -14,7 +14,7 @@ from app.core.logging_setup import configure_logging
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.core.schema import upgrade, wait_until_current
+    from app.tasks.schema import upgrade, wait_until_current
 
     if args.check:
         if not wait_until_current(wait_seconds=args.wait):
@@ -150,7 +150,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Embedded mode: migrate, start a worker beside the API, stop both on Ctrl-C."""
-    from app.core.schema import upgrade
+    from app.tasks.schema import upgrade
 
     settings = get_settings()
     upgrade()

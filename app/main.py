@@ -23,13 +23,13 @@ from app.api.middleware import CrossSiteGuard, RequestBodyGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
-from app.core.schema import assert_database_current
 from app.core.webhook_signing import WEBHOOK_PREFIX
 from app.storage import get_storage
 from app.tasks import crud
 from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.tasks.records import utcnow
 from app.tasks.requeue import requeue_stale
+from app.tasks.schema import assert_database_current
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope around a file of exactly MAX_UPLOAD_BYTES.

@@ -26,12 +26,12 @@ from tests.support.images import encode
 # First match wins: (request type, substrings of a frame "function (file:line)").
 REQUEST_TYPES: list[tuple[str, tuple[str, ...]]] = [
     ("upload: image check (inspect)", ("app/imaging/",)),
-    ("upload: storing the original", ("app/storage/__init__.py",)),
+    ("upload: storing the original", ("app/storage/",)),
     ("upload: enqueue (Celery/kombu publish)", ("app/tasks/queueing.py",)),
     ("upload: multipart parsing", ("formparsers.py", "multipart/")),
     ("upload: rest of the route (DB, limits)", ("new_task (",)),
     ("webhook", ("task_complete (", "webhook.py")),
-    ("status (isReady, tasks/{id})", ("is_ready_status (", "get_task (", "app/status_wait.py")),
+    ("status (isReady, tasks/{id})", ("is_ready_status (", "get_task (", "app/api/outcome_waiters.py")),
     ("result download", ("get_result (", "responses.py")),
     ("identity (cookie -> user)", ("get_current_user (",)),
     ("requeue of lost messages", ("_requeue_stale_forever", "requeue.py")),

@@ -62,7 +62,7 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 @pytest.fixture
 def embedded(configure, tmp_path: Path) -> Path:
     """Embedded settings (SQLite, files in tmp), migrated; returns the data dir."""
-    from app.core.schema import upgrade
+    from app.tasks.schema import upgrade
 
     configure(DATA_DIR=tmp_path / "data", COOKIE_SECURE="false")
     upgrade()
@@ -95,7 +95,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 # --- tiers: the top folder under tests/ is the marker (tests/README.md) --------------------------
 
 TESTS_DIR = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "k8s", "cluster")
+TIERS = ("unit", "integration", "k8s", "cluster", "compose")
 
 
 def _tier_path(nodeid: str) -> list[str]:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, computed_field, model_validator
+from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.addresses import parse_host_port
@@ -178,8 +178,6 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
 
-    _output_spec: Spec = PrivateAttr()
-
     @computed_field  # type: ignore[prop-decorator]
     @property
     def database_url(self) -> str:
@@ -237,8 +235,10 @@ class Settings(BaseSettings):
 
     @property
     def output_spec(self) -> Spec:
-        """What the worker makes, built and validated once, when the settings are read."""
-        return self._output_spec
+        """What the worker makes, from the settings' current values (a few field checks; no
+        snapshot that a copy of the settings could leave behind). Validated when the settings are
+        read, so a wrong value stops start-up."""
+        return Spec(**{field: getattr(self, name) for name, field in _SPEC_SETTINGS.items()})
 
     def webhook_secret(self) -> bytes:
         """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use; elsewhere
@@ -255,7 +255,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         try:
-            self._output_spec = Spec(**{field: getattr(self, name) for name, field in _SPEC_SETTINGS.items()})
+            self.output_spec  # noqa: B018 - built to be validated
         except ValueError as exc:
             message = str(exc)
             for name, field in _SPEC_SETTINGS.items():

@@ -21,10 +21,9 @@ import pytest
 import yaml
 
 from tests.fixtures.cluster import LiveCluster, Release, timed
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client, endpoints
 from tests.support.images import decode, jpeg
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 
 MIN_REPLICAS, MAX_REPLICAS = 1, 3
 # Of the API container's CPU request (50m in k8s/values-local.yaml): a few busy clients are far

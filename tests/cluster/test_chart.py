@@ -19,12 +19,11 @@ import httpx
 import pytest
 
 from tests.fixtures.cluster import APP_IMAGE_TAG, CHART, CLUSTER, LiveCluster, Release, timed
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import CONNECT, Burst, client, connect_from_pod, endpoints
 from tests.support.frontend import browser, samples
 from tests.support.frontend.page import choose_files, wait_for, wait_for_list_loaded, wait_for_tasks
 from tests.support.images import decode, jpeg, photo
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 
 
 @pytest.fixture(scope="module")

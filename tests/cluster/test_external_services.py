@@ -11,10 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.cluster import LiveCluster, Release
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client
 from tests.support.images import decode, jpeg
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 
 RESTRICTED = {
     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},

@@ -33,10 +33,9 @@ from PIL import Image
 
 from tests.fixtures.cluster import LiveCluster, Release
 from tests.fixtures.ledger import ledger
-from tests.fixtures.services import TERMINAL, wait_for_terminal
 from tests.support.cluster import Burst, client
 from tests.support.images import encode, jpeg, photo
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import TERMINAL, upload_accepted, wait_for_terminal
 from tests.support.waiting import wait_until
 
 MAX_ATTEMPTS = 2

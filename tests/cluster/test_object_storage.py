@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from tests.fixtures.cluster import CLUSTER, REPO_ROOT, LiveCluster, Release, timed
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import CONNECT, client, connect_from_pod
 from tests.support.images import decode, jpeg
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 
 NAME = "store"  # release name: the objects are called store-imgproc-*
 STORE = f"{NAME}-imgproc-object-store"

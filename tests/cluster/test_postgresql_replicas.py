@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
 import pytest
 
 from tests.fixtures.cluster import LiveCluster, Release, timed
-from tests.fixtures.services import wait_for_terminal
 from tests.support.cluster import client
 from tests.support.images import jpeg
-from tests.support.tasks import upload_accepted
+from tests.support.tasks import upload_accepted, wait_for_terminal
 from tests.support.waiting import wait_until
 
 READ_POD = "imgproc-postgresql-read-0"
@@ -99,22 +97,10 @@ def _ready_seconds(pod: dict) -> float:
     return (parse(conditions["Ready"]) - parse(pod["metadata"]["creationTimestamp"])).total_seconds()
 
 
-@pytest.fixture(scope="module")
-def release(live_cluster: LiveCluster) -> Iterator[Release]:
-    installed = live_cluster.install(
-        live_cluster.new_namespace("pg-read"),
-        "--set",
-        "postgresql.readReplicas.replicaCount=1",
-        "--set",
-        "api.replicaCount=1",
-        "--set",
-        "autoscaler.maxReplicaCount=1",
-        # Status polls of finished tasks come from the replica as soon as it has them.
-        "--set-json",
-        'config.extraEnv={"IMGPROC_DATABASE_REPLICA_CHECK_SECONDS": "0.5"}',
-    )
-    yield installed
-    installed.helm("uninstall", installed.name, "--wait", check=False)
+@pytest.fixture
+def release(ha_release: Release) -> Release:
+    """The shared high-availability release (tests/cluster/conftest.py): a read replica among others."""
+    return ha_release
 
 
 def test_the_replica_streams_and_the_api_reads_from_it(release: Release, live_cluster: LiveCluster):

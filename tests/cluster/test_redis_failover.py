@@ -1,4 +1,5 @@
-"""redis.sentinel.enabled on real pods: the bundled Redis with one replica and three sentinels.
+"""redis.sentinel.enabled on real pods (the shared high-availability release, tests/cluster/conftest.py):
+the bundled Redis with one replica and three sentinels.
 During a bounded burst of uploads through the ingress the master pod is deleted; the sentinels
 promote the replica, the API keeps accepting (503 + Retry-After at most during the switch, the
 client retries), the worker follows the new master, the old master's pod comes back as a
@@ -15,11 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from tests.fixtures.cluster import CHART, LiveCluster, Release, timed
+from tests.fixtures.cluster import LiveCluster, Release, timed
 from tests.support.cluster import Burst
 from tests.support.images import jpeg
 from tests.support.waiting import wait_until
@@ -27,33 +25,6 @@ from tests.support.waiting import wait_until
 UPLOADS = 40  # the burst: bounded in count ...
 BURST_SECONDS = 240  # ... and in time
 PROBE_QUEUE = "failover-probe"  # counted by the operator (the test adds it), consumed by no worker
-
-
-@pytest.fixture(scope="module")
-def sentinel_release(live_cluster: LiveCluster) -> Iterator[Release]:
-    # Helm installs crds/ only when the CRD is missing and never upgrades it: a cluster that
-    # kept an older WorkerAutoscaler CRD would prune spec.redis.sentinel.
-    live_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    installed = live_cluster.install(
-        live_cluster.new_namespace("chart-sentinel"),
-        "--set",
-        "redis.sentinel.enabled=true",
-        "--set",
-        "redis.replica.replicaCount=1",
-        "--set",
-        "api.replicaCount=1",
-        # Room above what the burst leaves running (2 or 3 workers) for the probe's scale-up.
-        "--set",
-        "autoscaler.maxReplicaCount=6",
-        # A message on its way when the master went may be gone with it (asynchronous
-        # replication): the reconciler's bound must fit the test's, and its work is counted.
-        "--set",
-        "config.extraEnv.IMGPROC_RECONCILE_AFTER_SECONDS=30",
-        "--set",
-        "config.extraEnv.IMGPROC_RECONCILE_INTERVAL_SECONDS=5",
-    )
-    yield installed
-    installed.helm("uninstall", installed.name, "--wait", check=False)
 
 
 def redis_cli(cluster: LiveCluster, release: Release, pod: str, *args: str, port: int = 6379) -> str:
@@ -142,11 +113,11 @@ def operator_clients(cluster: LiveCluster, release: Release, pod: str) -> list[s
     ]
 
 
-def test_deleting_the_master_pod_fails_over_with_nothing_lost(sentinel_release: Release, live_cluster: LiveCluster):
+def test_deleting_the_master_pod_fails_over_with_nothing_lost(ha_release: Release, live_cluster: LiveCluster):
     try:
-        failover_under_a_burst(sentinel_release, live_cluster)
+        failover_under_a_burst(ha_release, live_cluster)
     except Exception:
-        print(diagnostics(live_cluster, sentinel_release))
+        print(diagnostics(live_cluster, ha_release))
         raise
 
 

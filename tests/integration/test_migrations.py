@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.schema import head_revision
+from app.tasks.schema import head_revision
 from tests.support.migrations import upgrade_stepwise
 
 
@@ -14,7 +14,7 @@ def test_api_pods_migrating_at_once_take_turns_on_postgresql(configure, pg_datab
     # With the bundled database every API pod's init container runs `imgproc migrate`.
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.core.schema import current_revision, upgrade
+    from app.tasks.schema import current_revision, upgrade
 
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -14,7 +14,7 @@ from tests.support.tasks import make_tasks
 def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
     # Every API replica runs the reconciler; on PostgreSQL the rows one holds are skipped by the other.
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
-    from app.core.schema import upgrade
+    from app.tasks.schema import upgrade
 
     upgrade()
     stale = make_tasks(4, age_seconds=900)

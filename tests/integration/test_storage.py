@@ -15,19 +15,7 @@ import pytest
 from app.core.config import Settings
 from app.storage import Storage, StorageUnavailable, make_storage
 from app.storage.s3 import S3Storage
-
-# The contract's tests, collected here with this module's `storage` fixture.
-from tests.support.storage_contract import (  # noqa: F401
-    test_a_file_object_is_copied_in_chunks_including_a_multipart_sized_one,
-    test_a_missing_object_is_file_not_found_and_deleting_it_is_fine,
-    test_a_write_is_whole_with_or_without_keeping_it_cached,
-    test_a_write_that_breaks_midway_leaves_the_old_object_or_none,
-    test_an_overwrite_replaces_the_object_and_changes_its_version,
-    test_bytes_written_read_back_whole,
-    test_delete_removes_the_object,
-    test_only_server_made_keys_are_accepted,
-    test_the_store_answers_its_readiness_check,
-)
+from tests.support.storage_contract import StorageContract
 
 
 @pytest.fixture(params=["seaweedfs", "versitygw"])
@@ -161,3 +149,7 @@ def test_an_endpoint_with_a_private_ca_is_verified_with_the_configured_bundle(tm
             untrusting.read("results/1.jpg")
     finally:
         server.stop()
+
+
+class TestS3Storage(StorageContract):
+    """The contract on each S3 server. (its tests: tests/support/storage_contract.py)"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from app.core.schema import alembic_config
+from app.tasks.schema import alembic_config
 
 
 def insert_task(connection) -> int:  # type: ignore[no-untyped-def]

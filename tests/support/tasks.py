@@ -12,6 +12,7 @@ Polling helpers are in tests/support/waiting.py."""
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import timedelta
 
 import httpx
@@ -25,6 +26,7 @@ from tests.support import images
 from tests.support.signing import report_outcome
 
 UPLOAD = "/api/newTask"
+TERMINAL = ("completed", "failed")
 _SMALL_JPEG: bytes | None = None
 
 
@@ -89,3 +91,29 @@ def make_tasks(count: int, *, age_seconds: int, status: TaskStatus = TaskStatus.
         )
         session.commit()
     return ids
+
+
+def status_of(client: httpx.Client, task_id: int) -> dict:
+    """GET /api/isReady/{id}: the legacy status shape."""
+    response = client.get(f"/api/isReady/{task_id}")
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for_status(
+    client: httpx.Client, task_id: int, statuses: tuple[str, ...], *, timeout: float, interval: float = 0.05
+) -> dict:
+    """Polls the task's status until it is one of `statuses`; TimeoutError (with the last status) after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = status_of(client, task_id)
+        if status["status"] in statuses:
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id} not in {statuses} after {timeout}s: {status}")
+        time.sleep(interval)
+
+
+def wait_for_terminal(client: httpx.Client, task_id: int, *, timeout: float = 60) -> dict:
+    """The task's status once it is completed or failed."""
+    return wait_for_status(client, task_id, TERMINAL, timeout=timeout, interval=0.1)

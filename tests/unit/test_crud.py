@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.schema import upgrade
-
-# The contract's tests, collected here with this module's `database` fixture.
-from tests.support.crud_contract import test_a_delivery_id_is_recorded_once_and_a_repeat_is_a_replay  # noqa: F401
+from app.tasks.schema import upgrade
+from tests.support.crud_contract import CrudContract
 
 
 @pytest.fixture(params=["sqlite"])
@@ -15,3 +13,7 @@ def database(request, configure, tmp_path):  # type: ignore[no-untyped-def]
     configure(DATA_DIR=tmp_path / "data")
     upgrade()
     return request.param
+
+
+class TestCrudOnSQLite(CrudContract):
+    """The contract on SQLite (its tests: tests/support/crud_contract.py)"""

@@ -1,8 +1,8 @@
-"""Alembic revisions apply on PostgreSQL and SQLite, one by one, with data in place."""
+"""Alembic revisions apply on SQLite, one by one, with data in place (PostgreSQL: the integration tier)."""
 
 from __future__ import annotations
 
-from app.core.schema import head_revision
+from app.tasks.schema import head_revision
 from tests.support.migrations import upgrade_stepwise
 
 

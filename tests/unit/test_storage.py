@@ -14,19 +14,7 @@ from app.storage import Storage, StorageUnavailable, make_storage, new_original_
 from app.storage.filesystem import FileSystemStorage
 from app.storage.s3 import S3Storage
 from tests.fixtures.ports import free_port
-
-# The contract's tests, collected here with this module's `storage` fixture.
-from tests.support.storage_contract import (  # noqa: F401
-    test_a_file_object_is_copied_in_chunks_including_a_multipart_sized_one,
-    test_a_missing_object_is_file_not_found_and_deleting_it_is_fine,
-    test_a_write_is_whole_with_or_without_keeping_it_cached,
-    test_a_write_that_breaks_midway_leaves_the_old_object_or_none,
-    test_an_overwrite_replaces_the_object_and_changes_its_version,
-    test_bytes_written_read_back_whole,
-    test_delete_removes_the_object,
-    test_only_server_made_keys_are_accepted,
-    test_the_store_answers_its_readiness_check,
-)
+from tests.support.storage_contract import StorageContract
 
 
 @pytest.fixture(params=["filesystem"])
@@ -112,3 +100,7 @@ def test_the_public_origin_is_where_signed_urls_point(settings, monkeypatch):
 def test_no_public_origin_without_signed_urls(tmp_path):
     assert S3Storage(Settings(STORAGE_BACKEND="s3", S3_BUCKET="b", S3_SIGNED_URLS=False)).public_origin() == ""
     assert FileSystemStorage(tmp_path).public_origin() == ""
+
+
+class TestFileSystemStorage(StorageContract):
+    """The contract on the file system. (its tests: tests/support/storage_contract.py)"""

@@ -43,7 +43,7 @@ The bundled subcharts name their own objects. */}}
 {{- end }}
 
 {{/* Objects of the bundled subcharts, named as the subcharts name them (their
-"postgresql.fullname" / "redis.fullname"); tests/charts checks that every reference resolves. */}}
+"postgresql.fullname" / "redis.fullname"); tests/unit/charts checks that every reference resolves. */}}
 {{- define "imgproc.subchartFullname" -}}
 {{- $values := index .root.Values .chart }}
 {{- if $values.fullnameOverride }}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from tests.fixtures.ledger import full_log, ledger, upload_many, wait_for_status
-from tests.support.tasks import upload
+from tests.fixtures.ledger import full_log, ledger, upload_many
+from tests.support.tasks import upload, wait_for_status
 
 
 def test_postgresql_restart_gives_503s_then_everything_completes(dedicated_postgres, fault_stack):

@@ -8,8 +8,9 @@ import os
 import signal
 import time
 
-from tests.fixtures.ledger import full_log, ledger, status_of, upload_many, wait_for_status
+from tests.fixtures.ledger import full_log, ledger, upload_many
 from tests.fixtures.processes import child_pids, is_alive
+from tests.support.tasks import status_of, wait_for_status
 from tests.support.waiting import wait_until
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fixtures.services import running_stack, server_env, wait_for_terminal
+from tests.fixtures.services import running_stack, server_env
 from tests.support import images
 from tests.support.report import record
+from tests.support.tasks import wait_for_terminal
 
 WORKER_MEMORY_LIMIT = 512 * 1024 * 1024  # half the chart's default worker limit (1 GiB)
 

@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, text
 
 from bench.loadtest import UNLIMITED
 from tests.fixtures.redis import fresh_redis_db
-from tests.fixtures.services import TERMINAL, ServiceStack, running_stack, server_env
+from tests.fixtures.services import ServiceStack, running_stack, server_env
 from tests.support import images
+from tests.support.tasks import TERMINAL, upload_accepted
 from tests.support.waiting import wait_until
 
 USERS, TASKS_PER_USER = 20, 5
@@ -50,9 +51,7 @@ class Poller:
             history.append(status)
 
     def upload(self, client: httpx.Client) -> None:
-        created = client.post("/api/newTask", files={"file": ("p.jpg", images.jpeg(320, 240), "image/jpeg")})
-        assert created.status_code == 200, created.text
-        task_id = created.json()["task_id"]
+        task_id = upload_accepted(client, images.jpeg(320, 240), "p.jpg")
         self.seen[task_id] = []
         # At once, as a client does: the replica has not seen the task yet.
         self._saw(task_id, self._status(client, f"/api/isReady/{task_id}").get("status", "pending"))

@@ -11,8 +11,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.fixtures.services import embedded_env, running_stack, server_env, wait_for_terminal
+from tests.fixtures.services import embedded_env, running_stack, server_env
 from tests.support import images
+from tests.support.tasks import wait_for_terminal
 
 
 @pytest.fixture

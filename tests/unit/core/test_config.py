@@ -71,3 +71,22 @@ def test_a_read_replica_needs_postgresql_on_both_sides(tmp_path):
         DATABASE_URL="postgresql+psycopg2://u@primary/db", DATABASE_REPLICA_URL="postgresql+psycopg2://u@replica/db"
     )
     assert (settings.DATABASE_REPLICA_MAX_LAG_SECONDS, settings.DATABASE_REPLICA_CHECK_SECONDS) == (5.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("JPEG_QUALITY", 96, "IMGPROC_JPEG_QUALITY must be 1..95"),
+        ("OUTPUT_MAX_WIDTH", 0, "IMGPROC_OUTPUT_MAX_WIDTH must be a positive int"),
+        ("MAX_IMAGE_PIXELS", 0, "IMGPROC_MAX_IMAGE_PIXELS must be a positive int"),
+    ],
+)
+def test_an_output_setting_out_of_the_specs_limits_stops_start_up_naming_the_setting(setting, value, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{setting: value})
+
+
+def test_the_output_spec_follows_the_settings_it_is_built_from():
+    settings = Settings(JPEG_QUALITY=70, OUTPUT_MAX_WIDTH=320)
+    assert (settings.output_spec.quality, settings.output_spec.max_width) == (70, 320)
+    assert settings.model_copy(update={"JPEG_QUALITY": 50}).output_spec.quality == 50

@@ -728,7 +728,7 @@ def test_global_pillow_settings_are_left_alone() -> None:
         {"max_width": 0},
         {"max_height": -1},
         {"quality": 0},
-        {"quality": 101},
+        {"quality": 96},  # the cap is 95 (Pillow advises against more)
         {"max_pixels": 0},
         {"max_width": 1.5},
         {"max_width": True},

@@ -94,11 +94,11 @@ def test_processing_marks_the_task_and_reports_the_outcome(storage, monkeypatch)
 
 
 def test_an_undelivered_report_becomes_a_queued_retry(storage, monkeypatch, configure):
-    from worker import reporting, tasks
+    from worker import reporting
 
     configure(API_INTERNAL_URL="http://127.0.0.1:1")  # nothing listens there
     sent: list[tuple] = []
-    monkeypatch.setattr(tasks.celery_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(reporting.celery_app, "send_task", lambda name, args: sent.append((name, args)))
     outcome = OutcomeReport(task_id=3, status="failed", error="x")
     reporting.report(outcome, storage)
     assert sent == [("imgproc.report_outcome", [outcome.model_dump_json()])]
@@ -152,7 +152,7 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
 
     monkeypatch.setattr(reporting, "deliver", task_gone)
     queued: list = []
-    monkeypatch.setattr(tasks.celery_app, "send_task", lambda *args, **kwargs: queued.append(args))
+    monkeypatch.setattr(reporting.celery_app, "send_task", lambda *args, **kwargs: queued.append(args))
     outcome = OutcomeReport(task_id=5, status="completed", result_path="results/5.jpg")
     if path == "report":
         reporting.report(outcome, storage)
@@ -162,26 +162,16 @@ def test_the_result_of_a_task_deleted_while_it_ran_is_removed(storage, monkeypat
     assert queued == []
 
 
-def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(storage, monkeypatch, configure):
+def test_an_unreachable_object_store_retries_the_run_instead_of_failing_it(storage, monkeypatch, unreachable_s3):
     """The store is down (connection refused): no outcome, the task stays processing with its
     attempt given back (an outage is not a run that died), and the run is retried later."""
     from celery.exceptions import Retry
 
     from app.storage import StorageUnavailable
-    from tests.fixtures.ports import free_port
     from worker import reporting, tasks
 
     task_id = make_task(storage, images.jpeg(64, 48))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    configure(
-        STORAGE_BACKEND="s3",
-        S3_BUCKET="b",
-        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-        S3_MAX_ATTEMPTS=1,
-        S3_CONNECT_TIMEOUT=0.5,
-        MAX_TASK_ATTEMPTS=2,
-    )
+    unreachable_s3(MAX_TASK_ATTEMPTS=2)
     reported: list[OutcomeReport] = []
     monkeypatch.setattr(reporting, "report", lambda outcome, _storage: reported.append(outcome))
     for _ in range(4):  # more outages than MAX_TASK_ATTEMPTS: still never failed

@@ -49,7 +49,7 @@ class Standby:
 @pytest.fixture
 def standby(configure, pg_database, postgres_replica, tmp_path, monkeypatch) -> Iterator[Standby]:
     from app.api.routes import tasks
-    from app.core.schema import upgrade
+    from app.tasks.schema import upgrade
 
     replica_url = postgres_replica.wait_for_database(pg_database.rsplit("/", 1)[1])
     configure(

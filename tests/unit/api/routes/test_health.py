@@ -29,19 +29,10 @@ def test_readyz_is_503_when_the_broker_is_unreachable(configure, embedded):
     assert response.json()["checks"] == {"database": "ok", "broker": "unreachable", "storage": "ok"}
 
 
-def test_readyz_is_503_when_the_object_store_is_unreachable(configure, embedded, monkeypatch):
+def test_readyz_is_503_when_the_object_store_is_unreachable(embedded, unreachable_s3):
     from app.main import create_app
-    from tests.fixtures.ports import free_port
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    configure(
-        STORAGE_BACKEND="s3",
-        S3_BUCKET="b",
-        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-        S3_MAX_ATTEMPTS=1,
-        S3_CONNECT_TIMEOUT=0.5,
-    )
+    unreachable_s3()
     with TestClient(create_app()) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
@@ -49,8 +40,8 @@ def test_readyz_is_503_when_the_object_store_is_unreachable(configure, embedded,
 
 
 def test_the_app_refuses_to_start_on_an_unmigrated_database(configure, tmp_path):
-    from app.core.schema import DatabaseNotMigrated
     from app.main import create_app
+    from app.tasks.schema import DatabaseNotMigrated
 
     configure(DATA_DIR=tmp_path / "fresh")
     with pytest.raises(DatabaseNotMigrated, match="imgproc migrate"), TestClient(create_app()):

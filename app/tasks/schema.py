@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from app.core.db import get_engine
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).parent.parent / "migrations"  # app/migrations, beside app/core
+MIGRATIONS = Path(__file__).parent.parent / "migrations"  # app/migrations, beside app/tasks
 
 
 class DatabaseNotMigrated(RuntimeError):
