@@ -109,6 +109,13 @@ def consumer_is_gone(directory: Path, name: str) -> bool:
         os.close(fd)
 
 
+# A message made visible again gets back its place at the head of the queue. kombu's rows have
+# no send time until their first update (`timestamp` is only an onupdate column, and the poll
+# orders by it: NULL first, then by id), so delivering one stamps it, and restoring it with the
+# stamp kept would queue it behind every message that was never delivered.
+VISIBLE_AGAIN = {"visible": True, "timestamp": None}
+
+
 class Channel(kombu_sqlalchemy.Channel):
     _last_recovery: float | None = None
 
@@ -212,7 +219,7 @@ class Channel(kombu_sqlalchemy.Channel):
         with self._engine().connect() as connection:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
             if requeue:
-                connection.execute(update(message).where(message.c.id == row_id).values(visible=True))
+                connection.execute(update(message).where(message.c.id == row_id).values(VISIBLE_AGAIN))
             else:
                 connection.execute(delete(message).where(message.c.id == row_id))
             connection.execute(delete(lease_table).where(lease_table.c.message_id == row_id))
@@ -238,12 +245,12 @@ class Channel(kombu_sqlalchemy.Channel):
             restored = 0
             for owner in dead:
                 ids = select(lease_table.c.message_id).where(lease_table.c.owner == owner)
-                made_visible = update(message).where(message.c.id.in_(ids)).values(visible=True)
+                made_visible = update(message).where(message.c.id.in_(ids)).values(VISIBLE_AGAIN)
                 restored += connection.execute(made_visible).rowcount
                 connection.execute(delete(lease_table).where(lease_table.c.owner == owner))
             # The old transport's invisible rows have no lease and no owner left to settle them.
             restored += connection.execute(
-                update(message).where(message.c.visible.is_(False), message.c.id.not_in(leased)).values(visible=True)
+                update(message).where(message.c.visible.is_(False), message.c.id.not_in(leased)).values(VISIBLE_AGAIN)
             ).rowcount
             connection.commit()
         if restored:
