@@ -71,10 +71,15 @@ class Consumer:
         directory.mkdir(parents=True, exist_ok=True)
         self.name = uuid.uuid4().hex
         self.path = directory / f"{self.name}.lock"
+        # Locked before it has its name: a recovery sweeping the directory must never find the
+        # file of a live consumer unlocked (it would take it for dead and remove it).
+        pending = directory / f".{self.name}.pending"
+        self.fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.rename(pending, self.path)
         # Inheritable on purpose: pool children forked later hold the lock too, so it is free
         # only when the last process that could be running a delivered task is gone.
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.set_inheritable(self.fd, True)
 
 
 _consumers: dict[Path, Consumer] = {}  # one per broker file (one in practice; tests use several)
@@ -184,8 +189,8 @@ class Channel(kombu_sqlalchemy.Channel):
         consumer = claim_consumer(self.connection.client.hostname)
         now = monotonic()
         if self._last_recovery is None or now - self._last_recovery >= RECOVER_EVERY_SECONDS:
-            self._last_recovery = now
             self.recover_dead_consumers()
+            self._last_recovery = now
         obj = self._get_or_create(queue)
         self.session.commit()
         self._begin_immediate()
@@ -234,6 +239,11 @@ class Channel(kombu_sqlalchemy.Channel):
         (and, once, rows an older version left invisible without a lease). Returns how many."""
         directory = consumer_dir(self.connection.client.hostname)
         mine = claim_consumer(self.connection.client.hostname).name
+        if self._last_recovery is None:
+            # Once per channel: the files of consumers that stopped holding nothing (a clean exit).
+            for path in directory.glob("*.lock"):
+                if path.stem != mine:
+                    consumer_is_gone(directory, path.stem)
         message = self.message_cls.__table__
         engine = self._engine()
         with engine.connect() as connection:

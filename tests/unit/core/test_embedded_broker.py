@@ -171,6 +171,10 @@ def test_a_message_of_a_consumer_killed_with_sigkill_is_delivered_again_at_the_n
         started = time.monotonic()
         assert receive(connection, timeout=5) == [{"n": 0}]  # first in line again, before n=1
         assert time.monotonic() - started < 1
+        sqlite_url = broker_url(tmp_path).partition("+")[2]
+        mine = embedded_broker.claim_consumer(sqlite_url).name
+        # The dead consumer's lock file went with its lease: only this process's is left.
+        assert [p.name for p in embedded_broker.consumer_dir(sqlite_url).iterdir()] == [f"{mine}.lock"]
 
 
 def test_a_message_is_not_delivered_again_while_any_process_of_its_consumer_lives(tmp_path: Path) -> None:
