@@ -8,9 +8,10 @@ import os
 import signal
 import time
 
-from tests.fixtures.ledger import ledger, status_of, upload_many
+from tests.fixtures.ledger import ledger, upload_many
 from tests.fixtures.processes import child_pids, is_alive
-from tests.fixtures.services import TERMINAL, ServiceStack
+from tests.fixtures.services import ServiceStack
+from tests.support.tasks import TERMINAL, status_of
 from tests.support.waiting import true_within, wait_until
 
 TASKS = 15
