@@ -11,7 +11,9 @@ Schema, by "kind" (every figure is an int unless noted):
            completed, failed, failed_reasons ({reason: count}), lost (accepted but never
            terminal), duplicated (result files beyond one per completed task),
            redelivered (tasks executed more than once), refused (uploads answered 503 during
-           the fault), server_errors (other 5xx), seconds (float, wall time of the scenario)
+           the fault), server_errors (other 5xx), seconds (float, wall time of the scenario),
+           recovery_seconds (float, optional: from the restart after a crash to the last
+           stranded task completed; scripts/reliability.py holds it to 60 s)
   hostile  tried, refused (clean outcomes), 5xx
   load     uploads, users, workers, accepted, completed, failed, lost, duplicated,
            uploads_per_s (float), upload_p50_ms/upload_p95_ms/upload_p99_ms (float),
