@@ -29,14 +29,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.server import uvicorn_options
+
     settings = get_settings()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=settings.HOST,
         port=settings.PORT,
-        proxy_headers=True,
-        forwarded_allow_ips=",".join(settings.TRUSTED_PROXIES),
+        # The h11 parser with a header size cap and deadline, and the proxies believed (app.server).
+        **uvicorn_options(settings),
         root_path=settings.ROOT_PATH,
         log_config=None,
         timeout_graceful_shutdown=20,
@@ -146,14 +148,65 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return smoke(args.url, timeout=args.timeout)
 
 
+# `imgproc run`: how long the worker's warm shutdown may take after the API stopped. A task
+# still running then is not lost: the worker is killed, and its unacknowledged message is
+# handed back to the next worker at once (app.core.embedded_broker).
+RUN_WORKER_GRACE_SECONDS = 10.0
+
+
+def _entry_module() -> str:
+    """The module this command runs as (`python -m <module>`), so that the worker is started
+    the same way; the console script and `python -m app.cli` both give app.cli."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    return spec.name if spec is not None and spec.name != "__main__" else "app.cli"
+
+
+def _die_with_parent(parent: int):  # type: ignore[no-untyped-def]
+    """preexec_fn for the embedded worker: the kernel SIGKILLs it when `imgproc run` dies,
+    however it dies (kill -9 included), so it is never left running as an orphan. It has its
+    own session (Ctrl-C reaches only `imgproc run`, which stops it warmly), so a signal to
+    `imgproc run`'s process group would not reach it otherwise. Its pool children get the same
+    from Celery's prefork pool."""
+    from billiard.util import set_pdeathsig
+
+    def arm() -> None:
+        set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return arm
+
+
+def _hold_run_lock(data_dir):  # type: ignore[no-untyped-def]
+    """One `imgproc run` per data directory: a second one would add a second worker. The lock
+    goes with the process, however it ends (the descriptor is not inherited by the worker)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Embedded mode: migrate, start a worker beside the API, stop both on Ctrl-C."""
     from app.tasks.schema import upgrade
 
     settings = get_settings()
+    if _hold_run_lock(settings.DATA_DIR.resolve()) is None:
+        print(f"imgproc run: another `imgproc run` uses {settings.DATA_DIR.resolve()}", file=sys.stderr)
+        return 1
     upgrade()
     settings.webhook_secret()  # create the shared key before two processes race for it
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", _entry_module(), "worker"],
+        start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - no threads run yet
+    )
     try:
         print(f"imgproc: http://{settings.HOST}:{settings.PORT}/frontend/  (API docs: /docs)", flush=True)
         # uvicorn re-raises SIGTERM with the default handler after its shutdown, which would
@@ -161,14 +214,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         return cmd_api(args)
     finally:
-        if worker.poll() is None:
-            # To the main process only: Celery's warm shutdown stops its pool itself.
-            worker.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while worker.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker, grace=RUN_WORKER_GRACE_SECONDS)
+
+
+def stop_worker(worker: subprocess.Popen, *, grace: float) -> None:
+    """Celery's warm shutdown (to the main process only: it stops its pool itself), then the
+    whole worker session killed once the grace is over."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:

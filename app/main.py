@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.errors import add_error_handlers
-from app.api.middleware import BodySizeLimit, CrossSiteGuard, ResponseHeaders
+from app.api.middleware import CrossSiteGuard, RequestBodyGuard, ResponseHeaders
 from app.api.routes import health, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -113,14 +113,16 @@ def create_app() -> FastAPI:
         def frontend_redirect() -> RedirectResponse:
             return RedirectResponse("/frontend/")
 
-    # Outermost last: headers go on every response, the size limit's and the guard's too; the
-    # size limit sees the raw body before anything parses it, and sits inside CORS so that an
+    # Outermost last: headers go on every response, the body guard's and the cross-site guard's too; the
+    # body guard sees the raw body before anything parses it, and sits inside CORS so that an
     # allowed cross-origin client can read its 413 (a browser hides a response without CORS headers).
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.CORS_ORIGINS, exempt_paths=(WEBHOOK_PREFIX,))
     app.add_middleware(
-        BodySizeLimit,
+        RequestBodyGuard,
         max_bytes=settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
         advertised_limit=settings.MAX_UPLOAD_BYTES,
+        min_bytes_per_second=settings.BODY_MIN_BYTES_PER_SECOND,
+        grace_seconds=settings.BODY_GRACE_SECONDS,
     )
     if settings.CORS_ORIGINS:
         app.add_middleware(

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app.api.errors import TooManyRequests
+from app.api.errors import TooManyRequests, UploadsBusy
 from app.api.middleware import ISSUED_COOKIE
 from app.api.ratelimit import RateLimiter, make_limiter
 from app.core import replica
@@ -113,5 +113,49 @@ def get_reading_user(request: Request, session: SessionDep, settings: SettingsDe
     return _current_user(request, session, settings, on_replica=True)
 
 
+def get_uploading_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """As get_current_user, for a route that reads a request body afterwards: the session gives
+    its connection back to the pool before returning, so a client sending its body slowly holds
+    no database connection (about 15 slow uploads sharing one cookie used to take the whole
+    pool, issue 20). The route's next use of the session takes a fresh connection."""
+    try:
+        return _current_user(request, session, settings, on_replica=False)
+    finally:
+        session.close()
+
+
+class UploadSlots:
+    """Uploads in flight in this process. Counted in the event loop only (async code, no
+    thread), so a plain integer is enough."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    def try_acquire(self, limit: int) -> bool:
+        if self.in_flight >= limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+
+UPLOAD_SLOTS = UploadSlots()
+
+
+async def upload_slot(settings: SettingsDep) -> AsyncIterator[None]:
+    """Holds one of the process's MAX_CONCURRENT_UPLOADS slots for the request; none free is
+    503 with Retry-After, before the identity is looked up or a byte of the body is read."""
+    if not UPLOAD_SLOTS.try_acquire(settings.MAX_CONCURRENT_UPLOADS):
+        raise UploadsBusy(settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS)
+    try:
+        yield
+    finally:
+        UPLOAD_SLOTS.release()
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+UploadingUser = Annotated[User, Depends(get_uploading_user)]
+UploadSlot = Annotated[None, Depends(upload_slot)]
 ReadingUser = Annotated[User, Depends(get_reading_user)]

@@ -44,6 +44,13 @@ class TooManyRequests(HTTPException):
         super().__init__(429, detail, headers={"Retry-After": str(int(retry_after))})
 
 
+class UploadsBusy(HTTPException):
+    """This process has as many uploads in flight as it takes (MAX_CONCURRENT_UPLOADS)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(503, "Too many uploads in progress; retry shortly.", headers={"Retry-After": str(retry_after)})
+
+
 def file_too_large(limit: int) -> str:
     """The 413 detail, the same whether the body's stream (middleware) or the route notices."""
     return f"File too large: the limit is {limit} bytes."

@@ -1,8 +1,9 @@
-"""Pure ASGI middleware: body size limit while streaming, cross-site request refusal,
+"""Pure ASGI middleware: the request body's size and rate limits while it streams, cross-site request refusal,
 and delivery of the cookie for a newly issued anonymous identity."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,53 +12,98 @@ from app.api.errors import file_too_large, send_json
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 ISSUED_COOKIE = "imgproc.issued_cookie"
+BODY_TOO_SLOW = "The request body arrived too slowly."
 
 
-class BodySizeLimit:
-    """Refuses request bodies over `max_bytes` with 413 as soon as the limit is crossed,
-    with or without Content-Length (chunked), instead of buffering the whole body first."""
+class RequestBodyGuard:
+    """The request body's limits, enforced while it streams, before anything parses it:
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, advertised_limit: int) -> None:
+    - size: over `max_bytes` (declared in Content-Length, or counted as a chunked body arrives)
+      is 413 at once; a declared size is refused before a byte of the body is read;
+    - rate: after `grace_seconds` from the app's first read, the body must have kept arriving at
+      `min_bytes_per_second` on average, else 408 (Kestrel's MinRequestBodyDataRate): a slow
+      sender cannot hold the request, its memory and its upload slot for ever;
+    - an answer sent while the body is still unread (these, or a 429/503 decided before reading
+      it) closes the connection: the rest of the body is never read, at any speed.
+
+    The refused request's app sees the client leave (``http.disconnect``) and stops; whatever it
+    then tries to send is dropped."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        advertised_limit: int,
+        min_bytes_per_second: float,
+        grace_seconds: float,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.advertised_limit = advertised_limit  # the file limit users know, without envelope slack
-
-    def _detail(self) -> str:
-        return file_too_large(self.advertised_limit)
+        self.min_bytes_per_second = min_bytes_per_second
+        self.grace_seconds = grace_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+            await send_json(send, 413, file_too_large(self.advertised_limit), [(b"connection", b"close")])
             return
+        has_body = b"transfer-encoding" in headers or (declared is not None and declared not in (b"", b"0"))
 
+        loop = asyncio.get_running_loop()
         received = 0
+        started_at: float | None = None
+        body_done = not has_body
         refused = False
+        responded = False
 
-        async def limited_receive() -> Message:
-            # Once over the limit, answer 413 ourselves and tell the app the client left,
-            # so it stops reading; whatever it then tries to send is dropped.
-            nonlocal received, refused
+        async def refuse(status: int, detail: str) -> Message:
+            nonlocal refused
+            refused = True
+            if not responded:
+                await send_json(send, status, detail, [(b"connection", b"close")])
+            return {"type": "http.disconnect"}
+
+        async def guarded_receive() -> Message:
+            nonlocal received, started_at, body_done
             if refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:
+                return await receive()
+            if started_at is None:
+                started_at = loop.time()
+            # The latest moment the next bytes may arrive: the grace, plus the time the bytes so
+            # far would take at the minimum rate.
+            deadline = started_at + self.grace_seconds + received / self.min_bytes_per_second
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                return await refuse(408, BODY_TOO_SLOW)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    refused = True
-                    await send_json(send, 413, self._detail(), [(b"connection", b"close")])
-                    return {"type": "http.disconnect"}
+                    return await refuse(413, file_too_large(self.advertised_limit))
             return message
 
         async def guarded_send(message: Message) -> None:
-            if not refused:
-                await send(message)
+            nonlocal responded
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                responded = True
+                if not body_done:
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
 
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
             if not refused:
                 raise

@@ -3,7 +3,7 @@
 FastAPI's ``UploadFile`` goes through Starlette's form parser, which spools every file over 1 MiB
 to a temporary file on disk, one thread-pool hop per received chunk, and the route then reads it
 back: for a 4 MB photo that was about half of the API's CPU per upload once the image check had
-become cheap. The body is bounded anyway (``BodySizeLimit`` refuses it while it streams), so the
+become cheap. The body is bounded anyway (``RequestBodyGuard`` refuses it while it streams), so the
 one field the service wants is kept in memory, fed from the request stream to python-multipart's
 parser with no temporary file and no thread hop. Other fields are parsed and dropped.
 """

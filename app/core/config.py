@@ -98,8 +98,27 @@ class Settings(BaseSettings):
     ROOT_PATH: str = ""
     CORS_ORIGINS: list[str] = Field(default_factory=list)
     CORS_ALLOW_CREDENTIALS: bool = True
-    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips).
-    TRUSTED_PROXIES: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips). Empty, the
+    # default: no forwarding header is believed, every client is counted by its own address.
+    # Never 127.0.0.1 by default: in embedded mode clients themselves connect on loopback, so
+    # a loopback default let one client pose as any number of addresses.
+    TRUSTED_PROXIES: list[str] = Field(default_factory=list)
+    # Slow and hostile clients (app.server, app.api.middleware). The request line and headers
+    # must arrive within HEADER_TIMEOUT_SECONDS (else 408 and the connection is closed) and
+    # fit in MAX_HEADER_BYTES (else 431); nginx's client_header_timeout and
+    # large_client_header_buffers, gunicorn's limit_request_field_size, are the same knobs.
+    HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=300)
+    MAX_HEADER_BYTES: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    # A request body must keep arriving at BODY_MIN_BYTES_PER_SECOND on average, after a grace of
+    # BODY_GRACE_SECONDS from when the app starts reading it (Kestrel's MinRequestBodyDataRate,
+    # Apache's mod_reqtimeout MinRate); a slower sender gets 408 and is dropped.
+    BODY_MIN_BYTES_PER_SECOND: int = Field(1024, ge=1)
+    BODY_GRACE_SECONDS: float = Field(10.0, gt=0, le=300)
+    # Uploads in flight at once per API process (each holds up to about twice MAX_UPLOAD_BYTES in
+    # memory while it is checked); beyond, 503 with Retry-After, so status, health and the webhook
+    # keep answering.
+    MAX_CONCURRENT_UPLOADS: int = Field(32, ge=1)
+    UPLOADS_BUSY_RETRY_AFTER_SECONDS: int = Field(2, ge=1)
 
     # --- identity ------------------------------------------------------------------------
     COOKIE_NAME: str = "imgproc_session"

@@ -11,12 +11,19 @@ Schema, by "kind" (every figure is an int unless noted):
            completed, failed, failed_reasons ({reason: count}), lost (accepted but never
            terminal), duplicated (result files beyond one per completed task),
            redelivered (tasks executed more than once), refused (uploads answered 503 during
-           the fault), server_errors (other 5xx), seconds (float, wall time of the scenario)
+           the fault), server_errors (other 5xx), seconds (float, wall time of the scenario),
+           recovery_seconds (float, optional: from the restart after a crash to the last
+           stranded task completed; scripts/reliability.py holds it to 60 s)
   hostile  tried, refused (clean outcomes), 5xx
   load     uploads, users, workers, accepted, completed, failed, lost, duplicated,
            uploads_per_s (float), upload_p50_ms/upload_p95_ms/upload_p99_ms (float),
            complete_p50_ms/complete_p95_ms (float, upload sent -> task completed),
            errors ({status: count}), isolation_ok (bool), seconds (float)
+  clients  name (str), and what the scenario measured, any of: status_requests, status_p95_ms,
+           status_max_ms (float), status_refused (the well-behaved client's 5xx and timeouts),
+           rss_before_mb/rss_growth_mb (float), most_accepted_kib, header_timeout_s,
+           last_closed_s, body_grace_s, seconds (float), sent_kib, slow_endings ({how the
+           hostile connections ended: "408", "503", "431", "closed", "held": count})
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "IMGPROC_TEST_RELIABILITY_REPORT"
-KINDS = ("fault", "hostile", "load")
+KINDS = ("fault", "hostile", "load", "clients")
 
 
 def record(kind: str, **figures: Any) -> None:

@@ -19,6 +19,8 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    UploadingUser,
+    UploadSlot,
     upload_limiter,
 )
 from app.api.errors import FileTooLarge, TaskNotFound, TooManyRequests
@@ -138,35 +140,56 @@ _UPLOAD_BODY = {
         415: {"model": ErrorResponse, "description": "Not an image, or a format outside the allow-list."},
         422: {"description": "Empty, corrupt, too many pixels, or no `file` field."},
         429: {"model": ErrorResponse, "description": "Rate limit or unfinished-task cap reached."},
-        503: {"model": ErrorResponse, "description": "The queue, database or storage is unreachable; retry later."},
+        408: {"model": ErrorResponse, "description": "The body arrived too slowly; the connection is closed."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Too many uploads in progress, or the queue, database or storage is unreachable;"
+            " retry after Retry-After.",
+        },
     },
 )
 async def new_task(
     request: Request,
-    user: CurrentUser,
+    _slot: UploadSlot,
+    user: UploadingUser,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
 ) -> NewTaskResponse:
     """Upload an image (multipart field `file`); it is processed in the background. Poll
     /api/isReady/{task_id}, or wait for the outcome with `?wait=`."""
-    # Read in the event loop, into memory (the body is bounded while it streams), then one hop
-    # to the thread pool for everything that blocks.
+    # Cheap refusals first, before a byte of the body is read: the upload slot (503) and the
+    # identity are dependencies, the rate limit and the pending cap come here (429); an oversized
+    # Content-Length was refused by the middleware (413). Each gives its connection back.
+    await run_in_threadpool(_admit_upload, user, session, settings)
+    # Read in the event loop, into memory (the body is bounded in size and rate while it
+    # streams), holding no database connection; then one hop to the thread pool for everything
+    # that blocks, on a fresh connection.
     upload = await read_file_field(request, "file", max_bytes=settings.MAX_UPLOAD_BYTES)
     return await run_in_threadpool(_accept_upload, upload, user, session, storage, settings)
+
+
+def _admit_upload(user: User, session: Session, settings: Settings) -> None:
+    """The per-user limits, checked before the body is read. The pending cap is counted once,
+    here: uploads of one user in flight together may pass it by as many as are in flight (an
+    upload slot each), as two concurrent checks always could."""
+    wait = upload_limiter().acquire(f"user:{user.id}")
+    if wait:
+        raise TooManyRequests("Upload rate limit reached; retry later.", wait)
+    try:
+        unfinished = crud.count_unfinished_tasks(session=session, owner=user)
+    finally:
+        session.close()  # no connection held while the body arrives
+    if unfinished >= settings.MAX_PENDING_TASKS_PER_USER:
+        raise TooManyRequests(
+            f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
+            5,
+        )
 
 
 def _accept_upload(
     upload: UploadedFile, user: User, session: Session, storage: Storage, settings: Settings
 ) -> NewTaskResponse:
-    wait = upload_limiter().acquire(f"user:{user.id}")
-    if wait:
-        raise TooManyRequests("Upload rate limit reached; retry later.", wait)
-    if crud.count_unfinished_tasks(session=session, owner=user) >= settings.MAX_PENDING_TASKS_PER_USER:
-        raise TooManyRequests(
-            f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
-            5,
-        )
     data = upload.data
     if upload.too_large:
         raise FileTooLarge(settings.MAX_UPLOAD_BYTES)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fixtures.postgres import PostgresServer, start_postgres
 from tests.fixtures.redis import RedisServer, fresh_redis_db, start_redis
-from tests.fixtures.services import ServiceStack, running_stack, server_env
+from tests.fixtures.services import ServiceStack, embedded_env, running_stack, server_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Fault tests upload in bursts from one client: the per-user limits are not under test here.
@@ -79,3 +79,24 @@ def dedicated_postgres() -> Iterator[PostgresServer]:
         with contextlib.suppress(Exception):  # already stopped by the test
             server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_fault_stack(tmp_path):
+    """embedded_fault_stack(delay=, **settings) -> context manager yielding a ServiceStack on
+    SQLite whose `start_embedded()` runs `imgproc run` (API + its worker) with the slow worker;
+    nothing is started yet. The reconciler stays at its 600 s, out of the picture."""
+
+    @contextlib.contextmanager
+    def make(*, delay: float = 0.0, **settings: object) -> Iterator[ServiceStack]:
+        env = embedded_env(tmp_path / "data")
+        env.update({f"IMGPROC_{k}": str(v) for k, v in {**GENEROUS_LIMITS, **settings}.items()})
+        if delay:
+            env["IMGPROC_TEST_PIPELINE_DELAY"] = str(delay)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        with running_stack(
+            env, tmp_path / "logs", workers=0, worker_module="tests.fixtures.slow_worker", start_api=False
+        ) as stack:
+            yield stack
+
+    return make

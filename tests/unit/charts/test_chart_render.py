@@ -401,6 +401,14 @@ def test_configuration_reaches_every_component(render):
         assert {"configMapRef": {"name": FULLNAME}} in container["envFrom"], name
 
 
+def test_trusted_proxies_are_the_ingress_controllers_by_value_and_none_by_default(render):
+    # Unset, the app believes no forwarding header (app.core.config); the chart passes only a list given.
+    assert "IMGPROC_TRUSTED_PROXIES" not in named(render({}), "ConfigMap", FULLNAME)["data"]
+    objects = render({"config": {"trustedProxies": ["10.244.0.0/16", "10.0.0.5"]}})
+    config = named(objects, "ConfigMap", FULLNAME)["data"]
+    assert json.loads(config["IMGPROC_TRUSTED_PROXIES"]) == ["10.244.0.0/16", "10.0.0.5"]
+
+
 def test_api_and_worker_share_the_webhook_secret_and_storage(render):
     objects = render({})
     containers = {

@@ -1,23 +1,36 @@
-"""The embedded mode's SQLite transport: prompt hand-over after an ack, no busy polling."""
+"""The embedded mode's SQLite transport: prompt hand-over after an ack, no busy polling; a
+delivered message re-delivered once (and only once) its consumer's processes are all gone; a
+publish beside a worker creating the tables."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from kombu import Connection, Consumer, Producer, Queue
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
+from sqlalchemy import create_engine
 
 from app.core import embedded_broker
 
 QUEUE = Queue("images", routing_key="images")
 
 
+def broker_url(tmp_path: Path) -> str:
+    return f"{embedded_broker.SCHEME}+sqlite:///{tmp_path / 'broker.sqlite'}"
+
+
 def connect(tmp_path: Path, polling_interval: float) -> Connection:
     embedded_broker.register()
-    url = f"{embedded_broker.SCHEME}+sqlite:///{tmp_path / 'broker.sqlite'}"
-    return Connection(url, transport_options={"polling_interval": polling_interval})
+    return Connection(broker_url(tmp_path), transport_options={"polling_interval": polling_interval})
 
 
 def publish(connection: Connection, count: int) -> None:
@@ -98,3 +111,118 @@ def test_a_message_unacknowledged_when_the_channel_closes_is_delivered_again(tmp
         with Consumer(connection.channel(), [QUEUE], callbacks=[lambda body, message: redelivered.append(body)]):
             connection.drain_events(timeout=5)
         assert redelivered == [{"n": 0}]
+
+
+# A consumer in a process of its own: takes one message, never acknowledges it, says so on
+# stdout, and (with FORK) forks a child that inherits its descriptors, as a pool child does.
+CONSUMER = textwrap.dedent(
+    """
+    import os, sys, time
+    from kombu import Connection, Consumer, Queue
+    from app.core import embedded_broker
+
+    embedded_broker.register()
+    url, fork = sys.argv[1], sys.argv[2] == "fork"
+    embedded_broker.claim_consumer(url.partition("+")[2])  # as the worker does before its pool forks
+    if fork and os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
+    with Connection(url, transport_options={"polling_interval": 0.05}) as connection:
+        got = []
+        queue = Queue("images", routing_key="images")
+        with Consumer(connection.channel(), [queue], callbacks=[lambda b, m: got.append(b)]):
+            connection.drain_events(timeout=10)
+        print("took", got[0]["n"], flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def start_consumer(tmp_path: Path, *, fork: bool) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, broker_url(tmp_path), "fork" if fork else "alone"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout.readline().split() == ["took", "0"]
+    return process
+
+
+def receive(connection: Connection, timeout: float) -> list:
+    received: list = []
+    channel = connection.channel()
+    with (
+        Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(body)]),
+        contextlib.suppress(TimeoutError),  # nothing came
+    ):
+        connection.drain_events(timeout=timeout)
+    return received
+
+
+def test_a_message_of_a_consumer_killed_with_sigkill_is_delivered_again_at_the_next_poll(tmp_path: Path) -> None:
+    """kill -9 leaves kombu no chance to hand the message back: its lease does, once the
+    consumer's lock is free. The next consumer finds it on its first poll, not minutes later."""
+    with connect(tmp_path, 0.05) as connection:
+        publish(connection, 2)
+        consumer = start_consumer(tmp_path, fork=False)
+        os.kill(consumer.pid, signal.SIGKILL)
+        consumer.wait()
+        started = time.monotonic()
+        assert receive(connection, timeout=5) == [{"n": 0}]  # first in line again, before n=1
+        assert time.monotonic() - started < 1
+        sqlite_url = broker_url(tmp_path).partition("+")[2]
+        mine = embedded_broker.claim_consumer(sqlite_url).name
+        # The dead consumer's lock file went with its lease: only this process's is left.
+        assert [p.name for p in embedded_broker.consumer_dir(sqlite_url).iterdir()] == [f"{mine}.lock"]
+
+
+def test_a_message_is_not_delivered_again_while_any_process_of_its_consumer_lives(tmp_path: Path) -> None:
+    """Never twice at once: the consumer's main process is gone, but a child forked from it
+    (a pool process, which could be running the task) still holds the consumer's lock."""
+    with connect(tmp_path, 0.05) as connection:
+        publish(connection, 1)
+        consumer = start_consumer(tmp_path, fork=True)
+        try:
+            os.kill(consumer.pid, signal.SIGKILL)  # the main process only; its child lives on
+            consumer.wait()
+            # Longer than a recovery round: the lease is looked at, and kept.
+            assert receive(connection, timeout=embedded_broker.RECOVER_EVERY_SECONDS + 1.5) == []
+        finally:
+            os.killpg(consumer.pid, signal.SIGKILL)  # the child too: the session is all that is left
+        assert receive(connection, timeout=embedded_broker.RECOVER_EVERY_SECONDS + 3) == [{"n": 0}]
+
+
+def test_a_publish_beside_a_worker_creating_the_broker_tables_succeeds(tmp_path: Path) -> None:
+    """`imgproc run` starts the API and the worker on a new broker file at once. The worker
+    (another connection) creates the tables and holds the write lock meanwhile; the API's
+    first publish used to find the tables missing, fail to create them ("table kombu_queue
+    already exists"), and kombu's retry then declared the queue on the channel it had just
+    closed: AttributeError, a 500. Now it waits for the lock and finds the tables."""
+    with connect(tmp_path, 0.05) as connection:
+        channel = connection.channel()  # registers kombu's table models; opens nothing yet
+        worker = create_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}").connect()
+        worker.exec_driver_sql("PRAGMA journal_mode=WAL")
+        worker.exec_driver_sql("BEGIN IMMEDIATE")
+        kombu_sqlalchemy.metadata.create_all(worker)
+        committer = threading.Timer(0.5, worker.commit)
+        committer.start()
+        try:
+            producer = Producer(channel, routing_key=QUEUE.routing_key)
+            producer.publish({"n": 0}, declare=[QUEUE], retry=True, retry_policy={"max_retries": 2})
+        finally:
+            committer.join()
+            worker.close()
+        assert receive(connection, timeout=5) == [{"n": 0}]
+
+
+def test_a_closed_channel_used_again_is_a_connection_error_not_a_crash(tmp_path: Path) -> None:
+    """kombu's publish retry may declare a queue still bound to the channel it closed: that
+    must be an error kombu knows (enqueue_processing -> BrokerUnavailable -> 503), not an
+    AttributeError (500)."""
+    with connect(tmp_path, 0.05) as connection:
+        channel = connection.channel()
+        bound = QUEUE.bind(channel)
+        channel.close()
+        with pytest.raises(kombu_sqlalchemy.OperationalError):
+            bound.declare()

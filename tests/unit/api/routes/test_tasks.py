@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 import pytest
 
+from app.api.deps import UPLOAD_SLOTS
 from app.core.config import get_settings
+from app.core.db import get_engine
 from app.storage import result_key
 from app.storage.filesystem import FileSystemStorage
 from tests.support import images
@@ -216,3 +220,44 @@ def test_every_response_carries_the_security_headers(client):
     for response in responses:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+def test_no_database_connection_is_held_while_the_body_arrives(client, queue):
+    """The identity and the limits are settled, and their connection back in the pool, before
+    the first byte of the body is read (issue 20: slow uploads took the whole pool)."""
+    client.get("/api/tasks")  # an identity first, as a returning client has
+    boundary = "xyz"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'.encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    checked_out: list[int] = []
+
+    async def body():  # type: ignore[no-untyped-def]
+        for piece in (head, images.jpeg(), tail):
+            checked_out.append(get_engine().pool.checkedout())
+            yield piece
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=client.cookies) as c:
+            return await c.post(
+                UPLOAD, content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+            )
+
+    response = asyncio.run(post())
+    assert response.status_code == 200, response.text
+    assert checked_out == [0, 0, 0]
+    assert queue.sent == [response.json()["task_id"]]
+
+
+def test_uploads_beyond_the_slots_are_503_with_retry_after(client, configure):
+    limit = get_settings().MAX_CONCURRENT_UPLOADS
+    UPLOAD_SLOTS.in_flight += limit  # as if that many were in flight
+    try:
+        response = upload(client, images.jpeg())
+    finally:
+        UPLOAD_SLOTS.in_flight -= limit
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(get_settings().UPLOADS_BUSY_RETRY_AFTER_SECONDS)
+    assert response.json() == {"detail": "Too many uploads in progress; retry shortly."}
+    assert UPLOAD_SLOTS.in_flight == 0
+    assert upload(client, images.jpeg()).status_code == 200 and UPLOAD_SLOTS.in_flight == 0

@@ -1,0 +1,127 @@
+"""The HTTP server the API runs on: uvicorn with the h11 parser and two limits on the request head.
+
+uvicorn's default parser with ``uvicorn[standard]`` is httptools, which has neither a size limit
+nor a timeout for the request line and headers: 20 connections sending 16 MiB of unfinished
+headers took the API from 193 to 505 MB, and 150 connections dripping a header byte every 3 s
+stayed open forever (issue 20). uvicorn's ``timeout_keep_alive`` runs only between requests,
+never before the first one's headers are in. So:
+
+- ``--http h11`` with ``h11_max_incomplete_event_size``: h11 refuses a request head that grows past
+  the cap (RemoteProtocolError, status hint 431) and holds at most the cap plus one read of it.
+  uvicorn answers every protocol error with 400; ``GuardedH11Protocol`` answers this one with
+  431, as nginx (``large_client_header_buffers``) and gunicorn (``limit_request_field_size``) do,
+  and applies the same cap to a head that arrives whole in one read, which h11 lets through.
+- a header deadline: from the connection (or, on a kept-alive one, the next request's first byte)
+  until the head is complete, at most ``HEADER_TIMEOUT_SECONDS`` (nginx ``client_header_timeout``);
+  then 408 and the connection is closed.
+
+The body has its own minimum-rate deadline (app.api.middleware.RequestBodyGuard): it is read by
+the app, not here. h11 is pure Python and costs more CPU per request than httptools; the API's
+cost per upload is the image check, and no limit was worth that trade on httptools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.core.config import Settings, get_settings
+
+HEADERS_TOO_LARGE = "Request header fields too large."
+HEADERS_TOO_SLOW = "The request headers arrived too slowly."
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends a head (h11 accepts bare LF too)
+
+
+def raw_response(status: int, reason: str, detail: str) -> bytes:
+    """A complete JSON error answer written straight to the socket: the header deadline fires
+    before h11 has a request to answer, so h11 cannot frame it."""
+    body = json.dumps({"detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header deadline and a 431 for an oversized head."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.header_timeout = settings.HEADER_TIMEOUT_SECONDS
+        self.max_header_bytes = settings.MAX_HEADER_BYTES
+        self.header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            # A kept-alive connection idles under uvicorn's keep-alive timeout; the next
+            # request's first byte starts its own header deadline.
+            if self.header_deadline is None:
+                self._arm()
+            # h11 bounds only a head still incomplete after a read: one that arrives whole in a
+            # single read (up to 256 KiB) would pass. The cap holds for every head this way.
+            head = self.conn.trailing_data[0] + data
+            if len(head) > self.max_header_bytes and not _HEAD_END.search(head, 0, self.max_header_bytes + 4):
+                self._refuse_head()
+                return
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the head is in (or the connection is done)
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # h11 keeps what it could not parse; more than the cap means it gave up on the size.
+        if len(self.conn.trailing_data[0]) > self.max_header_bytes:
+            self._refuse_head()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        self._disarm()
+        self.logger.warning("request head over %d bytes refused", self.max_header_bytes)
+        self.transport.write(raw_response(431, "Request Header Fields Too Large", HEADERS_TOO_LARGE))
+        self.transport.close()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.header_deadline = self.loop.call_later(self.header_timeout, self._header_timed_out)
+
+    def _disarm(self) -> None:
+        if self.header_deadline is not None:
+            self.header_deadline.cancel()
+            self.header_deadline = None
+
+    def _header_timed_out(self) -> None:
+        self.header_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:  # a request was started: say why it ends
+            self.transport.write(raw_response(408, "Request Timeout", HEADERS_TOO_SLOW))
+        self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What `imgproc api` (and so `imgproc run` and the image) passes to uvicorn."""
+    return {
+        "http": GuardedH11Protocol,
+        "h11_max_incomplete_event_size": settings.MAX_HEADER_BYTES,
+        # No proxy trusted (the default): uvicorn must not read X-Forwarded-* at all; given no
+        # list it would fall back to FORWARDED_ALLOW_IPS or 127.0.0.1.
+        "proxy_headers": bool(settings.TRUSTED_PROXIES),
+        "forwarded_allow_ips": ",".join(settings.TRUSTED_PROXIES) or None,
+    }

@@ -1,0 +1,130 @@
+"""The API server's request-head limits (app.server), on uvicorn's h11 protocol with a stand-in
+transport: no socket, no server. The real server is tried in
+tests/integration/reliability/test_hostile_clients.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from app.core.config import get_settings
+from app.server import HEADERS_TOO_LARGE, HEADERS_TOO_SLOW, GuardedH11Protocol, uvicorn_options
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def ok_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def connect(loop: asyncio.AbstractEventLoop) -> tuple[GuardedH11Protocol, Transport]:
+    options = uvicorn_options(get_settings())
+    config = Config(
+        app=ok_app, http=options["http"], h11_max_incomplete_event_size=options["h11_max_incomplete_event_size"]
+    )
+    config.load()
+    protocol = GuardedH11Protocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+@pytest.fixture
+def loop():  # type: ignore[no-untyped-def]
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def detail(written: bytes) -> str:
+    return json.loads(written.split(b"\r\n\r\n", 1)[1])["detail"]
+
+
+def test_a_head_over_the_cap_is_431_and_closed(configure, loop):
+    configure(MAX_HEADER_BYTES=2048)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
+    assert transport.written.startswith(b"HTTP/1.1 431 ") and transport.closed
+    assert detail(transport.written) == HEADERS_TOO_LARGE
+
+
+def test_a_complete_head_over_the_cap_in_one_read_is_431_too(configure, loop):
+    configure(MAX_HEADER_BYTES=2048)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096 + b"\r\n\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 431 ") and transport.closed
+
+
+def test_a_head_under_the_cap_with_its_body_in_the_same_read_passes(configure, loop):
+    configure(MAX_HEADER_BYTES=2048)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8000\r\n\r\n" + b"a" * 8000)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+
+
+def test_an_unfinished_head_is_408_and_closed_at_the_deadline(configure, loop):
+    configure(HEADER_TIMEOUT_SECONDS=0.1)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.written.startswith(b"HTTP/1.1 408 ") and transport.closed
+    assert detail(transport.written) == HEADERS_TOO_SLOW
+
+
+def test_a_silent_connection_is_closed_at_the_deadline_without_an_answer(configure, loop):
+    configure(HEADER_TIMEOUT_SECONDS=0.1)
+    _protocol, transport = connect(loop)
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed and transport.written == b""
+
+
+def test_a_complete_head_stops_the_deadline(configure, loop):
+    configure(HEADER_TIMEOUT_SECONDS=0.1)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert protocol.header_deadline is None
+    loop.run_until_complete(asyncio.sleep(0.05))  # the app answers
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_malformed_head_under_the_cap_is_still_uvicorns_400(loop):
+    protocol, transport = connect(loop)
+    protocol.data_received(b"NOT HTTP\r\n\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 400 ") and transport.closed
+
+
+def test_no_forwarding_header_is_read_unless_proxies_are_trusted(configure):
+    configure()
+    assert uvicorn_options(get_settings())["proxy_headers"] is False
+    configure(TRUSTED_PROXIES='["10.0.0.0/8", "10.1.2.3"]')
+    options = uvicorn_options(get_settings())
+    assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "10.0.0.0/8,10.1.2.3"
