@@ -15,6 +15,14 @@ never before the first one's headers are in. So:
   until the head is complete, at most ``HEADER_TIMEOUT_SECONDS`` (nginx ``client_header_timeout``);
   then 408 and the connection is closed.
 
+- a lingering close (nginx ``lingering_close``, Apache's ``lingering_close``): an answer sent
+  before the request body was read (413, 408, or a 429/503 decided from the headers) ends with
+  ``Connection: close``. Closing a socket with unread bytes makes the kernel reset the
+  connection, and a proxy still writing the body (Traefik, nginx) then loses the answer it was
+  sent and tells its client 502. So the server half-closes (FIN after the answer) and reads and
+  drops what still comes for up to ``LINGER_SECONDS`` or ``MAX_UPLOAD_BYTES``, whichever ends
+  first, and only then closes.
+
 The body has its own minimum-rate deadline (app.api.middleware.RequestBodyGuard): it is read by
 the app, not here. h11 is pure Python and costs more CPU per request than httptools; the API's
 cost per upload is the image check, and no limit was worth that trade on httptools.
@@ -32,6 +40,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.core.config import Settings, get_settings
 
+# How long a refused request's unread body is read and dropped before the connection closes
+# (nginx's lingering_timeout is 5 s): long enough for a proxy on the same network to finish
+# writing an upload of the accepted size, short enough to bound what a refused client costs.
+LINGER_SECONDS = 5.0
 HEADERS_TOO_LARGE = "Request header fields too large."
 HEADERS_TOO_SLOW = "The request headers arrived too slowly."
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends a head (h11 accepts bare LF too)
@@ -50,8 +62,32 @@ def raw_response(status: int, reason: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+class LingeringTransport:
+    """The transport uvicorn's protocol and request cycles are given: ``close()`` lingers while
+    the client is still sending the request body (see the module docstring)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedH11Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self._protocol.lingering or self._transport.is_closing():
+            return
+        if self._protocol.conn.their_state is h11.SEND_BODY and self._transport.can_write_eof():
+            self._protocol.linger()
+        else:
+            self._transport.close()
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header deadline and a 431 for an oversized head."""
+    """uvicorn's h11 protocol with a header deadline, a 431 for an oversized head, and a
+    lingering close."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -59,12 +95,38 @@ class GuardedH11Protocol(H11Protocol):
         self.header_timeout = settings.HEADER_TIMEOUT_SECONDS
         self.max_header_bytes = settings.MAX_HEADER_BYTES
         self.header_deadline: asyncio.TimerHandle | None = None
+        self.linger_budget = settings.MAX_UPLOAD_BYTES
+        self.lingering = False
+        self.socket: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self.socket = transport
+        super().connection_made(LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._arm()
 
+    def linger(self) -> None:
+        """Half-closes after the answer and drops the rest of the body for a bounded while."""
+        assert self.socket is not None
+        self.lingering = True
+        self._disarm()
+        self.socket.write_eof()
+        self.socket.resume_reading()  # uvicorn pauses reading while a request is handled
+        self.loop.call_later(LINGER_SECONDS, self.socket.close)
+
+    def eof_received(self) -> bool | None:
+        if self.lingering:
+            assert self.socket is not None
+            self.socket.close()  # the client sent everything and is done
+            return None
+        return super().eof_received()
+
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.linger_budget -= len(data)
+            if self.linger_budget < 0:
+                assert self.socket is not None
+                self.socket.close()
+            return
         if self.conn.their_state is h11.IDLE:
             # A kept-alive connection idles under uvicorn's keep-alive timeout; the next
             # request's first byte starts its own header deadline.

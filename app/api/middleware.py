@@ -24,7 +24,9 @@ class RequestBodyGuard:
       `min_bytes_per_second` on average, else 408 (Kestrel's MinRequestBodyDataRate): a slow
       sender cannot hold the request, its memory and its upload slot for ever;
     - an answer sent while the body is still unread (these, or a 429/503 decided before reading
-      it) closes the connection: the rest of the body is never read, at any speed.
+      it) closes the connection: the rest of the body is not parsed, only dropped for a
+      bounded while so that a proxy still writing it receives the answer (app.server's
+      lingering close).
 
     The refused request's app sees the client leave (``http.disconnect``) and stops; whatever it
     then tries to send is dropped."""

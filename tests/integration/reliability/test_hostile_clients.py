@@ -253,6 +253,24 @@ def _upload_head(cookie: str, length: int = 500_000) -> bytes:
     ).encode()
 
 
+# More than the kernel's socket buffers hold on loopback, so a reset reaches the writer.
+PROXIED_BODY = 8 * 2**20
+
+
+def _write_body(sock: socket.socket, length: int) -> int:
+    """Writes ``length`` bytes at a proxy's pace (256 KiB every 10 ms); returns how many went
+    out before the connection was reset."""
+    piece = b"a" * (256 * 1024)
+    written = 0
+    try:
+        while written < length:
+            written += sock.send(piece[: length - written])
+            time.sleep(0.01)
+    except ConnectionError:
+        pass
+    return written
+
+
 def test_limits_refuse_before_a_byte_of_the_body_is_read(tmp_path):
     """The rate limit, the pending cap and the upload slots answer on the head alone."""
     env = {
@@ -269,6 +287,11 @@ def test_limits_refuse_before_a_byte_of_the_body_is_read(tmp_path):
             pending = _answer(sock)
         with _raw_request(stack.port, _upload_head(cookie)) as sock:
             rate = _answer(sock)
+        # A proxy (Traefik, nginx) writes the whole body before it reads the answer: the refusal
+        # must still reach it, not a connection reset that it turns into a 502 (app.server).
+        with _raw_request(stack.port, _upload_head(cookie, length=PROXIED_BODY)) as sock:
+            written = _write_body(sock, PROXIED_BODY)
+            proxied = _answer(sock)
         # One upload in flight (a slow one of another user) takes the only slot.
         with _raw_request(stack.port, _upload_head(_cookie(stack))) as holder:
             holder.sendall(b"--xyz\r\n")
@@ -278,3 +301,5 @@ def test_limits_refuse_before_a_byte_of_the_body_is_read(tmp_path):
     assert status_of(pending) == 429 and b"unfinished tasks" in pending, pending
     assert status_of(rate) == 429 and b"rate limit" in rate, rate
     assert status_of(busy) == 503 and b"retry-after: 2" in busy.lower(), busy
+    assert written == PROXIED_BODY, f"reset after {written} of {PROXIED_BODY} bytes"
+    assert status_of(proxied) == 429 and b"rate limit" in proxied, proxied

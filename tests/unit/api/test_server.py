@@ -11,6 +11,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from app import server
 from app.core.config import get_settings
 from app.server import HEADERS_TOO_LARGE, HEADERS_TOO_SLOW, GuardedH11Protocol, uvicorn_options
 
@@ -20,12 +21,19 @@ class Transport(asyncio.Transport):
         super().__init__()
         self.written = b""
         self.closed = False
+        self.write_closed = False
 
     def write(self, data: bytes) -> None:  # type: ignore[override]
         self.written += data
 
     def close(self) -> None:
         self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.write_closed = True
 
     def is_closing(self) -> bool:
         return self.closed
@@ -45,10 +53,16 @@ async def ok_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def connect(loop: asyncio.AbstractEventLoop) -> tuple[GuardedH11Protocol, Transport]:
+async def refusing_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """Answers from the head alone, as the rate limit does (app.api.middleware adds the close)."""
+    await send({"type": "http.response.start", "status": 429, "headers": [(b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+def connect(loop: asyncio.AbstractEventLoop, app=ok_app) -> tuple[GuardedH11Protocol, Transport]:  # type: ignore[no-untyped-def]
     options = uvicorn_options(get_settings())
     config = Config(
-        app=ok_app, http=options["http"], h11_max_incomplete_event_size=options["h11_max_incomplete_event_size"]
+        app=app, http=options["http"], h11_max_incomplete_event_size=options["h11_max_incomplete_event_size"]
     )
     config.load()
     protocol = GuardedH11Protocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
@@ -120,6 +134,55 @@ def test_a_malformed_head_under_the_cap_is_still_uvicorns_400(loop):
     protocol, transport = connect(loop)
     protocol.data_received(b"NOT HTTP\r\n\r\n")
     assert transport.written.startswith(b"HTTP/1.1 400 ") and transport.closed
+
+
+UPLOAD_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+
+
+def refused_mid_body(loop: asyncio.AbstractEventLoop) -> tuple[GuardedH11Protocol, Transport]:
+    protocol, transport = connect(loop, refusing_app)
+    protocol.data_received(UPLOAD_HEAD + b"a" * 1000)
+    loop.run_until_complete(asyncio.sleep(0.05))  # the app answers before reading the body
+    assert transport.written.startswith(b"HTTP/1.1 429 ")
+    return protocol, transport
+
+
+def test_an_answer_before_the_body_half_closes_and_drops_the_rest(configure, loop):
+    configure(MAX_UPLOAD_BYTES=1_000_000)
+    protocol, transport = refused_mid_body(loop)
+    # Half-closed: the answer and a FIN went out; the socket stays open to read, so the kernel
+    # does not reset a peer that is still writing (a proxy would turn that into a 502).
+    assert transport.write_closed and not transport.closed
+    answered = transport.written
+    protocol.data_received(b"a" * 500_000)
+    assert transport.written == answered and not transport.closed  # dropped, no second answer
+    protocol.eof_received()  # the client is done sending
+    assert transport.closed
+
+
+def test_lingering_ends_when_the_dropped_bytes_pass_the_upload_limit(configure, loop):
+    configure(MAX_UPLOAD_BYTES=100_000)
+    protocol, transport = refused_mid_body(loop)
+    protocol.data_received(b"a" * 60_000)
+    assert not transport.closed
+    protocol.data_received(b"a" * 60_000)
+    assert transport.closed
+
+
+def test_lingering_ends_after_linger_seconds(configure, loop, monkeypatch):
+    configure()
+    monkeypatch.setattr(server, "LINGER_SECONDS", 0.1)
+    _protocol, transport = refused_mid_body(loop)
+    assert not transport.closed
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed
+
+
+def test_a_close_with_no_body_unread_is_immediate(loop):
+    protocol, transport = connect(loop, refusing_app)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written.startswith(b"HTTP/1.1 429 ") and transport.closed and not transport.write_closed
 
 
 def test_no_forwarding_header_is_read_unless_proxies_are_trusted(configure):
