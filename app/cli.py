@@ -123,6 +123,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
             enqueue=enqueue_processing,
             waiting=waiting_messages,
             older_than_seconds=get_settings().RECONCILE_AFTER_SECONDS,
+            pending_older_than_seconds=get_settings().RECONCILE_PENDING_AFTER_SECONDS,
         )
     print(f"re-enqueued {len(ids)} task(s)")
     return 0

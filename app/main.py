@@ -47,6 +47,7 @@ async def _requeue_stale_forever(settings: Settings) -> None:
                 enqueue=enqueue_processing,
                 waiting=waiting_messages,
                 older_than_seconds=settings.RECONCILE_AFTER_SECONDS,
+                pending_older_than_seconds=settings.RECONCILE_PENDING_AFTER_SECONDS,
             )
 
     while True:

@@ -160,9 +160,15 @@ class Settings(BaseSettings):
     # A task whose runs died with their worker this many times (OOM on one image, a crash
     # loop, lost reports) is failed instead of being run again.
     MAX_TASK_ATTEMPTS: int = Field(5, ge=1)
-    # Tasks still pending/processing after this long are re-enqueued by the API (app.tasks.requeue;
-    # the names keep "reconcile", the settings users know).
+    # Tasks still processing after this long are re-enqueued by the API (app.tasks.requeue;
+    # the names keep "reconcile", the settings users know). Longer than a run may take.
     RECONCILE_AFTER_SECONDS: int = Field(600, ge=1)
+    # Tasks still pending (never claimed by a worker) this long after their message was sent,
+    # while nothing waits in the queue, are re-enqueued sooner (or after RECONCILE_AFTER_SECONDS
+    # if that is shorter): a worker claims a message within milliseconds of receiving it, so
+    # such a message was lost. Celery drops the messages a worker had reserved when its broker
+    # connection breaks, and Redis hands them out again only after VISIBILITY_TIMEOUT.
+    RECONCILE_PENDING_AFTER_SECONDS: int = Field(60, ge=1)
     RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)
     WORKER_HEARTBEAT_FILE: Path | None = None  # default: <DATA_DIR>/worker-heartbeat
 

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -174,17 +174,23 @@ def prune_deliveries(*, session: Session, older_than: datetime) -> None:
     session.commit()
 
 
-def stale_unfinished_tasks(*, session: Session, older_than: datetime, limit: int = 500) -> list[Task]:
-    """Tasks that should have finished by now: their message may have been lost.
+def stale_unfinished_tasks(
+    *, session: Session, older_than: datetime, pending_older_than: datetime, limit: int = 500
+) -> list[Task]:
+    """Tasks that should have finished by now: their message may have been lost. Processing
+    ones sent before ``older_than``, pending ones (never claimed) sent before ``pending_older_than``.
 
     Locked until the transaction ends (PostgreSQL; SQLite has one writer anyway), and rows
     another transaction holds are skipped: every API replica re-enqueues (app.tasks.requeue), and without the
     lock two of them could re-send the same task before either recorded it."""
+    sent_at = func.coalesce(Task.enqueued_at, Task.created_at)
     query = (
         select(Task)
         .where(
-            Task.status.in_(UNFINISHED),
-            func.coalesce(Task.enqueued_at, Task.created_at) < older_than,
+            or_(
+                and_(Task.status == TaskStatus.PROCESSING, sent_at < older_than),
+                and_(Task.status == TaskStatus.PENDING, sent_at < pending_older_than),
+            )
         )
         .order_by(Task.id)
         .limit(limit)

@@ -1,5 +1,11 @@
 """Re-enqueues tasks whose message may have been lost (broker restart without
-persistence, a crash between commit and enqueue).
+persistence, a crash between commit and enqueue, a worker's broker connection broken while
+it held a message it had not started: Celery drops those, and Redis gives them out again only
+after the visibility timeout).
+
+A pending task is one no worker has claimed, and a worker claims a message the moment it
+receives it, so a pending task whose message went out a minute ago with an empty queue has
+lost it; a processing one may still be running, and waits the longer time.
 
 Only while nothing waits in the queue: during a backlog an old pending task most likely
 still has its message, and re-sending every such task each round would snowball the
@@ -26,14 +32,21 @@ def requeue_stale(
     enqueue: Callable[[int], None],
     waiting: Callable[[], int],
     older_than_seconds: int,
+    pending_older_than_seconds: int,
 ) -> list[int]:
-    """Returns the ids re-enqueued. Stops at the first enqueue failure (broker down)."""
+    """Returns the ids re-enqueued: processing tasks sent more than ``older_than_seconds`` ago,
+    pending ones (never claimed) sent more than ``pending_older_than_seconds`` ago (or the other,
+    if shorter). Stops at the first enqueue failure (broker down)."""
     if waiting() > 0:
         return []
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    now = utcnow()
     requeued: list[int] = []
     try:
-        for task in crud.stale_unfinished_tasks(session=session, older_than=cutoff):
+        for task in crud.stale_unfinished_tasks(
+            session=session,
+            older_than=now - timedelta(seconds=older_than_seconds),
+            pending_older_than=now - timedelta(seconds=min(pending_older_than_seconds, older_than_seconds)),
+        ):
             enqueue(task.id)
             requeued.append(task.id)
     finally:

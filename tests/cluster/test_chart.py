@@ -300,8 +300,12 @@ def test_upgrade_rolls_pods_under_load_without_losing_a_task(release: Release, l
 
 def test_the_redis_pod_deleted_with_its_volume(release: Release, live_cluster: LiveCluster):
     """The default Redis keeps its AOF on a volume: the StatefulSet's new pod reloads the queue,
-    so nothing waits for the reconciler (tests/cluster/test_faults.py has the case without a
-    volume). Uploads during the restart get 503 with Retry-After, never a 5xx."""
+    so nothing waits for the 600 s requeue of processing tasks (tests/cluster/test_faults.py has
+    the case without a volume). A message a worker had received but not started when the
+    connection broke is dropped by Celery and parked by Redis until the visibility timeout: its
+    task is still pending and is re-sent after RECONCILE_PENDING_AFTER_SECONDS (60 s; a CI run
+    lost one such task for 180 s before that existed). Uploads during the restart get 503 with
+    Retry-After, never a 5xx."""
     [master] = release.pods("master")
     source = release.since_now()
     with Burst(release, [photo(1920, 1080)], users=3, count=6, seconds=150) as burst:

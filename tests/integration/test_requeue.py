@@ -1,4 +1,4 @@
-"""The reconciler on PostgreSQL: replicas reconciling at once skip each other's locked rows."""
+"""Re-enqueueing on PostgreSQL: replicas doing it at once skip each other's locked rows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from app.tasks.requeue import requeue_stale
 from tests.support.tasks import make_tasks
 
 
-def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
+def test_two_replicas_re_enqueueing_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
     # Every API replica runs the reconciler; on PostgreSQL the rows one holds are skipped by the other.
     configure(DATA_DIR=tmp_path / "data", DATABASE_URL=pg_database)
     from app.tasks.schema import upgrade
@@ -22,14 +22,27 @@ def test_two_replicas_reconciling_at_once_send_each_stale_task_once(configure, p
     second_replica: list[int] = []
     with session_scope() as first:
         # The first replica has selected (and locked) the stale rows but not yet recorded its sends...
-        held = crud.stale_unfinished_tasks(session=first, older_than=utcnow() - timedelta(seconds=600))
+        cutoff = utcnow() - timedelta(seconds=600)
+        held = crud.stale_unfinished_tasks(session=first, older_than=cutoff, pending_older_than=cutoff)
         assert [task.id for task in held] == stale
         # ...when the second one runs a whole round.
         with session_scope() as second:
-            requeue_stale(session=second, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+            requeue_stale(
+                session=second,
+                enqueue=second_replica.append,
+                waiting=lambda: 0,
+                older_than_seconds=600,
+                pending_older_than_seconds=60,
+            )
         first_replica.extend(task.id for task in held)
         crud.touch_enqueued(session=first, task_ids=first_replica)
     with session_scope() as later:  # and after the first committed, the tasks are fresh again
-        requeue_stale(session=later, enqueue=second_replica.append, waiting=lambda: 0, older_than_seconds=600)
+        requeue_stale(
+            session=later,
+            enqueue=second_replica.append,
+            waiting=lambda: 0,
+            older_than_seconds=600,
+            pending_older_than_seconds=60,
+        )
     assert first_replica == stale
     assert second_replica == []
