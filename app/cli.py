@@ -115,15 +115,14 @@ def cmd_operator(args: argparse.Namespace) -> int:
 def cmd_requeue(args: argparse.Namespace) -> int:
     from app.core.db import session_scope
     from app.tasks.queueing import enqueue_processing, waiting_messages
-    from app.tasks.requeue import requeue_stale
+    from app.tasks.requeue import RequeueAfter, requeue_stale
 
     with session_scope() as session:
         ids = requeue_stale(
             session=session,
             enqueue=enqueue_processing,
             waiting=waiting_messages,
-            older_than_seconds=get_settings().RECONCILE_AFTER_SECONDS,
-            pending_older_than_seconds=get_settings().RECONCILE_PENDING_AFTER_SECONDS,
+            after=RequeueAfter.from_settings(get_settings()),
         )
     print(f"re-enqueued {len(ids)} task(s)")
     return 0

@@ -28,7 +28,7 @@ from app.storage import get_storage
 from app.tasks import crud
 from app.tasks.queueing import BrokerUnavailable, enqueue_processing, waiting_messages
 from app.tasks.records import utcnow
-from app.tasks.requeue import requeue_stale
+from app.tasks.requeue import RequeueAfter, requeue_stale
 from app.tasks.schema import assert_database_current
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ async def _requeue_stale_forever(settings: Settings) -> None:
                 session=session,
                 enqueue=enqueue_processing,
                 waiting=waiting_messages,
-                older_than_seconds=settings.RECONCILE_AFTER_SECONDS,
-                pending_older_than_seconds=settings.RECONCILE_PENDING_AFTER_SECONDS,
+                after=RequeueAfter.from_settings(settings),
             )
 
     while True:

@@ -17,6 +17,7 @@ from app.core.db import session_scope
 from app.schemas import OutcomeReport, TaskMetadata
 from app.storage import Storage, StorageUnavailable, get_storage, result_key
 from app.tasks import crud
+from worker.heartbeat import WORKER_ID
 from worker.reporting import (
     ReportNotDelivered,
     deliver_once,
@@ -97,7 +98,9 @@ def process_image(self: CeleryTask, task_id: int) -> str:
     settings = get_settings()
     storage = get_storage()
     with session_scope() as session:
-        source_key = crud.start_processing(session=session, task_id=task_id, max_attempts=settings.MAX_TASK_ATTEMPTS)
+        source_key = crud.start_processing(
+            session=session, task_id=task_id, max_attempts=settings.MAX_TASK_ATTEMPTS, worker=WORKER_ID
+        )
         status = crud.task_status(session=session, task_id=task_id) if source_key is None else None
     if source_key is not None:
         try:

@@ -169,7 +169,10 @@ class Settings(BaseSettings):
     # such a message was lost. Celery drops the messages a worker had reserved when its broker
     # connection breaks, and Redis hands them out again only after VISIBILITY_TIMEOUT.
     RECONCILE_PENDING_AFTER_SECONDS: int = Field(60, ge=1)
-    RECONCILE_INTERVAL_SECONDS: int = Field(30, ge=1)
+    # A processing task whose worker wrote no heartbeat (worker.heartbeat, every 5 s) for this
+    # long is handed back at once: the worker died with its run (Kubernetes' node lease is 40 s).
+    WORKER_DEAD_AFTER_SECONDS: int = Field(30, ge=10)
+    RECONCILE_INTERVAL_SECONDS: int = Field(10, ge=1)
     WORKER_HEARTBEAT_FILE: Path | None = None  # default: <DATA_DIR>/worker-heartbeat
 
     # --- Flower and the operator -----------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.tasks.records import UNFINISHED, Task, TaskStatus, User, WebhookDelivery, utcnow
+from app.tasks.records import UNFINISHED, Task, TaskStatus, User, WebhookDelivery, WorkerBeat, utcnow
 
 
 def hash_token(token: str) -> str:
@@ -90,10 +90,11 @@ def count_unfinished_tasks(*, session: Session, owner: User) -> int:
     return session.scalar(query) or 0
 
 
-def start_processing(*, session: Session, task_id: int, max_attempts: int) -> str | None:
-    """Moves a task that is not finished (or gone) to processing, in one statement, and
-    returns its source key. None for a finished or deleted task (a duplicate delivery), and
-    for one already tried ``max_attempts`` times (still unfinished: see :func:`task_status`)."""
+def start_processing(*, session: Session, task_id: int, max_attempts: int, worker: str | None = None) -> str | None:
+    """Moves a task that is not finished (or gone) to processing, held by ``worker``, in one
+    statement, and returns its source key. None for a finished or deleted task (a duplicate
+    delivery), and for one already tried ``max_attempts`` times (still unfinished: see
+    :func:`task_status`)."""
     source_key = session.scalar(
         update(Task)
         .where(
@@ -101,7 +102,7 @@ def start_processing(*, session: Session, task_id: int, max_attempts: int) -> st
             Task.status.in_(UNFINISHED),
             Task.attempts < max_attempts,
         )
-        .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow())
+        .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow(), claimed_by=worker)
         .returning(Task.source_key)
     )
     session.commit()
@@ -197,6 +198,54 @@ def stale_unfinished_tasks(
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
+
+
+def record_beat(*, session: Session, worker: str) -> None:
+    """The worker is alive now (one row per worker, only that worker writes it)."""
+    now = utcnow()
+    if not session.execute(update(WorkerBeat).where(WorkerBeat.name == worker).values(seen_at=now)).rowcount:
+        session.add(WorkerBeat(name=worker, seen_at=now))
+    session.commit()
+
+
+def forget_worker(*, session: Session, worker: str) -> None:
+    """The worker stopped cleanly: everything it ran is finished or back in the queue."""
+    session.execute(delete(WorkerBeat).where(WorkerBeat.name == worker))
+    session.commit()
+
+
+def tasks_of_dead_workers(*, session: Session, silent_since: datetime, limit: int = 500) -> list[Task]:
+    """Processing tasks held by a worker whose last heartbeat is older than ``silent_since``: the
+    run died with it. A worker that stopped cleanly has no row (:func:`forget_worker`); one that
+    never wrote a heartbeat is left to the age rule (:func:`stale_unfinished_tasks`). Locked
+    like that one."""
+    query = (
+        select(Task)
+        .join(WorkerBeat, WorkerBeat.name == Task.claimed_by)
+        .where(Task.status == TaskStatus.PROCESSING, WorkerBeat.seen_at < silent_since)
+        .order_by(Task.id)
+        .limit(limit)
+        .with_for_update(of=Task, skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def hand_back(*, session: Session, task_ids: list[int]) -> None:
+    """Tasks re-sent because their worker died: pending again, held by nobody."""
+    if task_ids:
+        session.execute(
+            update(Task)
+            .where(Task.id.in_(task_ids))
+            .values(status=TaskStatus.PENDING, claimed_by=None, enqueued_at=utcnow())
+        )
+        session.commit()
+
+
+def prune_workers(*, session: Session, silent_since: datetime) -> None:
+    """Rows of workers long gone (killed, so they never said goodbye) holding no task."""
+    holding = select(Task.claimed_by).where(Task.status == TaskStatus.PROCESSING, Task.claimed_by.is_not(None))
+    session.execute(delete(WorkerBeat).where(WorkerBeat.seen_at < silent_since, WorkerBeat.name.not_in(holding)))
+    session.commit()
 
 
 def touch_enqueued(*, session: Session, task_ids: list[int]) -> None:

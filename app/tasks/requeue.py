@@ -1,14 +1,21 @@
-"""Re-enqueues tasks whose message may have been lost (broker restart without
-persistence, a crash between commit and enqueue, a worker's broker connection broken while
-it held a message it had not started: Celery drops those, and Redis gives them out again only
-after the visibility timeout).
+"""Re-enqueues tasks whose run died or whose message may have been lost.
 
-A pending task is one no worker has claimed, and a worker claims a message the moment it
-receives it, so a pending task whose message went out a minute ago with an empty queue has
-lost it; a processing one may still be running, and waits the longer time.
+Three rules, one round every RECONCILE_INTERVAL_SECONDS on every API replica:
 
-Only while nothing waits in the queue: during a backlog an old pending task most likely
-still has its message, and re-sending every such task each round would snowball the
+* A processing task held by a worker whose heartbeat stopped (killed with its pool: OOM of
+  the pod, node loss, ``kill -9``) is handed back at once, pending again: its message sits in
+  Redis's unacknowledged set until the visibility timeout (an hour), and no worker will finish
+  it. Also during a backlog: that message is not in the queue.
+* A pending task is one no worker has claimed, and a worker claims a message the moment it
+  receives it, so a pending task whose message went out a minute ago with an empty queue has
+  lost it (a broker restart without persistence, a crash between commit and enqueue, a
+  worker's broker connection broken while it held a message it had not started: Celery drops
+  those, and Redis gives them out again only after the visibility timeout).
+* A processing task still unfinished after the long wait (a worker that never wrote a
+  heartbeat, a report lost with a killed pool process) is re-sent.
+
+The last two only while nothing waits in the queue: during a backlog an old pending task most
+likely still has its message, and re-sending every such task each round would snowball the
 queue with duplicates. A lost message is found once the backlog drains. Processing is
 idempotent, so the occasional duplicate is harmless."""
 
@@ -16,14 +23,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.core.config import Settings
 from app.tasks import crud
 from app.tasks.records import utcnow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequeueAfter:
+    """Seconds after which each rule applies."""
+
+    processing: int  # since the message was sent
+    pending: int  # since the message was sent (the shorter of this and ``processing``)
+    silent_worker: int  # since the holding worker's last heartbeat
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RequeueAfter:
+        return cls(
+            processing=settings.RECONCILE_AFTER_SECONDS,
+            pending=settings.RECONCILE_PENDING_AFTER_SECONDS,
+            silent_worker=settings.WORKER_DEAD_AFTER_SECONDS,
+        )
 
 
 def requeue_stale(
@@ -31,26 +57,39 @@ def requeue_stale(
     session: Session,
     enqueue: Callable[[int], None],
     waiting: Callable[[], int],
-    older_than_seconds: int,
-    pending_older_than_seconds: int,
+    after: RequeueAfter,
 ) -> list[int]:
-    """Returns the ids re-enqueued: processing tasks sent more than ``older_than_seconds`` ago,
-    pending ones (never claimed) sent more than ``pending_older_than_seconds`` ago (or the other,
-    if shorter). Stops at the first enqueue failure (broker down)."""
-    if waiting() > 0:
-        return []
+    """Returns the ids re-enqueued. Stops at the first enqueue failure (broker down)."""
     now = utcnow()
-    requeued: list[int] = []
+    requeued = _hand_back_from_dead_workers(session, enqueue, now - timedelta(seconds=after.silent_worker))
+    if waiting() > 0:
+        return requeued
+    sent: list[int] = []
     try:
         for task in crud.stale_unfinished_tasks(
             session=session,
-            older_than=now - timedelta(seconds=older_than_seconds),
-            pending_older_than=now - timedelta(seconds=min(pending_older_than_seconds, older_than_seconds)),
+            older_than=now - timedelta(seconds=after.processing),
+            pending_older_than=now - timedelta(seconds=min(after.pending, after.processing)),
         ):
             enqueue(task.id)
-            requeued.append(task.id)
+            sent.append(task.id)
     finally:
-        crud.touch_enqueued(session=session, task_ids=requeued)
-    if requeued:
-        log.warning("re-enqueued %d stale task(s): %s", len(requeued), requeued[:20])
-    return requeued
+        crud.touch_enqueued(session=session, task_ids=sent)
+    if sent:
+        log.warning("re-enqueued %d stale task(s): %s", len(sent), sent[:20])
+    return requeued + sent
+
+
+def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None], silent_since: datetime) -> list[int]:
+    tasks = crud.tasks_of_dead_workers(session=session, silent_since=silent_since)
+    handed_back: list[int] = []
+    try:
+        for task in tasks:
+            enqueue(task.id)
+            handed_back.append(task.id)
+    finally:
+        crud.hand_back(session=session, task_ids=handed_back)
+    if handed_back:
+        log.warning("re-enqueued %d task(s) of silent workers: %s", len(handed_back), handed_back[:20])
+    crud.prune_workers(session=session, silent_since=silent_since)
+    return handed_back

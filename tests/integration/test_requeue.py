@@ -7,8 +7,10 @@ from datetime import timedelta
 from app.core.db import session_scope
 from app.tasks import crud
 from app.tasks.records import utcnow
-from app.tasks.requeue import requeue_stale
+from app.tasks.requeue import RequeueAfter, requeue_stale
 from tests.support.tasks import make_tasks
+
+AFTER = RequeueAfter(processing=600, pending=60, silent_worker=30)
 
 
 def test_two_replicas_re_enqueueing_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):
@@ -31,8 +33,7 @@ def test_two_replicas_re_enqueueing_at_once_send_each_stale_task_once(configure,
                 session=second,
                 enqueue=second_replica.append,
                 waiting=lambda: 0,
-                older_than_seconds=600,
-                pending_older_than_seconds=60,
+                after=AFTER,
             )
         first_replica.extend(task.id for task in held)
         crud.touch_enqueued(session=first, task_ids=first_replica)
@@ -41,8 +42,7 @@ def test_two_replicas_re_enqueueing_at_once_send_each_stale_task_once(configure,
             session=later,
             enqueue=second_replica.append,
             waiting=lambda: 0,
-            older_than_seconds=600,
-            pending_older_than_seconds=60,
+            after=AFTER,
         )
     assert first_replica == stale
     assert second_replica == []

@@ -1,77 +1,119 @@
 from __future__ import annotations
 
-from functools import partial
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from app.core.db import session_scope
+from app.tasks import crud
 from app.tasks.queueing import enqueue_processing, waiting_messages
-from app.tasks.records import TaskStatus
-from app.tasks.requeue import requeue_stale
+from app.tasks.records import Task, TaskStatus, WorkerBeat, utcnow
+from app.tasks.requeue import RequeueAfter, requeue_stale
 from tests.support.tasks import make_tasks
 
 PENDING = TaskStatus.PENDING
 PROCESSING = TaskStatus.PROCESSING
+AFTER = RequeueAfter(processing=600, pending=60, silent_worker=30)
+
+
+def requeue(*, after: RequeueAfter = AFTER, waiting: int = 0) -> list[int]:
+    sent: list[int] = []
+    with session_scope() as session:
+        returned = requeue_stale(session=session, enqueue=sent.append, waiting=lambda: waiting, after=after)
+    assert returned == sent
+    return sent
 
 
 def test_stale_unfinished_tasks_are_enqueued_again_once(embedded):
     stale = make_tasks(2, age_seconds=900) + make_tasks(1, age_seconds=900, status=PROCESSING)
     make_tasks(1, age_seconds=10)  # recent: still in flight
     make_tasks(1, age_seconds=900, status=TaskStatus.COMPLETED)
-    sent: list[int] = []
-    requeue = partial(requeue_stale, enqueue=sent.append, waiting=lambda: 0, older_than_seconds=600)
-    with session_scope() as session:
-        assert requeue(session=session, pending_older_than_seconds=60) == stale
-        # enqueued_at was refreshed: the next round leaves them alone
-        assert requeue(session=session, pending_older_than_seconds=60) == []
-    assert sent == stale
+    assert requeue() == stale
+    assert requeue() == []  # enqueued_at was refreshed: the next round leaves them alone
 
 
 @pytest.mark.parametrize(
-    ("status", "age_seconds", "older_than_seconds", "pending_older_than_seconds", "re_sent"),
+    ("status", "age_seconds", "after", "re_sent"),
     [
         # A pending task was never claimed: its message is lost after the short wait...
-        (PENDING, 90, 600, 60, True),
-        (PENDING, 30, 600, 60, False),
+        (PENDING, 90, AFTER, True),
+        (PENDING, 30, AFTER, False),
         # ...a processing one may still be running, and waits the long one.
-        (PROCESSING, 90, 600, 60, False),
-        (PROCESSING, 700, 600, 60, True),
+        (PROCESSING, 90, AFTER, False),
+        (PROCESSING, 700, AFTER, True),
         # The shorter of the two applies to pending tasks (tests and small setups lower only the long one).
-        (PENDING, 30, 20, 60, True),
-        (PENDING, 10, 20, 60, False),
+        (PENDING, 30, RequeueAfter(processing=20, pending=60, silent_worker=30), True),
+        (PENDING, 10, RequeueAfter(processing=20, pending=60, silent_worker=30), False),
     ],
 )
-def test_pending_tasks_are_re_sent_sooner_than_processing_ones(
-    embedded, status, age_seconds, older_than_seconds, pending_older_than_seconds, re_sent
-):
+def test_pending_tasks_are_re_sent_sooner_than_processing_ones(embedded, status, age_seconds, after, re_sent):
     [task_id] = make_tasks(1, age_seconds=age_seconds, status=status)
-    sent: list[int] = []
-    with session_scope() as session:
-        requeue_stale(
-            session=session,
-            enqueue=sent.append,
-            waiting=lambda: 0,
-            older_than_seconds=older_than_seconds,
-            pending_older_than_seconds=pending_older_than_seconds,
-        )
-    assert sent == ([task_id] if re_sent else [])
+    assert requeue(after=after) == ([task_id] if re_sent else [])
 
 
 def test_nothing_is_re_sent_while_a_backlog_is_waiting(embedded):
     make_tasks(3, age_seconds=900)
-    sent: list[int] = []
+    assert requeue(waiting=7) == []
+
+
+def claimed(worker: str, *, claimed_seconds_ago: int, last_beat_seconds_ago: int | None) -> int:
+    """A processing task held by ``worker``, whose last heartbeat is that old (None: no row)."""
+    [task_id] = make_tasks(1, age_seconds=claimed_seconds_ago, status=PROCESSING)
     with session_scope() as session:
-        assert (
-            requeue_stale(
-                session=session,
-                enqueue=sent.append,
-                waiting=lambda: 7,
-                older_than_seconds=600,
-                pending_older_than_seconds=60,
-            )
-            == []
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(claimed_by=worker, updated_at=utcnow() - timedelta(seconds=claimed_seconds_ago))
         )
-    assert sent == []
+        if last_beat_seconds_ago is not None:
+            crud.record_beat(session=session, worker=worker)
+            session.execute(
+                update(WorkerBeat)
+                .where(WorkerBeat.name == worker)
+                .values(seen_at=utcnow() - timedelta(seconds=last_beat_seconds_ago))
+            )
+        session.commit()
+    return task_id
+
+
+@pytest.mark.parametrize(
+    ("claimed_seconds_ago", "last_beat_seconds_ago", "re_sent"),
+    [
+        (40, 31, True),  # silent past WORKER_DEAD_AFTER_SECONDS: dead, handed back at once
+        (40, 3, False),  # beating: the run goes on, however long
+        (900, 3, False),  # a live worker's old claim: not this rule's (the age rule, 3600 s here, has it)
+        (40, None, False),  # no row: stopped cleanly (its runs finished) or never beat: the age rule
+    ],
+)
+def test_tasks_of_silent_workers_are_handed_back(embedded, claimed_seconds_ago, last_beat_seconds_ago, re_sent):
+    task_id = claimed(
+        "celery@pod/1", claimed_seconds_ago=claimed_seconds_ago, last_beat_seconds_ago=last_beat_seconds_ago
+    )
+    sent = requeue(after=RequeueAfter(processing=3600, pending=60, silent_worker=30))
+    assert sent == ([task_id] if re_sent else [])
+    with session_scope() as session:
+        task = session.get(Task, task_id)
+        assert (task.status, task.claimed_by) == ((PENDING, None) if re_sent else (PROCESSING, "celery@pod/1"))
+
+
+def test_a_silent_workers_task_is_handed_back_once_even_during_a_backlog(embedded):
+    # Its message is in Redis's unacknowledged set, not in the queue: the backlog is no reason to wait.
+    task_id = claimed("celery@pod/1", claimed_seconds_ago=60, last_beat_seconds_ago=45)
+    assert requeue(waiting=50) == [task_id]
+    assert requeue(waiting=50) == []  # pending now, held by nobody
+    with session_scope() as session:  # the dead worker's row went with its last task
+        assert session.get(WorkerBeat, "celery@pod/1") is None
+
+
+def test_beats_update_one_row_per_worker_and_a_clean_stop_removes_it(embedded):
+    with session_scope() as session:
+        crud.record_beat(session=session, worker="a")
+        crud.record_beat(session=session, worker="a")
+        crud.record_beat(session=session, worker="b")
+        assert sorted(session.scalars(WorkerBeat.__table__.select().with_only_columns(WorkerBeat.name))) == ["a", "b"]
+        crud.forget_worker(session=session, worker="a")
+        assert session.get(WorkerBeat, "a") is None and session.get(WorkerBeat, "b") is not None
 
 
 def test_waiting_messages_counts_the_real_queue(embedded):
