@@ -1,35 +1,39 @@
-"""The worker's signs of life, written by its main process every few seconds:
+"""The worker's signs of life, written by its main loop every few seconds:
 
 * a file, whose age the Kubernetes probe (`imgproc worker-probe`) checks: a hung event loop
   stops touching it, which `celery inspect ping` (a broker round-trip per probe) would not
   detect any better;
-* a row in the database (``worker_heartbeats``), named by ``WORKER_ID``, which every task this
-  worker claims records: when the rows stop, the API hands those tasks back at once
-  (app.tasks.requeue) instead of after the broker's visibility timeout.
+* a lease in the database (``worker_heartbeats``: alive until now + WORKER_DEAD_AFTER_SECONDS),
+  named by ``WORKER_ID``, which every task this worker claims records: once a lease runs out,
+  the API hands that worker's tasks back at once (app.tasks.requeue) instead of after the
+  broker's visibility timeout.
 
-The row is written from a thread of its own, from start-up until the worker has shut down
-(``worker_shutdown``: every run finished or handed back), so a warm shutdown longer than the
-silence threshold never looks like a death; then the row is removed."""
+Both are written from the worker's event loop, never from a thread: the prefork pool forks
+new children from this process at any time, and a fork while another thread holds a lock
+(an import, a connection pool) leaves the child deadlocked. The database is reached through an
+engine that keeps no connection between beats, so no child ever inherits one. When a warm
+shutdown begins the loop stops, so the lease is extended over the longest a running task may
+still take (TASK_TIME_LIMIT); once the pool is done (``worker_shutdown``) the row is removed."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from celery import bootsteps
 from celery.signals import worker_shutdown
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.tasks import crud
+from app.tasks.records import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +55,35 @@ def heartbeat_age(path: Path, *, now: float | None = None) -> float | None:
         return None
 
 
-class DatabaseBeat(threading.Thread):
-    """Writes this worker's row every INTERVAL_SECONDS until stopped, then removes it."""
+class Lease:
+    """This worker's row in ``worker_heartbeats``."""
 
-    def __init__(self, database_url: str) -> None:
-        super().__init__(name="worker-heartbeat", daemon=True)
-        self.database_url = database_url
-        self.stopped = threading.Event()
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings.database_url, pooled=False)
+        self.dead_after = timedelta(seconds=settings.WORKER_DEAD_AFTER_SECONDS)
+        self.longest_run = timedelta(seconds=settings.TASK_TIME_LIMIT)
 
-    def run(self) -> None:
-        # An engine of its own, created in this thread after the pool forked: no connection is
-        # ever shared with a pool child.
-        engine = make_engine(self.database_url)
+    def renew(self) -> None:
+        self._write(crud.record_beat, alive_until=utcnow() + self.dead_after)
+
+    def extend_over_running_tasks(self) -> None:
+        self._write(crud.record_beat, alive_until=utcnow() + self.longest_run + self.dead_after)
+
+    def end(self) -> None:
+        self._write(crud.forget_worker)
+        self.engine.dispose()
+
+    def _write(self, statement: Callable[..., None], **values: object) -> None:
         try:
-            while True:
-                _write(engine, crud.record_beat)
-                if self.stopped.wait(INTERVAL_SECONDS):
-                    break
-            _write(engine, crud.forget_worker)
-        finally:
-            engine.dispose()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.stopped.set()
-        self.join(timeout)
+            with Session(self.engine) as session:
+                statement(session=session, worker=WORKER_ID, **values)
+        except SQLAlchemyError as exc:  # the database away for a moment: the next beat retries
+            log.warning("worker heartbeat not recorded (%s)", type(exc).__name__)
 
 
-def _write(engine: Engine, statement: Callable[..., None]) -> None:
-    try:
-        with Session(engine) as session:
-            statement(session=session, worker=WORKER_ID)
-    except SQLAlchemyError as exc:  # the database away for a moment: the next beat retries
-        log.warning("worker heartbeat not recorded (%s)", type(exc).__name__)
+def beat(path: Path, lease: Lease) -> None:
+    touch(path)
+    lease.renew()
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -90,20 +91,21 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(worker, **kwargs)
-        settings = get_settings()
-        self.path = settings.heartbeat_file
-        self.database_url = settings.database_url
+        self.settings = get_settings()
+        self.path = self.settings.heartbeat_file
+        self.lease: Lease | None = None
         self.entry = None
 
     def start(self, worker):  # type: ignore[no-untyped-def]
-        touch(self.path)
-        self.entry = worker.timer.call_repeatedly(INTERVAL_SECONDS, touch, (self.path,), priority=10)
-        beat = DatabaseBeat(self.database_url)
-        beat.start()
-        # Stopped only once the pool is done (worker_shutdown comes after the steps stopped).
-        worker_shutdown.connect(lambda **_: beat.stop(), weak=False)
+        lease = self.lease = Lease(self.settings)
+        beat(self.path, lease)
+        self.entry = worker.timer.call_repeatedly(INTERVAL_SECONDS, beat, (self.path, lease), priority=10)
+        # worker_shutdown comes after the pool is done: nothing of this worker runs any more.
+        worker_shutdown.connect(lambda **_: lease.end(), weak=False)
 
     def stop(self, worker):  # type: ignore[no-untyped-def]
         if self.entry is not None:
             self.entry.cancel()
+        if self.lease is not None:
+            self.lease.extend_over_running_tasks()
         self.path.unlink(missing_ok=True)

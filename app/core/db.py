@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from app.core.config import get_settings
 
@@ -24,21 +25,26 @@ def configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unty
     cursor.close()
 
 
-def make_engine(url: str, *, connect_timeout: int = 3, give_up_after_ms: int | None = None) -> Engine:
+def make_engine(
+    url: str, *, connect_timeout: int = 3, give_up_after_ms: int | None = None, pooled: bool = True
+) -> Engine:
     """`give_up_after_ms` bounds a statement and unacknowledged traffic on PostgreSQL (for a
-    server that is only a shortcut, such as a read replica, which may hang rather than refuse)."""
+    server that is only a shortcut, such as a read replica, which may hang rather than refuse).
+    `pooled=False` keeps no connection open between uses (for a process that forks)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 15},
+            **({} if pooled else {"poolclass": NullPool}),
+        )
         event.listen(engine, "connect", configure_sqlite)
         return engine
-    return create_engine(
-        url,
-        pool_pre_ping=True,  # survive a PostgreSQL restart without restarting the app
-        pool_size=10,
-        max_overflow=10,
-        pool_timeout=5,
-        connect_args={"connect_timeout": connect_timeout, **_bounded(give_up_after_ms)},
+    pool: dict[str, object] = (
+        {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_timeout": 5}  # pre-ping: survive a restart
+        if pooled
+        else {"poolclass": NullPool}
     )
+    return create_engine(url, connect_args={"connect_timeout": connect_timeout, **_bounded(give_up_after_ms)}, **pool)
 
 
 def _bounded(ms: int | None) -> dict[str, object]:

@@ -200,11 +200,11 @@ def stale_unfinished_tasks(
     return list(session.scalars(query))
 
 
-def record_beat(*, session: Session, worker: str) -> None:
-    """The worker is alive now (one row per worker, only that worker writes it)."""
-    now = utcnow()
-    if not session.execute(update(WorkerBeat).where(WorkerBeat.name == worker).values(seen_at=now)).rowcount:
-        session.add(WorkerBeat(name=worker, seen_at=now))
+def record_beat(*, session: Session, worker: str, alive_until: datetime) -> None:
+    """The worker's lease, renewed (one row per worker, only that worker writes it)."""
+    renewed = update(WorkerBeat).where(WorkerBeat.name == worker).values(alive_until=alive_until)
+    if not session.execute(renewed).rowcount:
+        session.add(WorkerBeat(name=worker, alive_until=alive_until))
     session.commit()
 
 
@@ -214,15 +214,14 @@ def forget_worker(*, session: Session, worker: str) -> None:
     session.commit()
 
 
-def tasks_of_dead_workers(*, session: Session, silent_since: datetime, limit: int = 500) -> list[Task]:
-    """Processing tasks held by a worker whose last heartbeat is older than ``silent_since``: the
-    run died with it. A worker that stopped cleanly has no row (:func:`forget_worker`); one that
-    never wrote a heartbeat is left to the age rule (:func:`stale_unfinished_tasks`). Locked
-    like that one."""
+def tasks_of_dead_workers(*, session: Session, now: datetime, limit: int = 500) -> list[Task]:
+    """Processing tasks held by a worker whose lease ran out: the run died with it. A worker
+    that stopped cleanly has no row (:func:`forget_worker`); one that never wrote a heartbeat is
+    left to the age rule (:func:`stale_unfinished_tasks`). Locked like that one."""
     query = (
         select(Task)
         .join(WorkerBeat, WorkerBeat.name == Task.claimed_by)
-        .where(Task.status == TaskStatus.PROCESSING, WorkerBeat.seen_at < silent_since)
+        .where(Task.status == TaskStatus.PROCESSING, WorkerBeat.alive_until < now)
         .order_by(Task.id)
         .limit(limit)
         .with_for_update(of=Task, skip_locked=True)
@@ -241,10 +240,10 @@ def hand_back(*, session: Session, task_ids: list[int]) -> None:
         session.commit()
 
 
-def prune_workers(*, session: Session, silent_since: datetime) -> None:
-    """Rows of workers long gone (killed, so they never said goodbye) holding no task."""
+def prune_workers(*, session: Session, now: datetime) -> None:
+    """Rows of dead workers (killed, so they never said goodbye) that hold no task any more."""
     holding = select(Task.claimed_by).where(Task.status == TaskStatus.PROCESSING, Task.claimed_by.is_not(None))
-    session.execute(delete(WorkerBeat).where(WorkerBeat.seen_at < silent_since, WorkerBeat.name.not_in(holding)))
+    session.execute(delete(WorkerBeat).where(WorkerBeat.alive_until < now, WorkerBeat.name.not_in(holding)))
     session.commit()
 
 

@@ -71,19 +71,19 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    # The Celery node (``celery@<host>``) whose run holds the task while it is processing: when
-    # that worker's heartbeat stops (WorkerBeat), the task is handed back at once (app.tasks.requeue).
+    # The worker (worker.heartbeat.WORKER_ID) whose run holds the task while it is processing:
+    # when that worker's lease runs out (WorkerBeat), the task is handed back at once (app.tasks.requeue).
     claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class WorkerBeat(Base):
-    """A worker's last sign of life, written every few seconds by its main process
-    (worker.heartbeat) for as long as it may be running a task."""
+    """A worker's lease on life, renewed every few seconds by its main process (worker.heartbeat):
+    past ``alive_until`` without a renewal, the worker is dead and its runs with it."""
 
     __tablename__ = "worker_heartbeats"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookDelivery(Base):

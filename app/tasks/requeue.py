@@ -2,8 +2,8 @@
 
 Three rules, one round every RECONCILE_INTERVAL_SECONDS on every API replica:
 
-* A processing task held by a worker whose heartbeat stopped (killed with its pool: OOM of
-  the pod, node loss, ``kill -9``) is handed back at once, pending again: its message sits in
+* A processing task held by a worker whose heartbeat lease ran out (killed with its pool: OOM
+  of the pod, node loss, ``kill -9``; worker.heartbeat) is handed back at once, pending again: its message sits in
   Redis's unacknowledged set until the visibility timeout (an hour), and no worker will finish
   it. Also during a backlog: that message is not in the queue.
 * A pending task is one no worker has claimed, and a worker claims a message the moment it
@@ -41,14 +41,12 @@ class RequeueAfter:
 
     processing: int  # since the message was sent
     pending: int  # since the message was sent (the shorter of this and ``processing``)
-    silent_worker: int  # since the holding worker's last heartbeat
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequeueAfter:
         return cls(
             processing=settings.RECONCILE_AFTER_SECONDS,
             pending=settings.RECONCILE_PENDING_AFTER_SECONDS,
-            silent_worker=settings.WORKER_DEAD_AFTER_SECONDS,
         )
 
 
@@ -61,7 +59,7 @@ def requeue_stale(
 ) -> list[int]:
     """Returns the ids re-enqueued. Stops at the first enqueue failure (broker down)."""
     now = utcnow()
-    requeued = _hand_back_from_dead_workers(session, enqueue, now - timedelta(seconds=after.silent_worker))
+    requeued = _hand_back_from_dead_workers(session, enqueue, now)
     if waiting() > 0:
         return requeued
     sent: list[int] = []
@@ -80,8 +78,8 @@ def requeue_stale(
     return requeued + sent
 
 
-def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None], silent_since: datetime) -> list[int]:
-    tasks = crud.tasks_of_dead_workers(session=session, silent_since=silent_since)
+def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None], now: datetime) -> list[int]:
+    tasks = crud.tasks_of_dead_workers(session=session, now=now)
     handed_back: list[int] = []
     try:
         for task in tasks:
@@ -90,6 +88,6 @@ def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None
     finally:
         crud.hand_back(session=session, task_ids=handed_back)
     if handed_back:
-        log.warning("re-enqueued %d task(s) of silent workers: %s", len(handed_back), handed_back[:20])
-    crud.prune_workers(session=session, silent_since=silent_since)
+        log.warning("re-enqueued %d task(s) of dead workers: %s", len(handed_back), handed_back[:20])
+    crud.prune_workers(session=session, now=now)
     return handed_back

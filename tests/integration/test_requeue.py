@@ -10,7 +10,7 @@ from app.tasks.records import utcnow
 from app.tasks.requeue import RequeueAfter, requeue_stale
 from tests.support.tasks import make_tasks
 
-AFTER = RequeueAfter(processing=600, pending=60, silent_worker=30)
+AFTER = RequeueAfter(processing=600, pending=60)
 
 
 def test_two_replicas_re_enqueueing_at_once_send_each_stale_task_once(configure, pg_database, tmp_path):

@@ -14,7 +14,7 @@ from tests.support.tasks import make_tasks
 
 PENDING = TaskStatus.PENDING
 PROCESSING = TaskStatus.PROCESSING
-AFTER = RequeueAfter(processing=600, pending=60, silent_worker=30)
+AFTER = RequeueAfter(processing=600, pending=60)
 
 
 def requeue(*, after: RequeueAfter = AFTER, waiting: int = 0) -> list[int]:
@@ -43,8 +43,8 @@ def test_stale_unfinished_tasks_are_enqueued_again_once(embedded):
         (PROCESSING, 90, AFTER, False),
         (PROCESSING, 700, AFTER, True),
         # The shorter of the two applies to pending tasks (tests and small setups lower only the long one).
-        (PENDING, 30, RequeueAfter(processing=20, pending=60, silent_worker=30), True),
-        (PENDING, 10, RequeueAfter(processing=20, pending=60, silent_worker=30), False),
+        (PENDING, 30, RequeueAfter(processing=20, pending=60), True),
+        (PENDING, 10, RequeueAfter(processing=20, pending=60), False),
     ],
 )
 def test_pending_tasks_are_re_sent_sooner_than_processing_ones(embedded, status, age_seconds, after, re_sent):
@@ -57,8 +57,9 @@ def test_nothing_is_re_sent_while_a_backlog_is_waiting(embedded):
     assert requeue(waiting=7) == []
 
 
-def claimed(worker: str, *, claimed_seconds_ago: int, last_beat_seconds_ago: int | None) -> int:
-    """A processing task held by ``worker``, whose last heartbeat is that old (None: no row)."""
+def claimed(worker: str, *, claimed_seconds_ago: int, lease_left_seconds: int | None) -> int:
+    """A processing task held by ``worker``, whose lease ends that many seconds from now
+    (negative: ran out; None: no row)."""
     [task_id] = make_tasks(1, age_seconds=claimed_seconds_ago, status=PROCESSING)
     with session_scope() as session:
         session.execute(
@@ -66,40 +67,35 @@ def claimed(worker: str, *, claimed_seconds_ago: int, last_beat_seconds_ago: int
             .where(Task.id == task_id)
             .values(claimed_by=worker, updated_at=utcnow() - timedelta(seconds=claimed_seconds_ago))
         )
-        if last_beat_seconds_ago is not None:
-            crud.record_beat(session=session, worker=worker)
-            session.execute(
-                update(WorkerBeat)
-                .where(WorkerBeat.name == worker)
-                .values(seen_at=utcnow() - timedelta(seconds=last_beat_seconds_ago))
-            )
         session.commit()
+        if lease_left_seconds is not None:
+            crud.record_beat(
+                session=session, worker=worker, alive_until=utcnow() + timedelta(seconds=lease_left_seconds)
+            )
     return task_id
 
 
 @pytest.mark.parametrize(
-    ("claimed_seconds_ago", "last_beat_seconds_ago", "re_sent"),
+    ("claimed_seconds_ago", "lease_left_seconds", "re_sent"),
     [
-        (40, 31, True),  # silent past WORKER_DEAD_AFTER_SECONDS: dead, handed back at once
-        (40, 3, False),  # beating: the run goes on, however long
-        (900, 3, False),  # a live worker's old claim: not this rule's (the age rule, 3600 s here, has it)
+        (40, -1, True),  # the lease ran out: the worker is dead, its task handed back at once
+        (40, 25, False),  # renewed: the run goes on, however long
+        (900, 25, False),  # a live worker's old claim: not this rule's (the age rule, 3600 s here, has it)
         (40, None, False),  # no row: stopped cleanly (its runs finished) or never beat: the age rule
     ],
 )
-def test_tasks_of_silent_workers_are_handed_back(embedded, claimed_seconds_ago, last_beat_seconds_ago, re_sent):
-    task_id = claimed(
-        "celery@pod/1", claimed_seconds_ago=claimed_seconds_ago, last_beat_seconds_ago=last_beat_seconds_ago
-    )
-    sent = requeue(after=RequeueAfter(processing=3600, pending=60, silent_worker=30))
+def test_tasks_of_dead_workers_are_handed_back(embedded, claimed_seconds_ago, lease_left_seconds, re_sent):
+    task_id = claimed("celery@pod/1", claimed_seconds_ago=claimed_seconds_ago, lease_left_seconds=lease_left_seconds)
+    sent = requeue(after=RequeueAfter(processing=3600, pending=60))
     assert sent == ([task_id] if re_sent else [])
     with session_scope() as session:
         task = session.get(Task, task_id)
         assert (task.status, task.claimed_by) == ((PENDING, None) if re_sent else (PROCESSING, "celery@pod/1"))
 
 
-def test_a_silent_workers_task_is_handed_back_once_even_during_a_backlog(embedded):
+def test_a_dead_workers_task_is_handed_back_once_even_during_a_backlog(embedded):
     # Its message is in Redis's unacknowledged set, not in the queue: the backlog is no reason to wait.
-    task_id = claimed("celery@pod/1", claimed_seconds_ago=60, last_beat_seconds_ago=45)
+    task_id = claimed("celery@pod/1", claimed_seconds_ago=60, lease_left_seconds=-15)
     assert requeue(waiting=50) == [task_id]
     assert requeue(waiting=50) == []  # pending now, held by nobody
     with session_scope() as session:  # the dead worker's row went with its last task
@@ -108,9 +104,8 @@ def test_a_silent_workers_task_is_handed_back_once_even_during_a_backlog(embedde
 
 def test_beats_update_one_row_per_worker_and_a_clean_stop_removes_it(embedded):
     with session_scope() as session:
-        crud.record_beat(session=session, worker="a")
-        crud.record_beat(session=session, worker="a")
-        crud.record_beat(session=session, worker="b")
+        for worker in ("a", "a", "b"):
+            crud.record_beat(session=session, worker=worker, alive_until=utcnow())
         assert sorted(session.scalars(WorkerBeat.__table__.select().with_only_columns(WorkerBeat.name))) == ["a", "b"]
         crud.forget_worker(session=session, worker="a")
         assert session.get(WorkerBeat, "a") is None and session.get(WorkerBeat, "b") is not None

@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_table(
         "worker_heartbeats",
         sa.Column("name", sa.String(255), primary_key=True),
-        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("alive_until", sa.DateTime(timezone=True), nullable=False),
     )
     # Nullable: a task claimed before this revision names no worker and is handed back by age.
     with op.batch_alter_table("tasks") as batch:

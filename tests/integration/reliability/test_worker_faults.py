@@ -98,6 +98,33 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
         assert "re-enqueued" not in full_log(stack, "api")  # the visibility restore did it, not the reconciler
 
 
+def test_a_worker_killed_with_its_children_is_recovered_from_its_heartbeat_in_seconds(fault_stack):
+    """The same SIGKILL with the production visibility timeout (3600 s) and requeue age (600 s):
+    the killed worker's heartbeat row goes silent, and the API hands its task back after
+    WORKER_DEAD_AFTER_SECONDS (10 here; 30 by default) to a new worker. Nothing runs twice at
+    once: the task ran once on each worker."""
+    started = time.monotonic()
+    settings = {"WORKER_CONCURRENCY": 1, "WORKER_DEAD_AFTER_SECONDS": 10, "RECONCILE_INTERVAL_SECONDS": 1}
+    with fault_stack(workers=1, delay=1.5, **settings) as stack, stack.client() as client:
+        first = stack.workers[0]
+        ids = upload_many(client, 2)
+        wait_for_status(client, ids[0], ("processing",), timeout=30)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        killed = time.monotonic()
+
+        stack.start_worker()
+        counts = ledger(
+            stack, client, ids, name="whole worker SIGKILL (heartbeat, 10 s)", faults=1, timeout=60, started=started
+        )
+        recovered = time.monotonic() - killed
+        print(f"task {ids[0]} of the killed worker completed {recovered:.1f}s after the kill")
+        assert counts["completed"] == 2
+        assert stack.task_attempts(ids)[ids[0]] == 2
+        assert "task(s) of dead workers" in full_log(stack, "api")
+        assert recovered < 25  # 10 s of silence, a 1 s round, the 1.5 s run, a new worker's start
+
+
 def test_a_task_killed_at_the_hard_time_limit_is_failed_at_once_not_rerun(fault_stack):
     """Code stuck in C never sees the soft limit; the hard limit kills the pool process and
     Celery acknowledges the message. The worker's main process reports the task failed with a
