@@ -195,6 +195,19 @@ def test_pages_docs_and_flower_behind_basic_auth(stack: Stack) -> None:
         assert client.get("/readyz").status_code == 404
 
 
+def test_an_http10_client_without_host_reaches_the_api(stack: Stack) -> None:
+    """HTTP/1.0 lets a client leave Host out (the proxy's health check does); the proxy still
+    sends the API the Host HTTP/1.1 requires, so the answer is the API's, not a 400."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head.decode("latin-1")
+    assert json.loads(body)["status"] == "healthy"
+
+
 def test_worker_killed_during_a_burst_every_accepted_task_completes(stack: Stack) -> None:
     """SIGKILL to the worker container's init (tini, and with it Celery and its pool) from the
     host, a third into a 30-upload burst: a crash, not a stop. The restart policy brings the

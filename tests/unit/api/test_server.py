@@ -185,6 +185,19 @@ def test_a_close_with_no_body_unread_is_immediate(loop):
     assert transport.written.startswith(b"HTTP/1.1 429 ") and transport.closed and not transport.write_closed
 
 
+def test_an_http11_request_needs_a_host_an_http10_one_does_not(loop):
+    """h11 holds HTTP/1.1 to RFC 9112's mandatory Host (httptools did not): a proxy that speaks
+    HTTP/1.1 to the API must always send one, also for an HTTP/1.0 client that sent none
+    (compose/nginx.conf; its health check is such a client)."""
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 400 ") and transport.closed
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+
+
 def test_no_forwarding_header_is_read_unless_proxies_are_trusted(configure):
     configure()
     assert uvicorn_options(get_settings())["proxy_headers"] is False
