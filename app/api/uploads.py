@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from python_multipart.exceptions import FormParserError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-# Starlette's defaults for the form parser FastAPI used before.
+# Starlette's default for the form parser FastAPI used before. A part's head is bounded by
+# python-multipart itself: at most 8 header lines of at most 4 KiB each.
 MAX_PARTS = 1000
-MAX_HEADER_BYTES = 16 * 1024
 
 # What a request without the field got from FastAPI's validation, kept for old clients.
 _MISSING = {"type": "missing", "msg": "Field required", "input": None}
@@ -41,7 +41,6 @@ class _Part:
     header_name: bytes = b""
     header_value: bytes = b""
     disposition: bytes = b""
-    header_bytes: int = 0
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -68,17 +67,10 @@ class _FileFieldParser:
         self.part = _Part()
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
         self.part.header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
         self.part.header_value += data[start:end]
-
-    def _count_header(self, size: int) -> None:
-        self.part.header_bytes += size
-        if self.part.header_bytes > MAX_HEADER_BYTES:
-            raise HTTPException(400, "A part's headers in the multipart body are too large.")
 
     def on_header_end(self) -> None:
         if self.part.header_name.lower() == b"content-disposition":
@@ -138,6 +130,10 @@ async def read_file_field(request: Request, name: str, *, max_bytes: int) -> Upl
             async for chunk in request.stream():
                 multipart.write(chunk)
             multipart.finalize()
+        except MultipartParseError as exc:
+            if str(exc).startswith("Maximum header"):  # its message names the limit: count or size
+                raise HTTPException(400, f"A part's headers in the multipart body are too large ({exc}).") from exc
+            raise HTTPException(400, "Invalid multipart data.") from exc
         except FormParserError as exc:
             raise HTTPException(400, "Invalid multipart data.") from exc
         except ClientDisconnect as exc:  # nobody will read the answer; no half upload is kept

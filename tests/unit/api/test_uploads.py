@@ -93,3 +93,18 @@ def test_a_file_name_that_is_not_utf8_is_kept_as_text(client):
     response = client.post(UPLOAD, content=body, headers=headers)
     assert response.status_code == 200, response.text
     assert client.get(f"/api/tasks/{response.json()['task_id']}").json()["filename"] == "caf\xe9.jpg"
+
+
+def test_a_part_head_over_python_multiparts_limits_is_400_naming_the_limit(client):
+    long_line = ('name="file"; filename="' + "a" * 5000 + '.jpg"', images.jpeg(64, 48))
+    body, headers = multipart(long_line)
+    response = client.post(UPLOAD, content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "A part's headers in the multipart body are too large (Maximum header size exceeded)."
+    )
+    many_lines = b"".join(f"X-Extra-{n}: 1\r\n".encode() for n in range(9))
+    body = body.replace(b"\r\n\r\n", b"\r\n" + many_lines + b"\r\n", 1).replace(b"a" * 5000, b"a")
+    response = client.post(UPLOAD, content=body, headers=headers)
+    assert response.status_code == 400
+    assert "Maximum header count exceeded" in response.json()["detail"]
