@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from http.cookies import SimpleCookie
@@ -125,34 +126,45 @@ def get_uploading_user(request: Request, session: SessionDep, settings: Settings
 
 
 class UploadSlots:
-    """Uploads in flight in this process. Counted in the event loop only (async code, no
-    thread), so a plain integer is enough."""
+    """Uploads in flight in this process, in all and per client address. Counted in the event
+    loop only (async code, no thread), so plain integers are enough."""
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.per_client: Counter[str] = Counter()
 
-    def try_acquire(self, limit: int) -> bool:
-        if self.in_flight >= limit:
-            return False
+    def acquire(self, client: str, settings: Settings) -> None:
+        """TooManyRequests for a client at its own cap, UploadsBusy for a full process."""
+        if self.per_client[client] >= settings.MAX_CONCURRENT_UPLOADS_PER_CLIENT:
+            raise TooManyRequests(
+                "Too many uploads in progress from this address; retry shortly.",
+                settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS,
+            )
+        if self.in_flight >= settings.MAX_CONCURRENT_UPLOADS:
+            raise UploadsBusy(settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS)
         self.in_flight += 1
-        return True
+        self.per_client[client] += 1
 
-    def release(self) -> None:
+    def release(self, client: str) -> None:
         self.in_flight -= 1
+        self.per_client[client] -= 1
+        if not self.per_client[client]:
+            del self.per_client[client]  # bounded by the clients uploading now, not all ever seen
 
 
 UPLOAD_SLOTS = UploadSlots()
 
 
-async def upload_slot(settings: SettingsDep) -> AsyncIterator[None]:
-    """Holds one of the process's MAX_CONCURRENT_UPLOADS slots for the request; none free is
-    503 with Retry-After, before the identity is looked up or a byte of the body is read."""
-    if not UPLOAD_SLOTS.try_acquire(settings.MAX_CONCURRENT_UPLOADS):
-        raise UploadsBusy(settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS)
+async def upload_slot(request: Request, settings: SettingsDep) -> AsyncIterator[None]:
+    """Holds one of the process's upload slots for the request (MAX_CONCURRENT_UPLOADS, at most
+    MAX_CONCURRENT_UPLOADS_PER_CLIENT of them per client address), before the identity is looked
+    up or a byte of the body is read."""
+    client = request.client.host if request.client else "unknown"
+    UPLOAD_SLOTS.acquire(client, settings)
     try:
         yield
     finally:
-        UPLOAD_SLOTS.release()
+        UPLOAD_SLOTS.release(client)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

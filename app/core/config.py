@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # memory while it is checked); beyond, 503 with Retry-After, so status, health and the webhook
     # keep answering.
     MAX_CONCURRENT_UPLOADS: int = Field(32, ge=1)
+    # ...and per client address (after TRUSTED_PROXIES), so that one client sending slowly cannot
+    # take every slot: beyond, 429 with Retry-After (a client behind a shared NAT address shares it).
+    MAX_CONCURRENT_UPLOADS_PER_CLIENT: int = Field(8, ge=1)
     UPLOADS_BUSY_RETRY_AFTER_SECONDS: int = Field(2, ge=1)
 
     # --- identity ------------------------------------------------------------------------

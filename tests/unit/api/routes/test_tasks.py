@@ -261,3 +261,25 @@ def test_uploads_beyond_the_slots_are_503_with_retry_after(client, configure):
     assert response.json() == {"detail": "Too many uploads in progress; retry shortly."}
     assert UPLOAD_SLOTS.in_flight == 0
     assert upload(client, images.jpeg()).status_code == 200 and UPLOAD_SLOTS.in_flight == 0
+
+
+def test_one_client_cannot_take_every_slot(client):
+    """A client at its own cap of uploads in flight gets 429; the process's slots stay free for
+    others (one slow client used to be able to hold all of them)."""
+    settings = get_settings()
+    own_cap = settings.MAX_CONCURRENT_UPLOADS_PER_CLIENT
+    assert own_cap < settings.MAX_CONCURRENT_UPLOADS
+    UPLOAD_SLOTS.per_client["testclient"] += own_cap  # TestClient's address
+    UPLOAD_SLOTS.in_flight += own_cap
+    try:
+        refused = upload(client, images.jpeg())
+        UPLOAD_SLOTS.acquire("another-client", settings)  # free slots remain for everyone else
+        UPLOAD_SLOTS.release("another-client")
+    finally:
+        UPLOAD_SLOTS.per_client["testclient"] -= own_cap
+        UPLOAD_SLOTS.in_flight -= own_cap
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == str(settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS)
+    assert refused.json() == {"detail": "Too many uploads in progress from this address; retry shortly."}
+    assert upload(client, images.jpeg()).status_code == 200
+    assert UPLOAD_SLOTS.in_flight == 0 and not +UPLOAD_SLOTS.per_client
