@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.errors import add_error_handlers
 from app.api.middleware import CrossSiteGuard, RequestBodyGuard, ResponseHeaders
-from app.api.routes import health, tasks, webhook
+from app.api.routes import health, presets, tasks, webhook
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.webhook_signing import WEBHOOK_PREFIX
@@ -101,6 +101,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(tasks.router)
+    app.include_router(presets.router)
     app.include_router(webhook.router)
     add_error_handlers(app)
 

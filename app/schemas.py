@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.imaging.presets import Fit, OutputFormat
 from app.tasks.records import Task, TaskStatus
 
 Status = Literal["pending", "processing", "completed", "failed"]
@@ -57,6 +58,30 @@ class IsReadyResponse(BaseModel):
     error: str | None = None
 
 
+class PresetPublic(BaseModel):
+    name: str = Field(examples=["card"])
+    width: int = Field(examples=[400])
+    height: int = Field(examples=[300])
+    fit: Fit
+    formats: list[OutputFormat]
+    default: bool
+    animated: bool
+
+
+class PresetsPublic(BaseModel):
+    items: list[PresetPublic]
+    max_outputs_per_task: int = Field(description="Presets x formats one upload may ask for.")
+
+
+class VariantPublic(BaseModel):
+    preset: str = Field(examples=["card"])
+    format: OutputFormat
+    width: int = Field(examples=[400])
+    height: int = Field(examples=[300])
+    size: int = Field(description="Bytes.", examples=[21873])
+    url: str = Field(examples=["/api/tasks/42/results/card.webp"])
+
+
 class TaskPublic(BaseModel):
     id: int
     status: Status
@@ -67,6 +92,12 @@ class TaskPublic(BaseModel):
     metadata: TaskMetadata
     result_path: str | None
     result_url: str | None = Field(examples=["/api/tasks/42/result"])
+    variants: list[VariantPublic] = Field(default_factory=list, description="Largest first.")
+    srcset: dict[OutputFormat, str] = Field(
+        default_factory=dict,
+        description="Per format, a ready `srcset` of the variants with the main result's aspect ratio.",
+        examples=[{"webp": "/api/tasks/42/results/card.webp 400w, /api/tasks/42/results/web.webp 800w"}],
+    )
 
 
 class TasksPublic(BaseModel):
@@ -74,6 +105,18 @@ class TasksPublic(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class VariantReport(BaseModel):
+    """One output the worker stored; the API derives its key from the task and these names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field(max_length=32)
+    format: OutputFormat
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    size: int = Field(ge=0)
 
 
 class OutcomeReport(BaseModel):
@@ -88,6 +131,8 @@ class OutcomeReport(BaseModel):
     result_path: str | None = None
     metadata: TaskMetadata | None = None
     error: str | None = Field(default=None, max_length=2000)
+    # Empty from workers older than presets: their one result is the legacy results/<id>.jpg.
+    variants: list[VariantReport] = Field(default_factory=list, max_length=64)
 
 
 class WebhookAck(BaseModel):
@@ -117,7 +162,39 @@ def result_url(task: Task, root_path: str = "") -> str | None:
     return f"{root_path}/api/tasks/{task.id}/result" if task.status is TaskStatus.COMPLETED else None
 
 
+def variant_url(task_id: int, preset: str, output: OutputFormat | str, root_path: str = "") -> str:
+    return f"{root_path}/api/tasks/{task_id}/results/{preset}.{OutputFormat(output).extension}"
+
+
+def _variants(task: Task, root_path: str) -> tuple[list[VariantPublic], dict[OutputFormat, str]]:
+    if task.status is not TaskStatus.COMPLETED:
+        return [], {}
+    variants = [
+        VariantPublic(
+            preset=v.preset,
+            format=OutputFormat(v.format),
+            width=v.width,
+            height=v.height,
+            size=v.size,
+            url=variant_url(task.id, v.preset, v.format, root_path),
+        )
+        for v in task.variants
+    ]
+    # One srcset is one picture at several widths: the variants shaped like the main result
+    # (a `cover` thumbnail of another shape is a different crop, left out).
+    main = next((v for v in task.variants if v.key == task.result_key), None)
+    srcset: dict[OutputFormat, list[VariantPublic]] = {}
+    for v in variants:
+        if main is None or abs(v.width * main.height - v.height * main.width) <= max(v.width, v.height):
+            srcset.setdefault(v.format, []).append(v)
+    return variants, {
+        output: ", ".join(f"{v.url} {v.width}w" for v in sorted(same, key=lambda v: v.width))
+        for output, same in srcset.items()
+    }
+
+
 def task_public(task: Task, root_path: str = "") -> TaskPublic:
+    variants, srcset = _variants(task, root_path)
     return TaskPublic(
         id=task.id,
         status=task.status.value,
@@ -128,6 +205,8 @@ def task_public(task: Task, root_path: str = "") -> TaskPublic:
         metadata=task_metadata(task),
         result_path=task.result_key if task.status is TaskStatus.COMPLETED else None,
         result_url=result_url(task, root_path),
+        variants=variants,
+        srcset=srcset,
     )
 
 

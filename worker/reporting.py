@@ -26,7 +26,7 @@ from app.core.celery_app import REPORT_OUTCOME, get_celery_app
 from app.core.config import Settings, get_settings
 from app.core.webhook_signing import WEBHOOK_PATH, sign
 from app.schemas import OutcomeReport
-from app.storage import Storage, StorageUnavailable, result_key
+from app.storage import Storage, StorageUnavailable, delete_results
 
 log = logging.getLogger(__name__)
 # The app the worker's tasks are registered on (worker.tasks binds the same one at import).
@@ -63,12 +63,12 @@ def deliver(settings: Settings, body: bytes) -> dict:
 
 def deliver_once(task_id: int, body: bytes, storage: Storage) -> str:
     """One delivery attempt (ReportNotDelivered if unacknowledged). A task its owner deleted
-    while it was processed has no row left: its result file goes too."""
+    while it was processed has no row left: its results go too."""
     try:
         deliver(get_settings(), body)
     except TaskGone:
         try:
-            storage.delete(result_key(task_id))
+            delete_results(storage, task_id)
         except StorageUnavailable as exc:
             log.warning("task %s: deleted task's result not removed (%s)", task_id, exc)
         return "gone"

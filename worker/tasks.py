@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
+from app.imaging.presets import PresetError, choose_presets
+from app.imaging.variants import AnimationLimits
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
@@ -14,9 +16,9 @@ from app import imaging
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.schemas import OutcomeReport, TaskMetadata
-from app.storage import Storage, StorageUnavailable, get_storage, result_key
-from app.tasks import crud
+from app.schemas import OutcomeReport, TaskMetadata, VariantReport
+from app.storage import Storage, StorageUnavailable, get_storage
+from app.tasks import crud, outputs
 from worker.heartbeat import WORKER_ID
 from worker.reporting import (
     ReportNotDelivered,
@@ -33,36 +35,59 @@ MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
 
 
-def run_pipeline(task_id: int, source: bytes, storage: Storage) -> OutcomeReport:
-    """Pure processing plus the one write; every declared image error becomes a failed outcome."""
+def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage: Storage) -> OutcomeReport:
+    """Pure processing (every preset asked for, from one decode) plus the writes; every declared
+    image error becomes a failed outcome."""
     started = time.perf_counter()
+    settings = get_settings()
     try:
-        result = imaging.process(source, get_settings().output_spec)
+        presets = choose_presets(settings.presets, outputs.names_of(task_presets))
+    except PresetError as exc:  # the configuration changed since the upload
+        return failed(task_id, f"the presets asked for are no longer configured ({exc})")
+    try:
+        rendered = imaging.render_variants(
+            source,
+            presets,
+            max_pixels=settings.output_spec.max_pixels,
+            background=settings.jpeg_background,
+            animation=AnimationLimits(settings.ANIMATION_MAX_FRAMES, settings.ANIMATION_MAX_PIXELS),
+        )
     except imaging.ImageError as exc:
         return failed(task_id, str(exc))
-    key = result_key(task_id)
-    storage.write(key, result.data, content_type="image/jpeg")
+    for variant in rendered.variants:
+        key = outputs.variant_key(task_id, variant.preset, variant.format, presets)
+        storage.write(key, variant.data, content_type=variant.format.media_type)
+    primary = rendered.variant(*outputs.primary(presets))
     metadata = TaskMetadata(
         original_size=len(source),
-        processed_size=len(result.data),
-        original_width=result.source_width,
-        original_height=result.source_height,
-        width=result.width,
-        height=result.height,
-        source_format=result.source_format,
+        processed_size=len(primary.data),
+        original_width=rendered.source_width,
+        original_height=rendered.source_height,
+        width=primary.width,
+        height=primary.height,
+        source_format=rendered.source_format,
         processing_ms=round((time.perf_counter() - started) * 1000, 2),
     )
-    return OutcomeReport(task_id=task_id, status="completed", result_path=key, metadata=metadata)
+    return OutcomeReport(
+        task_id=task_id,
+        status="completed",
+        result_path=outputs.variant_key(task_id, primary.preset, primary.format, presets),
+        metadata=metadata,
+        variants=[
+            VariantReport(preset=v.preset, format=v.format, width=v.width, height=v.height, size=len(v.data))
+            for v in rendered.variants
+        ],
+    )
 
 
 def failed(task_id: int, reason: str) -> OutcomeReport:
     return OutcomeReport(task_id=task_id, status="failed", error=reason)
 
 
-def outcome_for(task_id: int, source_key: str, storage: Storage) -> OutcomeReport:
+def outcome_for(task_id: int, claim: crud.Claim, storage: Storage) -> OutcomeReport:
     """Whatever happens after the claim ends in an outcome, so no task is left `processing`."""
     try:
-        return run_pipeline(task_id, storage.read(source_key), storage)
+        return run_pipeline(task_id, storage.read(claim.source_key), claim.presets, storage)
     except FileNotFoundError:
         return failed(task_id, "the uploaded file is missing from storage")
     except SoftTimeLimitExceeded:
@@ -98,13 +123,13 @@ def process_image(self: CeleryTask, task_id: int) -> str:
     settings = get_settings()
     storage = get_storage()
     with session_scope() as session:
-        source_key = crud.start_processing(
+        claim = crud.start_processing(
             session=session, task_id=task_id, max_attempts=settings.MAX_TASK_ATTEMPTS, worker=WORKER_ID
         )
-        status = crud.task_status(session=session, task_id=task_id) if source_key is None else None
-    if source_key is not None:
+        status = crud.task_status(session=session, task_id=task_id) if claim is None else None
+    if claim is not None:
         try:
-            outcome = outcome_for(task_id, source_key, storage)
+            outcome = outcome_for(task_id, claim, storage)
         except StorageUnavailable as exc:
             # Not the task's fault: give the attempt back and run it again later. Nothing was
             # reported; a result half-written cannot exist (writes are atomic).

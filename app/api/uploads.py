@@ -27,11 +27,16 @@ _MISSING = {"type": "missing", "msg": "Field required", "input": None}
 _NOT_A_FILE = {"type": "value_error", "msg": "Value error, Expected UploadFile, received: <class 'str'>"}
 
 
+# A text field kept beside the file is short (a list of preset names); more is refused.
+MAX_TEXT_FIELD_BYTES = 1024
+
+
 @dataclass
 class UploadedFile:
     filename: str
     data: bytes
     too_large: bool = False  # more than the caller's limit arrived; ``data`` holds limit + 1 bytes
+    fields: dict[str, str] = field(default_factory=dict)  # the text fields asked for that were sent
 
 
 @dataclass
@@ -53,12 +58,13 @@ def _decode(value: bytes) -> str:
 
 
 class _FileFieldParser:
-    def __init__(self, wanted: str, max_bytes: int) -> None:
-        self.wanted, self.max_bytes = wanted, max_bytes
+    def __init__(self, wanted: str, max_bytes: int, text_fields: tuple[str, ...]) -> None:
+        self.wanted, self.max_bytes, self.text_fields = wanted, max_bytes, text_fields
         self.part = _Part()
         self.parts = 0
         self.found: UploadedFile | None = None
         self.found_a_plain_field = False
+        self.texts: dict[str, str] = {}
 
     def on_part_begin(self) -> None:
         self.parts += 1
@@ -87,6 +93,12 @@ class _FileFieldParser:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.part
+        if part.name in self.text_fields and part.filename is None:
+            part.size += end - start
+            if part.size > MAX_TEXT_FIELD_BYTES:
+                raise HTTPException(422, f"The field {part.name!r} is longer than {MAX_TEXT_FIELD_BYTES} bytes.")
+            part.chunks.append(data[start:end])
+            return
         if part.name != self.wanted or part.size > self.max_bytes:
             return  # another field, or already over the limit: not kept
         chunk = data[start : min(end, start + self.max_bytes + 1 - part.size)]
@@ -95,6 +107,9 @@ class _FileFieldParser:
 
     def on_part_end(self) -> None:
         part = self.part
+        if part.name in self.text_fields and part.filename is None:
+            self.texts[part.name] = _decode(b"".join(part.chunks))  # the last one wins
+            return
         if part.name != self.wanted:
             return
         if part.filename is None:
@@ -104,14 +119,17 @@ class _FileFieldParser:
         self.found = UploadedFile(part.filename, data, too_large=len(data) > self.max_bytes)  # the last one wins
 
 
-async def read_file_field(request: Request, name: str, *, max_bytes: int) -> UploadedFile:
-    """The file sent as field ``name`` of a multipart/form-data body.
+async def read_file_field(
+    request: Request, name: str, *, max_bytes: int, text_fields: tuple[str, ...] = ()
+) -> UploadedFile:
+    """The file sent as field ``name`` of a multipart/form-data body, with the ``text_fields``
+    that were sent beside it (each at most MAX_TEXT_FIELD_BYTES, else 422).
 
     400 for a body that is not valid multipart; 422 (FastAPI's validation shape) when the field is
     missing or is not a file. At most ``max_bytes + 1`` bytes of the file are kept.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    parser = _FileFieldParser(name, max_bytes)
+    parser = _FileFieldParser(name, max_bytes, text_fields)
     if content_type == b"multipart/form-data":
         boundary = options.get(b"boundary")
         if not boundary:
@@ -141,4 +159,5 @@ async def read_file_field(request: Request, name: str, *, max_bytes: int) -> Upl
     if parser.found is None:
         error = _NOT_A_FILE if parser.found_a_plain_field else _MISSING
         raise RequestValidationError([{**error, "loc": ("body", name)}])
+    parser.found.fields = parser.texts
     return parser.found

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.addresses import parse_host_port
 from app.imaging.models import Spec
+from app.imaging.presets import Preset, PresetError, parse_presets
 
 _DEFAULT_SPEC = Spec()
 # Setting -> the Spec field it gives. Spec validates them (one set of limits, not two).
@@ -148,6 +149,16 @@ class Settings(BaseSettings):
     OUTPUT_MAX_WIDTH: int = _DEFAULT_SPEC.max_width
     OUTPUT_MAX_HEIGHT: int = _DEFAULT_SPEC.max_height
     JPEG_QUALITY: int = _DEFAULT_SPEC.quality
+    # The named outputs an upload can ask for, as JSON (app.imaging.presets documents the shape).
+    # Unset: one default preset "web" made of the three settings above (today's single JPEG).
+    PRESETS: str | None = None
+    # Presets x formats one upload may ask for (each is an encode and a stored file).
+    MAX_OUTPUTS_PER_TASK: int = Field(8, ge=1, le=64)
+    # What JPEG outputs show under a transparent source, as "#rrggbb".
+    JPEG_BACKGROUND: str = Field("#ffffff", pattern=r"^#[0-9a-fA-F]{6}$")
+    # An animated preset keeps at most this many frames, and this many pixels over all frames.
+    ANIMATION_MAX_FRAMES: int = Field(300, ge=1)
+    ANIMATION_MAX_PIXELS: int = Field(150_000_000, ge=1)
 
     # --- Celery / reliability ------------------------------------------------------------
     WORKER_CONCURRENCY: int = Field(2, ge=1)
@@ -252,6 +263,18 @@ class Settings(BaseSettings):
         read, so a wrong value stops start-up."""
         return Spec(**{field: getattr(self, name) for name, field in _SPEC_SETTINGS.items()})
 
+    @property
+    def presets(self) -> tuple[Preset, ...]:
+        """The configured presets (validated when the settings are read)."""
+        if self.PRESETS is None:
+            return (Preset.from_spec(self.output_spec),)
+        return parse_presets(self.PRESETS)
+
+    @property
+    def jpeg_background(self) -> tuple[int, int, int]:
+        value = self.JPEG_BACKGROUND
+        return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+
     def webhook_secret(self) -> bytes:
         """The shared HMAC key. Embedded mode creates one in DATA_DIR on first use; elsewhere
         it must be configured (checked where it is needed: API and worker start-up, not
@@ -273,6 +296,16 @@ class Settings(BaseSettings):
             for name, field in _SPEC_SETTINGS.items():
                 message = message.replace(f"Spec.{field}", f"IMGPROC_{name}")
             raise ValueError(message) from None
+        try:
+            presets = self.presets
+        except PresetError as exc:
+            raise ValueError(f"IMGPROC_PRESETS: {exc}") from None
+        largest_default = sum(len(preset.formats) for preset in presets if preset.default)
+        if largest_default > self.MAX_OUTPUTS_PER_TASK:
+            raise ValueError(
+                f"IMGPROC_PRESETS: the default presets make {largest_default} outputs, more than "
+                f"IMGPROC_MAX_OUTPUTS_PER_TASK ({self.MAX_OUTPUTS_PER_TASK})."
+            )
         if "*" in self.CORS_ORIGINS and self.CORS_ALLOW_CREDENTIALS:
             raise ValueError(
                 "IMGPROC_CORS_ORIGINS contains '*' while IMGPROC_CORS_ALLOW_CREDENTIALS is true: "

@@ -21,14 +21,18 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
 from app.core.config import Settings, get_settings
 
 # Keys are made here (task ids, random tokens), never from client input; the pattern is
 # a second line of defence against a key that could climb out of the storage root.
-KEY_PATTERN = re.compile(r"^(originals|results)/[A-Za-z0-9_-]{1,64}(\.jpg)?$")
+KEY_PATTERN = re.compile(
+    r"^(originals|results)/[A-Za-z0-9_-]{1,64}(\.jpg)?$"  # an original; a result from before presets
+    r"|^results/[0-9]{1,19}/[a-z0-9-]{1,32}\.(jpeg|webp|avif)$"  # a preset's variant
+)
+_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".avif": "image/avif"}
 CHUNK = 1024 * 1024
 
 
@@ -56,6 +60,21 @@ def new_original_key() -> str:
 def result_key(task_id: int) -> str:
     # Derived from the task id: a re-run overwrites the same object, never a second one.
     return f"results/{task_id}.jpg"
+
+
+def variants_prefix(task_id: int) -> str:
+    """Where a task's preset variants are (app.tasks.outputs.variant_key)."""
+    return f"results/{task_id}/"
+
+
+def content_type_for(key: str) -> str:
+    return _CONTENT_TYPES.get(PurePosixPath(key).suffix, "application/octet-stream")
+
+
+def delete_results(storage: Storage, task_id: int) -> None:
+    """Every result of a task: the legacy one and each variant."""
+    for key in [result_key(task_id), *storage.list_keys(variants_prefix(task_id))]:
+        storage.delete(key)
 
 
 class Storage(Protocol):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.storage import KEY_PATTERN, Storage, StorageUnavailable
+from app.storage import KEY_PATTERN, Storage, StorageUnavailable, content_type_for
 from app.storage.filesystem import FileSystemStorage
 
 KINDS = ("originals", "results")
@@ -33,11 +33,14 @@ class MigrationReport:
 
 
 def _files(root: Path) -> list[tuple[str, Path]]:
+    """originals/<key>, results/<id>.jpg (before presets) and results/<id>/<preset>.<ext>."""
     found = []
     for kind in KINDS:
         directory = root / kind
         if directory.is_dir():
-            found.extend((f"{kind}/{path.name}", path) for path in sorted(directory.iterdir()) if path.is_file())
+            found.extend(
+                (path.relative_to(root).as_posix(), path) for path in sorted(directory.rglob("*")) if path.is_file()
+            )
     return found
 
 
@@ -60,7 +63,7 @@ def migrate(
             progress(f"would copy {key} ({size} bytes)")
             report.copied += 1
             continue
-        content_type = "image/jpeg" if key.startswith("results/") else "application/octet-stream"
+        content_type = content_type_for(key)
         with open(path, "rb") as fh:
             target.write(key, fh, content_type=content_type)
         stored = target.stat(key)

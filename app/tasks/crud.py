@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.tasks.records import UNFINISHED, Task, TaskStatus, User, WebhookDelivery, WorkerBeat, utcnow
+from app.tasks.records import UNFINISHED, Task, TaskStatus, User, Variant, WebhookDelivery, WorkerBeat, utcnow
 
 
 def hash_token(token: str) -> str:
@@ -39,9 +40,11 @@ def create_task(
     source_format: str,
     size: int,
     dimensions: tuple[int, int] | None = None,
+    presets: str | None = None,
 ) -> Task:
     width, height = dimensions or (None, None)
     task = Task(
+        presets=presets,
         owner_id=owner.id,
         filename=filename,
         source_key=source_key,
@@ -90,12 +93,17 @@ def count_unfinished_tasks(*, session: Session, owner: User) -> int:
     return session.scalar(query) or 0
 
 
-def start_processing(*, session: Session, task_id: int, max_attempts: int, worker: str | None = None) -> str | None:
+class Claim(NamedTuple):
+    source_key: str
+    presets: str | None  # Task.presets
+
+
+def start_processing(*, session: Session, task_id: int, max_attempts: int, worker: str | None = None) -> Claim | None:
     """Moves a task that is not finished (or gone) to processing, held by ``worker``, in one
-    statement, and returns its source key. None for a finished or deleted task (a duplicate
+    statement, and returns what the run needs. None for a finished or deleted task (a duplicate
     delivery), and for one already tried ``max_attempts`` times (still unfinished: see
     :func:`task_status`)."""
-    source_key = session.scalar(
+    row = session.execute(
         update(Task)
         .where(
             Task.id == task_id,
@@ -103,10 +111,10 @@ def start_processing(*, session: Session, task_id: int, max_attempts: int, worke
             Task.attempts < max_attempts,
         )
         .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow(), claimed_by=worker)
-        .returning(Task.source_key)
-    )
+        .returning(Task.source_key, Task.presets)
+    ).one_or_none()
     session.commit()
-    return source_key
+    return None if row is None else Claim(*row)
 
 
 def release_attempt(*, session: Session, task_id: int) -> None:
@@ -146,6 +154,10 @@ def finish_task(
     if commit:
         session.commit()
     return result.rowcount == 1
+
+
+def task_presets(*, session: Session, task_id: int) -> str | None:
+    return session.scalar(select(Task.presets).where(Task.id == task_id))
 
 
 def task_status(*, session: Session, task_id: int) -> TaskStatus | None:
@@ -251,6 +263,16 @@ def touch_enqueued(*, session: Session, task_ids: list[int]) -> None:
     if task_ids:
         session.execute(update(Task).where(Task.id.in_(task_ids)).values(enqueued_at=utcnow()))
         session.commit()
+
+
+def record_variants(*, session: Session, task_id: int, variants: list[Variant]) -> None:
+    """The outputs of a completed task (in the caller's transaction); a re-run's replace them."""
+    session.execute(delete(Variant).where(Variant.task_id == task_id))
+    session.add_all(variants)
+
+
+def variants_of(*, session: Session, task_id: int) -> list[Variant]:
+    return list(session.scalars(select(Variant).where(Variant.task_id == task_id).order_by(Variant.width.desc())))
 
 
 def delete_task(*, session: Session, task: Task) -> None:

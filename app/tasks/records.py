@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -71,6 +71,13 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # The presets asked for at upload, comma-separated, in the order given (None: a task from
+    # before presets, made as the default configuration's presets).
+    presets: Mapped[str | None] = mapped_column(String(1024), default=None)
+    # Loaded with the task (one more query per task query): every read of a task shows them.
+    variants: Mapped[list[Variant]] = relationship(
+        lazy="selectin", order_by="Variant.width.desc()", passive_deletes=True, viewonly=True
+    )
     # The worker (worker.heartbeat.WORKER_ID) whose run holds the task while it is processing:
     # when that worker's lease runs out (WorkerBeat), the task is handed back at once (app.tasks.requeue).
     claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -84,6 +91,20 @@ class WorkerBeat(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Variant(Base):
+    """One stored output of a completed task: a preset in one format."""
+
+    __tablename__ = "variants"
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    preset: Mapped[str] = mapped_column(String(32), primary_key=True)
+    format: Mapped[str] = mapped_column(String(8), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes
+    key: Mapped[str] = mapped_column(String(255))
 
 
 class WebhookDelivery(Base):

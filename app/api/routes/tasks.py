@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -28,6 +29,7 @@ from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
 from app.core.config import Settings
+from app.imaging.presets import OutputFormat, Preset, PresetError, choose_presets
 from app.schemas import (
     ErrorResponse,
     IsReadyResponse,
@@ -37,8 +39,8 @@ from app.schemas import (
     is_ready,
     task_public,
 )
-from app.storage import Storage, StorageUnavailable, new_original_key, result_key
-from app.tasks import crud
+from app.storage import Storage, StorageUnavailable, content_type_for, new_original_key, result_key, variants_prefix
+from app.tasks import crud, outputs
 from app.tasks.queueing import BrokerUnavailable, enqueue_processing
 from app.tasks.records import Task, TaskStatus, User
 
@@ -165,7 +167,7 @@ async def new_task(
     # Read in the event loop, into memory (the body is bounded in size and rate while it
     # streams), holding no database connection; then one hop to the thread pool for everything
     # that blocks, on a fresh connection.
-    upload = await read_file_field(request, "file", max_bytes=settings.MAX_UPLOAD_BYTES)
+    upload = await read_file_field(request, "file", max_bytes=settings.MAX_UPLOAD_BYTES, text_fields=("presets",))
     return await run_in_threadpool(_accept_upload, upload, user, session, storage, settings)
 
 
@@ -193,6 +195,7 @@ def _accept_upload(
     data = upload.data
     if upload.too_large:
         raise FileTooLarge(settings.MAX_UPLOAD_BYTES)
+    presets = _chosen_presets(upload.fields.get("presets", ""), settings)
     try:
         info = imaging.inspect(data, max_pixels=settings.output_spec.max_pixels)
     except imaging.ImageError as exc:
@@ -210,6 +213,7 @@ def _accept_upload(
             source_format=info.format,
             size=len(data),
             dimensions=(info.width, info.height),
+            presets=outputs.stored_names(presets),
         )
     except Exception:
         _discard(storage, source_key)
@@ -224,6 +228,23 @@ def _accept_upload(
         _discard(storage, source_key)
         raise
     return NewTaskResponse(task_id=task.id, message="Task created successfully")
+
+
+def _chosen_presets(field: str, settings: Settings) -> tuple[Preset, ...]:
+    """The upload's ``presets`` field (comma-separated names; none: the default presets).
+    Unknown names and more outputs than MAX_OUTPUTS_PER_TASK are 422."""
+    try:
+        presets = choose_presets(settings.presets, outputs.parse_names(field))
+    except PresetError as exc:
+        raise HTTPException(422, f"{str(exc)[0].upper()}{str(exc)[1:]}.") from exc
+    count = outputs.output_count(presets)
+    if count > settings.MAX_OUTPUTS_PER_TASK:
+        raise HTTPException(
+            422,
+            f"These presets make {count} outputs (presets x formats); one upload may ask for at most"
+            f" {settings.MAX_OUTPUTS_PER_TASK}.",
+        )
+    return presets
 
 
 StatusWait = Annotated[
@@ -328,8 +349,8 @@ async def get_task(
     "/api/tasks/{task_id}/result",
     response_class=FileResponse,
     responses={
-        200: {"content": {"image/jpeg": {}}, "description": "The processed JPEG."},
-        302: {"description": "S3 backend with signed URLs on: the JPEG is at `Location`, for a short while."},
+        200: {"content": {"image/jpeg": {}}, "description": "The processed image (the first preset's JPEG)."},
+        302: {"description": "S3 backend with signed URLs on: the image is at `Location`, for a short while."},
         304: {"description": "Not modified (If-None-Match matched the ETag)."},
         409: {"model": ErrorResponse, "description": "The task has not completed."},
         **_errors,
@@ -338,32 +359,108 @@ async def get_task(
 def get_result(
     task_id: TaskId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
+    task = _completed_task(session, user, task_id)
+    extension = PurePosixPath(task.result_key).suffix
+    return _serve(request, storage, task.result_key, etag=f"{task.id}", filename=f"imgproc-{task.id}{extension}")
+
+
+# What a browser that says nothing explicit gets last: every browser decodes JPEG.
+_NEGOTIATED = (OutputFormat.AVIF, OutputFormat.WEBP, OutputFormat.JPEG)
+_EXTENSIONS = {output.extension: output for output in OutputFormat} | {"jpg": OutputFormat.JPEG}
+
+
+@router.get(
+    "/api/tasks/{task_id}/results/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {output.media_type: {} for output in OutputFormat},
+            "description": "One variant: `{preset}.{ext}` names the format, `{preset}` alone lets `Accept`"
+            " choose (AVIF, then WebP, then JPEG, among those made); `Vary: Accept`.",
+        },
+        302: {"description": "S3 backend with signed URLs on: the image is at `Location`, for a short while."},
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+        409: {"model": ErrorResponse, "description": "The task has not completed."},
+        **_errors,
+    },
+)
+def get_variant(
+    task_id: TaskId,
+    name: Annotated[str, Path(pattern=r"^[a-z0-9-]{1,32}(\.(jpeg|jpg|webp|avif))?$")],
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> Response:
+    task = _completed_task(session, user, task_id)
+    preset, _, extension = name.partition(".")
+    made = {OutputFormat(v.format): v for v in task.variants if v.preset == preset}
+    if not made:
+        raise HTTPException(404, f"Task {task.id} has no variant {preset!r}.")
+    negotiated = not extension
+    if negotiated:
+        accept = request.headers.get("accept", "")
+        chosen = next(
+            (o for o in _NEGOTIATED if o in made and (o is OutputFormat.JPEG or o.media_type in accept)),
+            next(o for o in _NEGOTIATED if o in made),  # none the client named: the one there is
+        )
+    else:
+        chosen = _EXTENSIONS[extension]
+        if chosen not in made:
+            raise HTTPException(404, f"Task {task.id} has no {chosen} of {preset!r}.")
+    variant = made[chosen]
+    headers = {"Vary": "Accept"} if negotiated else {}
+    return _serve(
+        request,
+        storage,
+        variant.key,
+        etag=f"{task.id}-{preset}-{chosen}",
+        filename=f"imgproc-{task.id}-{preset}.{chosen.extension}",
+        extra_headers=headers,
+    )
+
+
+def _completed_task(session: Session, user: User, task_id: int) -> Task:
     task = _owned_task_on_primary(session, user, task_id)  # another user's task: 404 before anything is signed
     if task.status is not TaskStatus.COMPLETED or not task.result_key:
         raise HTTPException(409, f"Task {task.id} is {task.status.value}; no result yet.")
-    stored = storage.stat(task.result_key)
+    return task
+
+
+def _serve(
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    etag: str,
+    filename: str,
+    extra_headers: dict[str, str] | None = None,
+) -> Response:
+    """A stored result: 304 on a matching ETag, a 302 to a signed URL (S3), the file, or a stream."""
+    stored = storage.stat(key)
     if stored is None:
         raise TaskNotFound()
-    etag = f'"{task.id}-{stored.size}-{stored.version}"'
+    media_type = content_type_for(key)
+    etag = f'"{etag}-{stored.size}-{stored.version}"'
     # Results are private to their owner: browsers may cache them, shared caches may not.
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400", **(extra_headers or {})}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    filename = f"imgproc-{task.id}.jpg"
-    url = storage.signed_url(task.result_key, filename=filename, cache_seconds=86400)
+    url = storage.signed_url(key, filename=filename, cache_seconds=86400)
     if url is not None:
         # The redirect outlives its URL if cached: never stored. The store's answer carries
         # private caching bounded by the URL's lifetime (named in the signed URL).
-        return RedirectResponse(url, status_code=302, headers={"ETag": etag, "Cache-Control": "private, no-store"})
-    path = storage.local_path(task.result_key)
+        headers |= {"Cache-Control": "private, no-store"}
+        return RedirectResponse(url, status_code=302, headers=headers)
+    path = storage.local_path(key)
     if path is not None:
         try:
             stat = path.stat()
         except FileNotFoundError as exc:
             raise TaskNotFound() from exc
-        return FileResponse(path, media_type="image/jpeg", headers=headers, filename=filename, stat_result=stat)
+        return FileResponse(path, media_type=media_type, headers=headers, filename=filename, stat_result=stat)
     try:
-        chunks = storage.iter_bytes(task.result_key)
+        chunks = storage.iter_bytes(key)
         first = next(chunks, b"")  # a missing object or an outage surfaces here, before the status line
     except FileNotFoundError as exc:
         raise TaskNotFound() from exc
@@ -373,15 +470,15 @@ def get_result(
         yield from chunks
 
     headers |= {"Content-Length": str(stored.size), "Content-Disposition": f'attachment; filename="{filename}"'}
-    return StreamingResponse(body(), media_type="image/jpeg", headers=headers)
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 @router.delete("/api/tasks/{task_id}", status_code=204, responses=_errors)
 def delete_task(task_id: TaskId, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
-    """Removes the task, its original and its result."""
+    """Removes the task, its original and every result."""
     task = _owned_task_on_primary(session, user, task_id)
-    keys = [task.source_key, task.result_key or result_key(task.id)]
     storage.check()  # an outage is a 503 with the task kept, not a row gone and its objects left behind
+    keys = [task.source_key, result_key(task.id), *storage.list_keys(variants_prefix(task.id))]
     crud.delete_task(session=session, task=task)
     for key in keys:
         _discard(storage, key)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.errors import TaskNotFound
 from app.api.outcome_waiters import notify_outcome
+from app.core.config import Settings
 from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
+from app.imaging.presets import PresetError, choose_presets
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
 from app.storage import result_key
-from app.tasks import crud
-from app.tasks.records import TaskStatus
+from app.tasks import crud, outputs
+from app.tasks.records import TaskStatus, Variant
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["internal"])
 
 
@@ -51,16 +57,18 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
             session.rollback()
             raise HTTPException(401, "Webhook rejected: delivery already received (replay).")
         reported = TaskStatus(report.status)
+        key, variants = _outputs(session, settings, report) if reported is TaskStatus.COMPLETED else (None, [])
         applied = crud.finish_task(
             session=session,
             task_id=report.task_id,
             status=reported,
-            # The result location is derived from the id, whatever the report says.
-            result_key=result_key(report.task_id) if reported is TaskStatus.COMPLETED else None,
+            result_key=key,
             result_metadata=report.metadata.model_dump_json() if report.metadata else None,
             error=(report.error or "processing failed") if reported is TaskStatus.FAILED else None,
             commit=False,
         )
+        if applied and variants:
+            crud.record_variants(session=session, task_id=report.task_id, variants=variants)
         status = reported if applied else crud.task_status(session=session, task_id=report.task_id)
         session.commit()
         if applied:
@@ -70,3 +78,36 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
         return WebhookAck(task_id=report.task_id, status=status.value, applied=applied)
 
     return await run_in_threadpool(apply)
+
+
+def _outputs(session: Session, settings: Settings, report: OutcomeReport) -> tuple[str, list[Variant]]:
+    """The completed task's result key and variant rows. Every key is derived from the task id
+    and its presets, whatever the report says; a variant the task did not ask for is dropped. A
+    report without variants (a worker from before presets) has the one legacy result."""
+    if not report.variants:
+        return result_key(report.task_id), []
+    try:
+        presets = choose_presets(
+            settings.presets, outputs.names_of(crud.task_presets(session=session, task_id=report.task_id))
+        )
+    except PresetError:
+        presets = ()
+    formats = {preset.name: preset.formats for preset in presets}
+    variants = [
+        Variant(
+            task_id=report.task_id,
+            preset=v.preset,
+            format=v.format.value,
+            width=v.width,
+            height=v.height,
+            size=v.size,
+            key=outputs.variant_key(report.task_id, v.preset, v.format, presets),
+        )
+        for v in report.variants
+        if v.format in formats.get(v.preset, ())
+    ]
+    if len(variants) < len(report.variants):
+        log.warning("task %s: report names outputs it did not ask for; dropped", report.task_id)
+    if not variants:
+        return result_key(report.task_id), []
+    return outputs.variant_key(report.task_id, *outputs.primary(presets), presets), variants

@@ -1,0 +1,46 @@
+"""A task's outputs: which presets it asked for, which output is its one legacy result, and
+where each is stored. Shared by the API (it derives every key itself, whatever a report says)
+and the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.imaging.presets import OutputFormat, Preset
+from app.storage import result_key
+
+
+def parse_names(field: str) -> tuple[str, ...] | None:
+    """The comma-separated names of the upload's ``presets`` field; None when it names none
+    (app.imaging.presets.choose_presets then takes the default presets)."""
+    names = tuple(name.strip() for name in field.split(",") if name.strip())
+    return names or None
+
+
+def stored_names(presets: Sequence[Preset]) -> str:
+    return ",".join(preset.name for preset in presets)
+
+
+def names_of(task_presets: str | None) -> tuple[str, ...] | None:
+    """A task's recorded names (None for a task from before presets: the defaults)."""
+    return tuple(task_presets.split(",")) if task_presets else None
+
+
+def output_count(presets: Sequence[Preset]) -> int:
+    return sum(len(preset.formats) for preset in presets)
+
+
+def primary(presets: Sequence[Preset]) -> tuple[str, OutputFormat]:
+    """The output the legacy fields show (result_path, /result, the metadata's sizes): the first
+    preset's JPEG, or its first format if it makes no JPEG."""
+    first = presets[0]
+    return first.name, OutputFormat.JPEG if OutputFormat.JPEG in first.formats else first.formats[0]
+
+
+def variant_key(task_id: int, preset: str, output: OutputFormat, presets: Sequence[Preset]) -> str:
+    """Derived from the task id, so a re-run overwrites and never duplicates. The primary JPEG
+    keeps the key every result had before presets (``results/<id>.jpg``), so result_path stays
+    what older clients know."""
+    if (preset, output) == primary(presets) and output is OutputFormat.JPEG:
+        return result_key(task_id)
+    return f"results/{task_id}/{preset}.{output.extension}"
