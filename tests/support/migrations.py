@@ -31,7 +31,7 @@ def upgrade_stepwise(url: str) -> None:
         command.upgrade(config, "head")
         columns = {column["name"] for column in inspect(connection).get_columns("tasks")}
         row = connection.execute(
-            text("SELECT original_size, source_width, claimed_by FROM tasks WHERE id = :id"), {"id": first_id}
+            text("SELECT original_size, source_width, claimed_by, presets FROM tasks WHERE id = :id"), {"id": first_id}
         ).one()
         upgraded_tables = set(inspect(connection).get_table_names())
         indexes = {index["name"] for index in inspect(connection).get_indexes("tasks")}
@@ -41,9 +41,9 @@ def upgrade_stepwise(url: str) -> None:
         command.downgrade(config, "base")
         tables = set(inspect(connection).get_table_names())
     engine.dispose()
-    assert {"source_width", "source_height", "claimed_by"} <= columns
-    assert "worker_heartbeats" in upgraded_tables
-    assert tuple(row) == (5, None, None)  # old rows keep their data; dimensions and worker unknown
+    assert {"source_width", "source_height", "claimed_by", "presets"} <= columns
+    assert {"worker_heartbeats", "variants"} <= upgraded_tables
+    assert tuple(row) == (5, None, None, None)  # old rows keep their data; dimensions, worker, presets unknown
     assert {"ix_tasks_owner_id_id", "ix_tasks_status_updated_at"} <= indexes
     assert next_id > first_id
     assert tables <= {"alembic_version"}

@@ -8,4 +8,4 @@ from tests.support.migrations import upgrade_stepwise
 
 def test_revisions_upgrade_and_downgrade_on_sqlite(tmp_path):
     upgrade_stepwise(f"sqlite:///{tmp_path / 'm.sqlite3'}")
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"

@@ -38,14 +38,14 @@ def test_pipeline_writes_the_result_under_the_task_id_and_reports_metadata(stora
     from worker.tasks import run_pipeline
 
     data = images.jpeg(1600, 1200)
-    outcome = run_pipeline(7, data, storage)
+    outcome = run_pipeline(7, data, None, storage)
     assert outcome.status == "completed" and outcome.result_path == "results/7.jpg"
     result = storage.read("results/7.jpg")
     assert outcome.metadata.processed_size == len(result)
     assert (outcome.metadata.width, outcome.metadata.height) == (800, 600)
     assert outcome.metadata.original_size == len(data) and outcome.metadata.processing_ms > 0
 
-    again = run_pipeline(7, data, storage)  # a re-run overwrites, never adds a file
+    again = run_pipeline(7, data, None, storage)  # a re-run overwrites, never adds a file
     assert again.status == "completed"
     assert [p.name for p in (storage.root / "results").iterdir()] == ["7.jpg"]
 
@@ -53,7 +53,7 @@ def test_pipeline_writes_the_result_under_the_task_id_and_reports_metadata(stora
 def test_pipeline_turns_an_image_error_into_a_failed_outcome(storage):
     from worker.tasks import run_pipeline
 
-    outcome = run_pipeline(8, images.jpeg()[:300], storage)
+    outcome = run_pipeline(8, images.jpeg()[:300], None, storage)
     assert outcome.status == "failed" and outcome.error
     assert not storage.exists("results/8.jpg")
 

@@ -1,0 +1,200 @@
+"""Presets end to end in one process: the upload's `presets` field, the worker's run over every
+preset (worker.tasks.run_pipeline, from one decode), the report, and the routes that list and
+serve the variants."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from app.core.db import session_scope
+from app.storage import get_storage
+from app.tasks import crud
+from tests.support import images
+from tests.support.signing import report_outcome
+from tests.support.tasks import UPLOAD
+
+PRESETS = [
+    {"name": "thumb", "width": 160, "height": 160, "fit": "cover", "formats": ["webp"]},
+    {"name": "web", "width": 800, "height": 600, "formats": ["jpeg", "webp"], "default": True},
+    {"name": "card", "width": 400, "height": 300, "formats": ["webp", "jpeg"]},
+    {"name": "large", "width": 1600, "height": 1200, "formats": ["avif"]},
+]
+
+
+@pytest.fixture
+def presets(configure) -> None:
+    configure(PRESETS=json.dumps(PRESETS), MAX_OUTPUTS_PER_TASK=6)
+
+
+def upload(client, presets: str | None, data: bytes | None = None):  # type: ignore[no-untyped-def]
+    fields = {} if presets is None else {"presets": presets}
+    return client.post(UPLOAD, files={"file": ("p.jpg", data or images.jpeg(2000, 1500), "image/jpeg")}, data=fields)
+
+
+def process(client, task_id: int) -> None:  # type: ignore[no-untyped-def]
+    """What the worker does: claim, run every preset, report."""
+    from worker.tasks import run_pipeline
+
+    storage = get_storage()
+    with session_scope() as session:
+        claim = crud.start_processing(session=session, task_id=task_id, max_attempts=5)
+    assert claim is not None
+    outcome = run_pipeline(task_id, storage.read(claim.source_key), claim.presets, storage)
+    assert outcome.status == "completed", outcome.error
+    response = report_outcome(client, outcome.model_dump(mode="json"))
+    assert response.status_code == 200, response.text
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
+    response = upload(client, "thumb, web,large")
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    process(client, task_id)
+
+    task = client.get(f"/api/tasks/{task_id}").json()
+    made = {(v["preset"], v["format"]): (v["width"], v["height"]) for v in task["variants"]}
+    # In the configured order, whatever the order named; never upscaled (the source is 2000x1500).
+    assert made == {
+        ("large", "avif"): (1600, 1200),
+        ("web", "jpeg"): (800, 600),
+        ("web", "webp"): (800, 600),
+        ("thumb", "webp"): (160, 160),
+    }
+    assert [v["width"] for v in task["variants"]] == sorted((v["width"] for v in task["variants"]), reverse=True)
+    # The legacy fields show the first preset's JPEG, where results always were.
+    assert task["result_path"] == f"results/{task_id}.jpg"
+    legacy = client.get(f"/api/isReady/{task_id}").json()
+    assert json.loads(legacy["metadata"])["processed_size"] == len(client.get(f"/api/tasks/{task_id}/result").content)
+    # One srcset per format, of the variants shaped like the main result (the square crop is not).
+    assert task["srcset"] == {
+        "avif": f"/api/tasks/{task_id}/results/large.avif 1600w",
+        "jpeg": f"/api/tasks/{task_id}/results/web.jpeg 800w",
+        "webp": f"/api/tasks/{task_id}/results/web.webp 800w",
+    }
+    for variant in task["variants"]:
+        served = client.get(variant["url"])
+        assert served.status_code == 200
+        assert served.headers["content-type"] == f"image/{variant['format']}"
+        image = decoded(served.content)
+        assert (image.format.lower(), image.size) == (variant["format"], (variant["width"], variant["height"]))
+        assert len(served.content) == variant["size"]
+
+
+def test_no_presets_field_makes_the_default_presets(client, presets):
+    task_id = upload(client, None).json()["task_id"]
+    process(client, task_id)
+    task = client.get(f"/api/tasks/{task_id}").json()
+    assert sorted((v["preset"], v["format"]) for v in task["variants"]) == [("web", "jpeg"), ("web", "webp")]
+
+
+@pytest.mark.parametrize(
+    ("field", "detail"),
+    [
+        ("web,huge", "Unknown preset huge; the presets are thumb, web, card, large."),
+        ("thumb,web,card,large", "These presets make 7 outputs (presets x formats); one upload may ask for at most 6."),
+    ],
+)
+def test_unknown_presets_and_too_many_outputs_are_422_before_anything_is_stored(client, presets, field, detail):
+    response = upload(client, field)
+    assert response.status_code == 422
+    assert response.json() == {"detail": detail}
+    assert client.get("/api/tasks").json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "webp"),  # card has no AVIF
+        ("image/webp,*/*", "webp"),
+        ("image/*", "jpeg"),  # a wildcard promises nothing: JPEG, which every browser decodes
+        ("", "jpeg"),
+    ],
+)
+def test_a_preset_without_extension_is_chosen_by_accept(client, presets, accept, served):
+    task_id = upload(client, "card,thumb").json()["task_id"]
+    process(client, task_id)
+    response = client.get(f"/api/tasks/{task_id}/results/card", headers={"accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == f"image/{served}"
+    assert response.headers["vary"] == "Accept"
+    # A preset made in one format only is served in it, whatever was asked.
+    only = client.get(f"/api/tasks/{task_id}/results/thumb", headers={"accept": "image/jpeg"})
+    assert only.headers["content-type"] == "image/webp"
+
+
+def test_avif_is_negotiated_when_the_browser_names_it(client, presets):
+    task_id = upload(client, "large").json()["task_id"]
+    process(client, task_id)
+    response = client.get(f"/api/tasks/{task_id}/results/large", headers={"accept": "image/avif,image/webp"})
+    assert response.headers["content-type"] == "image/avif"
+
+
+def test_variants_have_their_own_etags_and_answer_304(client, presets):
+    task_id = upload(client, "web").json()["task_id"]
+    process(client, task_id)
+    jpeg = client.get(f"/api/tasks/{task_id}/results/web.jpg")
+    webp = client.get(f"/api/tasks/{task_id}/results/web.webp")
+    assert jpeg.headers["content-type"] == "image/jpeg" and "vary" not in jpeg.headers
+    assert jpeg.headers["etag"] != webp.headers["etag"]
+    again = client.get(f"/api/tasks/{task_id}/results/web.webp", headers={"if-none-match": webp.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_unknown_variants_are_404_and_unfinished_tasks_409(client, presets):
+    task_id = upload(client, "web").json()["task_id"]
+    assert client.get(f"/api/tasks/{task_id}/results/web").status_code == 409
+    process(client, task_id)
+    assert client.get(f"/api/tasks/{task_id}/results/thumb").status_code == 404
+    assert client.get(f"/api/tasks/{task_id}/results/web.avif").status_code == 404
+    assert client.get(f"/api/tasks/{task_id}/results/web.gif").status_code == 422
+
+
+def test_delete_removes_every_variant(client, presets):
+    task_id = upload(client, "thumb,web").json()["task_id"]
+    process(client, task_id)
+    storage = get_storage()
+    assert sorted(storage.list_keys(f"results/{task_id}/")) == [
+        f"results/{task_id}/thumb.webp",
+        f"results/{task_id}/web.webp",
+    ]
+    assert client.delete(f"/api/tasks/{task_id}").status_code == 204
+    assert list(storage.list_keys(f"results/{task_id}/")) == []
+    assert not storage.exists(f"results/{task_id}.jpg")
+
+
+def test_a_re_run_replaces_the_variants_never_duplicates_them(client, presets):
+    task_id = upload(client, "thumb,web").json()["task_id"]
+    process(client, task_id)
+    from worker.tasks import run_pipeline
+
+    storage = get_storage()
+    with session_scope() as session:
+        task_presets = crud.task_presets(session=session, task_id=task_id)
+    run_pipeline(task_id, images.jpeg(2000, 1500), task_presets, storage)  # a duplicate delivery
+    assert len(list(storage.list_keys(f"results/{task_id}/"))) == 2
+    assert len(client.get(f"/api/tasks/{task_id}").json()["variants"]) == 3
+
+
+def test_the_presets_are_listed(client, presets):
+    listed = client.get("/api/presets").json()
+    assert [p["name"] for p in listed["items"]] == ["thumb", "web", "card", "large"]
+    assert listed["items"][0] == {
+        "name": "thumb",
+        "width": 160,
+        "height": 160,
+        "fit": "cover",
+        "formats": ["webp"],
+        "default": False,
+        "animated": False,
+    }
+    assert listed["max_outputs_per_task"] == 6
