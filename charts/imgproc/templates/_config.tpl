@@ -49,6 +49,10 @@ IMGPROC_TASK_SOFT_TIME_LIMIT: {{ $c.taskSoftTimeLimit | quote }}
 IMGPROC_TASK_TIME_LIMIT: {{ $c.taskTimeLimit | quote }}
 IMGPROC_VISIBILITY_TIMEOUT: {{ $c.visibilityTimeout | quote }}
 IMGPROC_MAX_TASK_ATTEMPTS: {{ $c.maxTaskAttempts | quote }}
+{{- with $c.presets }}
+IMGPROC_PRESETS: {{ . | toJson | quote }}
+{{- end }}
+IMGPROC_MAX_OUTPUTS_PER_TASK: {{ $c.maxOutputsPerTask | quote }}
 IMGPROC_WORKER_HEARTBEAT_FILE: /tmp/worker-heartbeat
 IMGPROC_FLOWER_PORT: "5555"
 IMGPROC_FLOWER_URL_PREFIX: flower
