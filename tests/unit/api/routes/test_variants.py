@@ -4,11 +4,9 @@ serve the variants."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from app.core.db import session_scope
 from app.storage import get_storage
@@ -49,12 +47,6 @@ def process(client, task_id: int) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, response.text
 
 
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
 def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
     response = upload(client, "thumb, web,large")
     assert response.status_code == 200, response.text
@@ -85,7 +77,7 @@ def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
         served = client.get(variant["url"])
         assert served.status_code == 200
         assert served.headers["content-type"] == f"image/{variant['format']}"
-        image = decoded(served.content)
+        image = images.decode(served.content)
         assert (image.format.lower(), image.size) == (variant["format"], (variant["width"], variant["height"]))
         assert len(served.content) == variant["size"]
 
