@@ -25,7 +25,6 @@ from tests.support.frontend.page import choose_files, wait_for, wait_for_list_lo
 from tests.support.images import decode, jpeg, photo
 from tests.support.tasks import upload_accepted, wait_for_terminal
 
-
 PRESETS = [
     {"name": "thumb", "width": 160, "height": 160, "fit": "cover", "formats": ["webp"]},
     {"name": "web", "width": 800, "height": 600, "formats": ["jpeg"], "default": True},
