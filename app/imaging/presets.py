@@ -31,17 +31,11 @@ class Fit(StrEnum):
 
 
 class OutputFormat(StrEnum):
+    """The formats a preset can ask for; the value is also the file extension and the media subtype."""
+
     JPEG = "jpeg"
     WEBP = "webp"
     AVIF = "avif"
-
-    @property
-    def media_type(self) -> str:
-        return f"image/{self.value}"
-
-    @property
-    def extension(self) -> str:
-        return self.value
 
 
 # Pillow's name for each output format, and the feature that says this build can write it.
