@@ -207,8 +207,9 @@ def make_pictures(
     pixels: Image.Image, transform: Transform | None, placements: Sequence[Placement]
 ) -> list[Image.Image]:
     """Each placement's sRGB picture (stored orientation, alpha kept), made in the order given,
-    largest first: from the largest usable picture already made (see MIN_CHAIN_RATIO), else
-    from ``pixels`` (the decode) and then through ``transform`` to sRGB."""
+    largest first: from the smallest picture already made that is still MIN_CHAIN_RATIO times
+    finer and covers it (the cheapest resample), else from ``pixels`` (the decode) and then
+    through ``transform`` to sRGB."""
     made: list[_Picture] = []
     for placement in placements:
         source = _smallest_source_for(placement, made)
