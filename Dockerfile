@@ -51,8 +51,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 # tini as PID 1: forwards SIGTERM to uvicorn/Celery (their warm shutdown) and reaps zombies.
+# libgs-common: ghostscript's ICC profiles (150 KB, no dependencies); its SWOP CMYK profile converts
+# CMYK uploads that embed none (app.imaging.colour.STANDARD_CMYK_PROFILE_PATH).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini libgs-common \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 imgproc \
  && useradd --system --uid 10001 --gid imgproc --home-dir /home/imgproc --create-home \

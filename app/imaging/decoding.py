@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from .errors import CorruptImageError, EmptyImageError, ImageError, ImageTooLargeError, UnsupportedImageError
+from .geometry import TRANSPOSE_FOR_ORIENTATION
 from .models import ALLOWED_FORMATS
 
 # Pillow names multi-picture JPEGs (most camera files with a preview) "MPO"; they are plain JPEGs to us.
@@ -231,3 +232,12 @@ def _pillow_format_outside_allow_list(data: bytes) -> str | None:
 def _looks_like_svg(data: bytes) -> bool:
     head = data[:_SVG_SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith(b"<") and b"<svg" in head
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """EXIF (or XMP) orientation 1..8 as ImageOps.exif_transpose reads it; 1 if absent or unreadable."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except DECODE_FAILURES:
+        return 1  # damaged EXIF must not cost the user their picture; show it as stored
+    return orientation if isinstance(orientation, int) and orientation in TRANSPOSE_FOR_ORIENTATION else 1

@@ -12,6 +12,10 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # visible gain: the one cap, for the settings and for code that builds a Spec itself.
 MAX_JPEG_QUALITY = 95
 
+# A box side longer than this is a typo, not a web image (8K is 7680 wide); it also bounds the
+# size asked of the decoder. The one cap, for Spec and for presets.
+MAX_OUTPUT_SIDE = 8192
+
 
 def _require_positive_int(name: str, value: object) -> None:
     # bool is an int subclass; Spec(max_width=True) is a bug, not a 1-pixel box.
@@ -39,6 +43,9 @@ class Spec:
             _require_positive_int(name, getattr(self, name))
         if self.quality > MAX_JPEG_QUALITY:
             raise ValueError(f"Spec.quality must be 1..{MAX_JPEG_QUALITY}, got {self.quality}")
+        for name in ("max_width", "max_height"):
+            if getattr(self, name) > MAX_OUTPUT_SIDE:
+                raise ValueError(f"Spec.{name} must be 1..{MAX_OUTPUT_SIDE}, got {getattr(self, name)}")
 
     def describe(self) -> str:
         """The output in words, for the API's description."""

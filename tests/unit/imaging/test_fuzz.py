@@ -1,4 +1,5 @@
-"""Property: whatever the bytes, inspect() and process() raise nothing but ImageError subclasses."""
+"""Property: whatever the bytes, inspect(), process() and render_variants() raise nothing but
+ImageError subclasses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.imaging import ImageError, Spec, inspect, process
+from app.imaging.presets import Fit, OutputFormat, Preset
+from app.imaging.variants import AnimationLimits, render_variants
 from tests.support.imaging import encode, exif_with, flip_bits, gradient
 
 # Mutated TIFFs make Pillow warn about every odd tag; the noise says nothing about the property.
@@ -17,6 +20,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 # Small limits keep a mutated header from sending the decoder after a 50 MP canvas.
 FUZZ_SPEC = Spec(max_width=64, max_height=64, max_pixels=250_000)
+# A set that takes every path: two sizes (one made from the other), cover, every format, animation.
+FUZZ_SET = (
+    Preset(name="big", width=64, height=64, formats=(OutputFormat.JPEG, OutputFormat.WEBP), animated=True),
+    Preset(name="small", width=16, height=16, fit=Fit.COVER, formats=tuple(OutputFormat)),
+)
+FUZZ_ANIMATION = AnimationLimits(max_frames=8, max_pixels=FUZZ_SPEC.max_pixels)
 FUZZ_SETTINGS = settings(
     deadline=None,  # shared 2-core machine: wall-clock deadlines would only add flakiness
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -36,11 +45,18 @@ def seeds() -> dict[str, bytes]:
         "bmp": encode(gradient((24, 16)), "BMP"),
         "tiff": encode(rgba, "TIFF", compression="tiff_deflate"),
         "webp": encode(rgba, "WEBP"),
+        "webp-animated": encode(rgba, "WEBP", save_all=True, append_images=[Image.new("RGBA", (24, 16), 9)]),
+        "apng": encode(rgba, "PNG", save_all=True, append_images=[Image.new("RGBA", (24, 16), 9)]),
     }
 
 
 def assert_only_image_errors(data: bytes) -> None:
-    for run in (lambda: inspect(data, max_pixels=FUZZ_SPEC.max_pixels), lambda: process(data, FUZZ_SPEC)):
+    runs = (
+        lambda: inspect(data, max_pixels=FUZZ_SPEC.max_pixels),
+        lambda: process(data, FUZZ_SPEC),
+        lambda: render_variants(data, FUZZ_SET, max_pixels=FUZZ_SPEC.max_pixels, animation=FUZZ_ANIMATION),
+    )
+    for run in runs:
         try:
             run()
         except ImageError as exc:
@@ -90,3 +106,5 @@ def test_mutated_valid_images_with_warnings_as_errors(
 @pytest.mark.parametrize("seed", sorted(seeds()))
 def test_seeds_are_valid(seed: str) -> None:
     assert process(seeds()[seed], FUZZ_SPEC).data
+    rendered = render_variants(seeds()[seed], FUZZ_SET, max_pixels=FUZZ_SPEC.max_pixels, animation=FUZZ_ANIMATION)
+    assert len(rendered.variants) == 5
