@@ -163,7 +163,7 @@ def result_url(task: Task, root_path: str = "") -> str | None:
 
 
 def variant_url(task_id: int, preset: str, output: OutputFormat | str, root_path: str = "") -> str:
-    return f"{root_path}/api/tasks/{task_id}/results/{preset}.{OutputFormat(output).extension}"
+    return f"{root_path}/api/tasks/{task_id}/results/{preset}.{OutputFormat(output).value}"
 
 
 def _variants(task: Task, root_path: str) -> tuple[list[VariantPublic], dict[OutputFormat, str]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
+from pathlib import Path
 
-from app.imaging.presets import PresetError, choose_presets
-from app.imaging.variants import AnimationLimits
 from celery import Task as CeleryTask
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
@@ -16,6 +16,8 @@ from app import imaging
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.imaging.presets import PresetError, choose_presets
+from app.imaging.variants import AnimationLimits
 from app.schemas import OutcomeReport, TaskMetadata, VariantReport
 from app.storage import Storage, StorageUnavailable, get_storage
 from app.tasks import crud, outputs
@@ -35,6 +37,16 @@ MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
 
 
+@lru_cache
+def cmyk_profile(path: Path) -> bytes | None:
+    """Read once per process."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        log.warning("no CMYK profile at %s (%s): CMYK images without one get a naive conversion", path, exc)
+        return None
+
+
 def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage: Storage) -> OutcomeReport:
     """Pure processing (every preset asked for, from one decode) plus the writes; every declared
     image error becomes a failed outcome."""
@@ -50,6 +62,7 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
             presets,
             max_pixels=settings.output_spec.max_pixels,
             background=settings.jpeg_background,
+            cmyk_profile=cmyk_profile(settings.CMYK_PROFILE_PATH),
             animation=AnimationLimits(settings.ANIMATION_MAX_FRAMES, settings.ANIMATION_MAX_PIXELS),
         )
     except imaging.ImageError as exc:

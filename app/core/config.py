@@ -12,6 +12,7 @@ from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.addresses import parse_host_port
+from app.imaging.colour import STANDARD_CMYK_PROFILE_PATH
 from app.imaging.models import Spec
 from app.imaging.presets import Preset, PresetError, parse_presets
 
@@ -156,6 +157,9 @@ class Settings(BaseSettings):
     MAX_OUTPUTS_PER_TASK: int = Field(8, ge=1, le=64)
     # What JPEG outputs show under a transparent source, as "#rrggbb".
     JPEG_BACKGROUND: str = Field("#ffffff", pattern=r"^#[0-9a-fA-F]{6}$")
+    # The ICC profile CMYK uploads without one of their own are read through (Debian's
+    # libgs-common ships it; missing: Pillow's naive conversion, with a warning).
+    CMYK_PROFILE_PATH: Path = Path(STANDARD_CMYK_PROFILE_PATH)
     # An animated preset keeps at most this many frames, and this many pixels over all frames.
     ANIMATION_MAX_FRAMES: int = Field(300, ge=1)
     ANIMATION_MAX_PIXELS: int = Field(150_000_000, ge=1)

@@ -37,6 +37,10 @@ class OutputFormat(StrEnum):
     WEBP = "webp"
     AVIF = "avif"
 
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.value}"
+
 
 # Pillow's name for each output format, and the feature that says this build can write it.
 PILLOW_FORMAT = {OutputFormat.JPEG: "JPEG", OutputFormat.WEBP: "WEBP", OutputFormat.AVIF: "AVIF"}

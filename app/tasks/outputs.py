@@ -31,10 +31,13 @@ def output_count(presets: Sequence[Preset]) -> int:
 
 
 def primary(presets: Sequence[Preset]) -> tuple[str, OutputFormat]:
-    """The output the legacy fields show (result_path, /result, the metadata's sizes): the first
-    preset's JPEG, or its first format if it makes no JPEG."""
-    first = presets[0]
-    return first.name, OutputFormat.JPEG if OutputFormat.JPEG in first.formats else first.formats[0]
+    """The output the legacy fields show (result_path, /result, the metadata's sizes): the JPEG of
+    the first preset that makes one (older clients expect a JPEG), else the first preset's first
+    format."""
+    with_jpeg = next((preset for preset in presets if OutputFormat.JPEG in preset.formats), None)
+    if with_jpeg is not None:
+        return with_jpeg.name, OutputFormat.JPEG
+    return presets[0].name, presets[0].formats[0]
 
 
 def variant_key(task_id: int, preset: str, output: OutputFormat, presets: Sequence[Preset]) -> str:
@@ -43,4 +46,4 @@ def variant_key(task_id: int, preset: str, output: OutputFormat, presets: Sequen
     what older clients know."""
     if (preset, output) == primary(presets) and output is OutputFormat.JPEG:
         return result_key(task_id)
-    return f"results/{task_id}/{preset}.{output.extension}"
+    return f"results/{task_id}/{preset}.{output.value}"

@@ -366,7 +366,7 @@ def get_result(
 
 # What a browser that says nothing explicit gets last: every browser decodes JPEG.
 _NEGOTIATED = (OutputFormat.AVIF, OutputFormat.WEBP, OutputFormat.JPEG)
-_EXTENSIONS = {output.extension: output for output in OutputFormat} | {"jpg": OutputFormat.JPEG}
+_EXTENSIONS = {output.value: output for output in OutputFormat} | {"jpg": OutputFormat.JPEG}
 
 
 @router.get(
@@ -415,7 +415,7 @@ def get_variant(
         storage,
         variant.key,
         etag=f"{task.id}-{preset}-{chosen}",
-        filename=f"imgproc-{task.id}-{preset}.{chosen.extension}",
+        filename=f"imgproc-{task.id}-{preset}.{chosen.value}",
         extra_headers=headers,
     )
 

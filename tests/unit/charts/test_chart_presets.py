@@ -16,7 +16,7 @@ PRESETS = [
 
 
 def config_data(objects) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    [config] = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == f"{RELEASE}-imgproc-config"]
+    [config] = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == f"{RELEASE}-imgproc"]
     return config["data"]
 
 

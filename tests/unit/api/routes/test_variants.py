@@ -25,7 +25,7 @@ PRESETS = [
 
 @pytest.fixture
 def presets(configure) -> None:
-    configure(PRESETS=json.dumps(PRESETS), MAX_OUTPUTS_PER_TASK=6)
+    configure(PRESETS=json.dumps(PRESETS), MAX_OUTPUTS_PER_TASK=5)
 
 
 def upload(client, presets: str | None, data: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ def test_no_presets_field_makes_the_default_presets(client, presets):
     ("field", "detail"),
     [
         ("web,huge", "Unknown preset huge; the presets are thumb, web, card, large."),
-        ("thumb,web,card,large", "These presets make 7 outputs (presets x formats); one upload may ask for at most 6."),
+        ("thumb,web,card,large", "These presets make 6 outputs (presets x formats); one upload may ask for at most 5."),
     ],
 )
 def test_unknown_presets_and_too_many_outputs_are_422_before_anything_is_stored(client, presets, field, detail):
@@ -189,4 +189,4 @@ def test_the_presets_are_listed(client, presets):
         "default": False,
         "animated": False,
     }
-    assert listed["max_outputs_per_task"] == 6
+    assert listed["max_outputs_per_task"] == 5
