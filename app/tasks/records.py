@@ -75,9 +75,7 @@ class Task(Base):
     # before presets, made as the default configuration's presets).
     presets: Mapped[str | None] = mapped_column(String(1024), default=None)
     # Loaded with the task (one more query per task query): every read of a task shows them.
-    variants: Mapped[list[Variant]] = relationship(
-        lazy="selectin", order_by="Variant.width.desc()", viewonly=True
-    )
+    variants: Mapped[list[Variant]] = relationship(lazy="selectin", order_by="Variant.width.desc()", viewonly=True)
     # The worker (worker.heartbeat.WORKER_ID) whose run holds the task while it is processing:
     # when that worker's lease runs out (WorkerBeat), the task is handed back at once (app.tasks.requeue).
     claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
