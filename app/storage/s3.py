@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from app.core.config import Settings
-from app.storage import CHUNK, StorageUnavailable, StoredObject, check_key
+from app.storage import CHUNK, StorageUnavailable, StoredObject, check_key, content_type_for
 
 
 def _is_ip(host: str) -> bool:
@@ -182,7 +182,7 @@ class S3Storage:
             Params={
                 "Bucket": self.bucket,
                 "Key": self.object_key(key),
-                "ResponseContentType": "image/jpeg",
+                "ResponseContentType": content_type_for(key),
                 "ResponseContentDisposition": f'attachment; filename="{filename}"',
                 "ResponseCacheControl": f"private, max-age={min(cache_seconds, self.signed_url_seconds)}",
             },

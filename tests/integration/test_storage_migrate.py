@@ -22,6 +22,9 @@ def to_bucket(configure, tmp_path, s3_server, s3_prefix, monkeypatch):
 def test_files_are_copied_verified_and_a_second_run_copies_nothing(to_bucket, s3_server, s3_prefix, capsys):
     originals = {f"originals/{os.urandom(16).hex()}": os.urandom(1000 + i) for i in range(3)}
     results = {f"results/{i}.jpg": os.urandom(500 + i) for i in range(1, 3)}
+    # The presets' layout: results/<id>/<preset>.<format>.
+    results |= {"results/2/thumb.webp": os.urandom(300), "results/2/large.avif": os.urandom(400)}
+    (to_bucket / "results" / "2").mkdir()
     for key, data in {**originals, **results}.items():
         (to_bucket / key).write_bytes(data)
     (to_bucket / "results" / ".3.jpg.abc123.tmp").write_bytes(b"half")  # an interrupted write
@@ -29,15 +32,16 @@ def test_files_are_copied_verified_and_a_second_run_copies_nothing(to_bucket, s3
 
     assert main(["storage", "migrate"]) == 0
     out = capsys.readouterr().out
-    assert "copied 5 object(s)" in out and "2 file(s) ignored" in out and "0 size mismatch" in out
+    assert "copied 7 object(s)" in out and "2 file(s) ignored" in out and "0 size mismatch" in out
     storage = get_storage()
     for key, data in {**originals, **results}.items():
         assert storage.read(key) == data
-    assert len(s3_server.keys(s3_prefix)) == 5
+    assert len(s3_server.keys(s3_prefix)) == 7
+    assert storage.stat("results/2/large.avif") is not None
     assert (to_bucket / "results" / "1.jpg").exists()  # the file system is left as it was
 
     assert main(["storage", "migrate"]) == 0  # resumable: what is there already is skipped
-    assert "copied 0 object(s) (0 bytes), 5 already there" in capsys.readouterr().out
+    assert "copied 0 object(s) (0 bytes), 7 already there" in capsys.readouterr().out
 
 
 def test_an_interrupted_copy_is_completed_by_the_next_run(to_bucket, capsys):

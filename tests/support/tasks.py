@@ -5,6 +5,7 @@
 - `upload_accepted(client, data, ...)`: the same, asserting the upload was accepted; its task id.
 - `complete(client, task_id, data=None)`: what the worker does on success: writes the result
   through the configured storage and reports the outcome to the webhook, signed.
+- `run_worker(client, task_id)`: the worker's real run (every preset asked for) in this process.
 - `make_tasks(count, age_seconds=..., status=...)`: task rows written straight to the database.
 
 Polling helpers are in tests/support/waiting.py."""
@@ -60,6 +61,21 @@ def upload_accepted(client: httpx.Client, data: bytes, name: str = "photo.jpg") 
     body = response.json()
     assert body["message"] == "Task created successfully"
     return body["task_id"]
+
+
+def run_worker(client: httpx.Client, task_id: int) -> None:
+    """Does what the worker does, in this process: claim, make every preset the task asked
+    for through the configured storage, report (signed)."""
+    from worker.tasks import run_pipeline
+
+    storage = get_storage()
+    with session_scope() as session:
+        claim = crud.start_processing(session=session, task_id=task_id, max_attempts=5)
+    assert claim is not None
+    outcome = run_pipeline(task_id, storage.read(claim.source_key), claim.presets, storage)
+    assert outcome.status == "completed", outcome.error
+    response = report_outcome(client, outcome.model_dump(mode="json"))
+    assert response.status_code == 200, response.text
 
 
 def complete(client: httpx.Client, task_id: int, data: bytes | None = None) -> None:

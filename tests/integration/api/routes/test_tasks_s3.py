@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.storage import get_storage, result_key
 from tests.fixtures.ports import free_port
 from tests.support import images
-from tests.support.tasks import complete, upload
+from tests.support.tasks import complete, run_worker, upload
 
 
 @pytest.fixture
@@ -65,6 +65,36 @@ def test_the_owner_is_redirected_to_a_short_lived_signed_url(s3_client, s3_serve
     etag = response.headers["etag"]
     again = s3_client.get(f"/api/tasks/{task_id}/result", headers={"If-None-Match": etag})
     assert again.status_code == 304 and "location" not in again.headers
+
+
+def test_each_variant_is_its_own_signed_url_and_a_delete_removes_them_all(use_s3, queue, s3_server, s3_prefix):
+    presets = [
+        {"name": "thumb", "width": 160, "height": 160, "fit": "cover", "formats": ["webp", "avif"]},
+        {"name": "web", "width": 800, "height": 600, "formats": ["jpeg"], "default": True},
+    ]
+    use_s3(PRESETS=json.dumps(presets))
+    from app.main import create_app
+
+    with TestClient(create_app(), base_url="http://testserver", follow_redirects=False) as client:
+        files = {"file": ("p.jpg", images.jpeg(1200, 900), "image/jpeg")}
+        task_id = client.post("/api/newTask", files=files, data={"presets": "thumb,web"}).json()["task_id"]
+        run_worker(client, task_id)
+        assert sorted(k.removeprefix(s3_prefix) for k in s3_server.keys(s3_prefix) if "results" in k) == [
+            f"results/{task_id}.jpg",
+            f"results/{task_id}/thumb.avif",
+            f"results/{task_id}/thumb.webp",
+        ]
+        for variant in client.get(f"/api/tasks/{task_id}").json()["variants"]:
+            response = client.get(variant["url"])
+            assert response.status_code == 302
+            fetched = httpx.get(response.headers["location"])
+            assert fetched.headers["content-type"] == f"image/{variant['format']}"
+            assert len(fetched.content) == variant["size"]
+        negotiated = client.get(f"/api/tasks/{task_id}/results/thumb", headers={"accept": "image/avif"})
+        assert negotiated.status_code == 302 and negotiated.headers["vary"] == "Accept"
+        assert "/thumb.avif?" in negotiated.headers["location"]
+        assert client.delete(f"/api/tasks/{task_id}").status_code == 204
+    assert s3_server.keys(s3_prefix) == []
 
 
 def test_another_users_task_is_404_before_anything_is_signed(use_s3, queue, monkeypatch):

@@ -12,8 +12,7 @@ from app.core.db import session_scope
 from app.storage import get_storage
 from app.tasks import crud
 from tests.support import images
-from tests.support.signing import report_outcome
-from tests.support.tasks import UPLOAD
+from tests.support.tasks import UPLOAD, run_worker
 
 PRESETS = [
     {"name": "thumb", "width": 160, "height": 160, "fit": "cover", "formats": ["webp"]},
@@ -33,25 +32,11 @@ def upload(client, presets: str | None, data: bytes | None = None):  # type: ign
     return client.post(UPLOAD, files={"file": ("p.jpg", data or images.jpeg(2000, 1500), "image/jpeg")}, data=fields)
 
 
-def process(client, task_id: int) -> None:  # type: ignore[no-untyped-def]
-    """What the worker does: claim, run every preset, report."""
-    from worker.tasks import run_pipeline
-
-    storage = get_storage()
-    with session_scope() as session:
-        claim = crud.start_processing(session=session, task_id=task_id, max_attempts=5)
-    assert claim is not None
-    outcome = run_pipeline(task_id, storage.read(claim.source_key), claim.presets, storage)
-    assert outcome.status == "completed", outcome.error
-    response = report_outcome(client, outcome.model_dump(mode="json"))
-    assert response.status_code == 200, response.text
-
-
 def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
     response = upload(client, "thumb, web,large")
     assert response.status_code == 200, response.text
     task_id = response.json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
 
     task = client.get(f"/api/tasks/{task_id}").json()
     made = {(v["preset"], v["format"]): (v["width"], v["height"]) for v in task["variants"]}
@@ -84,7 +69,7 @@ def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
 
 def test_no_presets_field_makes_the_default_presets(client, presets):
     task_id = upload(client, None).json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     task = client.get(f"/api/tasks/{task_id}").json()
     assert sorted((v["preset"], v["format"]) for v in task["variants"]) == [("web", "jpeg"), ("web", "webp")]
 
@@ -114,7 +99,7 @@ def test_unknown_presets_and_too_many_outputs_are_422_before_anything_is_stored(
 )
 def test_a_preset_without_extension_is_chosen_by_accept(client, presets, accept, served):
     task_id = upload(client, "card,thumb").json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     response = client.get(f"/api/tasks/{task_id}/results/card", headers={"accept": accept})
     assert response.status_code == 200
     assert response.headers["content-type"] == f"image/{served}"
@@ -126,14 +111,14 @@ def test_a_preset_without_extension_is_chosen_by_accept(client, presets, accept,
 
 def test_avif_is_negotiated_when_the_browser_names_it(client, presets):
     task_id = upload(client, "large").json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     response = client.get(f"/api/tasks/{task_id}/results/large", headers={"accept": "image/avif,image/webp"})
     assert response.headers["content-type"] == "image/avif"
 
 
 def test_variants_have_their_own_etags_and_answer_304(client, presets):
     task_id = upload(client, "web").json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     jpeg = client.get(f"/api/tasks/{task_id}/results/web.jpg")
     webp = client.get(f"/api/tasks/{task_id}/results/web.webp")
     assert jpeg.headers["content-type"] == "image/jpeg" and "vary" not in jpeg.headers
@@ -145,7 +130,7 @@ def test_variants_have_their_own_etags_and_answer_304(client, presets):
 def test_unknown_variants_are_404_and_unfinished_tasks_409(client, presets):
     task_id = upload(client, "web").json()["task_id"]
     assert client.get(f"/api/tasks/{task_id}/results/web").status_code == 409
-    process(client, task_id)
+    run_worker(client, task_id)
     assert client.get(f"/api/tasks/{task_id}/results/thumb").status_code == 404
     assert client.get(f"/api/tasks/{task_id}/results/web.avif").status_code == 404
     assert client.get(f"/api/tasks/{task_id}/results/web.gif").status_code == 422
@@ -153,7 +138,7 @@ def test_unknown_variants_are_404_and_unfinished_tasks_409(client, presets):
 
 def test_delete_removes_every_variant(client, presets):
     task_id = upload(client, "thumb,web").json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     storage = get_storage()
     assert sorted(storage.list_keys(f"results/{task_id}/")) == [
         f"results/{task_id}/thumb.webp",
@@ -166,7 +151,7 @@ def test_delete_removes_every_variant(client, presets):
 
 def test_a_re_run_replaces_the_variants_never_duplicates_them(client, presets):
     task_id = upload(client, "thumb,web").json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     from worker.tasks import run_pipeline
 
     storage = get_storage()
