@@ -96,7 +96,11 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="imgproc",
         version="0.1.0",
-        summary=f"Upload images; get web-ready JPEGs (EXIF-oriented, RGB, {settings.output_spec.describe()}).",
+        summary=(
+            f"Upload images; get web-ready JPEGs (EXIF-oriented, RGB, {settings.output_spec.describe()})."
+            if not settings.PRESETS
+            else "Upload images; get every preset's sizes and formats (EXIF-oriented, sRGB): GET /api/presets."
+        ),
         lifespan=lifespan,
     )
     app.include_router(health.router)
