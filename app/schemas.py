@@ -93,6 +93,11 @@ class TaskPublic(BaseModel):
     result_path: str | None
     result_url: str | None = Field(examples=["/api/tasks/42/result"])
     variants: list[VariantPublic] = Field(default_factory=list, description="Largest first.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Where the outputs are less than asked for.",
+        examples=[["'anim' is the first frame only: the animation has 400 frames, more than 300."]],
+    )
     srcset: dict[OutputFormat, str] = Field(
         default_factory=dict,
         description="Per format, a ready `srcset` of the variants with the main result's aspect ratio.",
@@ -133,6 +138,8 @@ class OutcomeReport(BaseModel):
     error: str | None = Field(default=None, max_length=2000)
     # Empty from workers older than presets: their one result is the legacy results/<id>.jpg.
     variants: list[VariantReport] = Field(default_factory=list, max_length=64)
+    # Where the outputs are less than asked for (an animation kept as its first frame, and why).
+    notes: list[str] = Field(default_factory=list, max_length=16)
 
 
 class WebhookAck(BaseModel):
@@ -206,6 +213,7 @@ def task_public(task: Task, root_path: str = "") -> TaskPublic:
         result_path=task.result_key if task.status is TaskStatus.COMPLETED else None,
         result_url=result_url(task, root_path),
         variants=variants,
+        notes=json.loads(task.result_metadata).get("notes", []) if task.result_metadata else [],
         srcset=srcset,
     )
 

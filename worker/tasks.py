@@ -90,6 +90,7 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
             VariantReport(preset=v.preset, format=v.format, width=v.width, height=v.height, size=len(v.data))
             for v in rendered.variants
         ],
+        notes=list(rendered.notes),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import APIRouter, HTTPException, Request
@@ -63,7 +64,14 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
             task_id=report.task_id,
             status=reported,
             result_key=key,
-            result_metadata=report.metadata.model_dump_json() if report.metadata else None,
+            # The notes ride along in the stored JSON; the legacy metadata (TaskMetadata) ignores them.
+            result_metadata=(
+                json.dumps(
+                    {**report.metadata.model_dump(mode="json"), **({"notes": report.notes} if report.notes else {})}
+                )
+                if report.metadata
+                else None
+            ),
             error=(report.error or "processing failed") if reported is TaskStatus.FAILED else None,
             commit=False,
         )

@@ -12,6 +12,7 @@ from app.core.db import session_scope
 from app.storage import get_storage
 from app.tasks import crud
 from tests.support import images
+from tests.support.imaging import animated_gif
 from tests.support.tasks import UPLOAD, run_worker
 
 PRESETS = [
@@ -175,3 +176,26 @@ def test_the_presets_are_listed(client, presets):
         "animated": False,
     }
     assert listed["max_outputs_per_task"] == 5
+
+
+def test_an_animation_over_the_limits_is_its_first_frame_and_the_task_says_why(client, configure):
+    animated = [{"name": "anim", "width": 64, "height": 64, "formats": ["webp"], "animated": True, "default": True}]
+    configure(PRESETS=json.dumps(animated), ANIMATION_MAX_FRAMES=2)
+    gif = animated_gif([(255, 0, 0), (0, 255, 0), (0, 0, 255)], size=(32, 32))
+    response = client.post(UPLOAD, files={"file": ("a.gif", gif, "image/gif")})
+    task_id = response.json()["task_id"]
+    run_worker(client, task_id)
+    task = client.get(f"/api/tasks/{task_id}").json()
+    [note] = task["notes"]
+    assert "anim" in note and "first frame" in note
+    webp = images.decode(client.get(task["variants"][0]["url"]).content)
+    assert getattr(webp, "n_frames", 1) == 1
+    # The legacy metadata keeps its keys.
+    assert "notes" not in json.loads(client.get(f"/api/isReady/{task_id}").json()["metadata"])
+
+    configure(ANIMATION_MAX_FRAMES=10)
+    task_id = client.post(UPLOAD, files={"file": ("a.gif", gif, "image/gif")}).json()["task_id"]
+    run_worker(client, task_id)
+    task = client.get(f"/api/tasks/{task_id}").json()
+    assert task["notes"] == []
+    assert images.decode(client.get(task["variants"][0]["url"]).content).n_frames == 3
