@@ -16,7 +16,7 @@ from app import imaging
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.imaging.presets import PresetError, choose_presets
+from app.imaging.presets import PresetError
 from app.imaging.variants import AnimationLimits
 from app.schemas import OutcomeReport, TaskMetadata, VariantReport
 from app.storage import Storage, StorageUnavailable, get_storage
@@ -53,7 +53,7 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
     started = time.perf_counter()
     settings = get_settings()
     try:
-        presets = choose_presets(settings.presets, outputs.names_of(task_presets))
+        presets = outputs.presets_of(settings.presets, task_presets)
     except PresetError as exc:  # the configuration changed since the upload
         return failed(task_id, f"the presets asked for are no longer configured ({exc})")
     try:

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.core.addresses import parse_host_port
 from app.imaging.colour import STANDARD_CMYK_PROFILE_PATH
 from app.imaging.models import Spec
-from app.imaging.presets import Preset, PresetError, parse_presets
+from app.imaging.presets import Preset, PresetError, output_count, parse_presets
 
 _DEFAULT_SPEC = Spec()
 # Setting -> the Spec field it gives. Spec validates them (one set of limits, not two).
@@ -304,7 +304,7 @@ class Settings(BaseSettings):
             presets = self.presets
         except PresetError as exc:
             raise ValueError(f"IMGPROC_PRESETS: {exc}") from None
-        largest_default = sum(len(preset.formats) for preset in presets if preset.default)
+        largest_default = output_count(preset for preset in presets if preset.default)
         if largest_default > self.MAX_OUTPUTS_PER_TASK:
             raise ValueError(
                 f"IMGPROC_PRESETS: the default presets make {largest_default} outputs, more than "

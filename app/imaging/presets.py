@@ -216,6 +216,11 @@ def _decoded(configuration: str | bytes | Sequence[object]) -> Sequence[object]:
     return configuration
 
 
+def output_count(presets: Iterable[Preset]) -> int:
+    """Presets x formats: the encodes and stored files they make."""
+    return sum(len(preset.formats) for preset in presets)
+
+
 def choose_presets(configured: Sequence[Preset], names: Iterable[str] | None) -> tuple[Preset, ...]:
     """The presets an upload asks for by name (each once, in configured order), or the default ones.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.imaging.presets import OutputFormat, Preset
+from app.imaging.presets import OutputFormat, Preset, choose_presets
 from app.storage import result_key
 
 
@@ -21,13 +21,10 @@ def stored_names(presets: Sequence[Preset]) -> str:
     return ",".join(preset.name for preset in presets)
 
 
-def names_of(task_presets: str | None) -> tuple[str, ...] | None:
-    """A task's recorded names (None for a task from before presets: the defaults)."""
-    return tuple(task_presets.split(",")) if task_presets else None
-
-
-def output_count(presets: Sequence[Preset]) -> int:
-    return sum(len(preset.formats) for preset in presets)
+def presets_of(configured: Sequence[Preset], stored: str | None) -> tuple[Preset, ...]:
+    """The presets a task asked for (Task.presets; None, a task from before presets: the
+    defaults). PresetError when one of them is no longer configured."""
+    return choose_presets(configured, tuple(stored.split(",")) if stored else None)
 
 
 def primary(presets: Sequence[Preset]) -> tuple[str, OutputFormat]:

@@ -29,7 +29,7 @@ from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
 from app.core.config import Settings
-from app.imaging.presets import OutputFormat, Preset, PresetError, choose_presets
+from app.imaging.presets import OutputFormat, Preset, PresetError, choose_presets, output_count
 from app.schemas import (
     ErrorResponse,
     IsReadyResponse,
@@ -237,7 +237,7 @@ def _chosen_presets(field: str, settings: Settings) -> tuple[Preset, ...]:
         presets = choose_presets(settings.presets, outputs.parse_names(field))
     except PresetError as exc:
         raise HTTPException(422, f"{str(exc)[0].upper()}{str(exc)[1:]}.") from exc
-    count = outputs.output_count(presets)
+    count = output_count(presets)
     if count > settings.MAX_OUTPUTS_PER_TASK:
         raise HTTPException(
             422,

@@ -15,7 +15,7 @@ from app.api.errors import TaskNotFound
 from app.api.outcome_waiters import notify_outcome
 from app.core.config import Settings
 from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
-from app.imaging.presets import PresetError, choose_presets
+from app.imaging.presets import PresetError
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
 from app.storage import result_key
 from app.tasks import crud, outputs
@@ -95,9 +95,7 @@ def _outputs(session: Session, settings: Settings, report: OutcomeReport) -> tup
     if not report.variants:
         return result_key(report.task_id), []
     try:
-        presets = choose_presets(
-            settings.presets, outputs.names_of(crud.task_presets(session=session, task_id=report.task_id))
-        )
+        presets = outputs.presets_of(settings.presets, crud.task_presets(session=session, task_id=report.task_id))
     except PresetError:
         presets = ()
     formats = {preset.name: preset.formats for preset in presets}
