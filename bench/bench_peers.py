@@ -827,18 +827,14 @@ def print_set_bytes(rows: list[Row], outputs: Sequence[SetOutput]) -> None:
         if ours is None:
             continue
         print(f"\nbytes per variant, {label} (imgproc: {ours.service}):")
-        header = f"  {'output':<12}{'imgproc':>21}" + "".join(f"{peer.service:>28}" for peer in peers)
-        print(header + ("  (ours/peer)" if peers else ""))
+        print(f"  {'output':<12}{'imgproc':>21}" + "".join(f"{peer.service:>21}{'ours/peer':>11}" for peer in peers))
         for output in outputs:
             made = ours.made.get(output)
             cells = f"  {output.label:<12}{_made(made):>21}"
             for peer in peers:
                 theirs = peer.made.get(output)
-                if theirs is None:
-                    cells += f"{'unavailable':>28}"
-                else:
-                    ratio = f" {made.size / theirs.size:.2f}x" if made and theirs.size else ""
-                    cells += f"{_made(theirs) + ratio:>28}"
+                ratio = f"{made.size / theirs.size:.2f}x" if made and theirs and theirs.size else ""
+                cells += f"{_made(theirs) if theirs else 'unavailable':>21}{ratio:>11}"
             print(cells)
         for other in rows:
             if other is not ours and other.input == label and other.service.startswith("imgproc") and other.made:
