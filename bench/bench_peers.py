@@ -881,8 +881,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(SERVICES)
     if unknown:
         parser.error(f"unknown services: {sorted(unknown)}")
-    kinds = [kind for kind in ROWS if kind in args.rows.split(",")]
-    unknown = set(args.rows.split(",")) - set(ROWS)
+    requested = [kind for kind in args.rows.split(",") if kind]
+    kinds = [kind for kind in ROWS if kind in requested]
+    unknown = set(requested) - set(ROWS)
     if unknown or not kinds:
         parser.error(f"--rows: unknown {sorted(unknown)}; the rows are {ROWS}")
 
