@@ -1,9 +1,10 @@
-"""imgproc next to its peers: images/s and CPU seconds per image of every service process.
+"""imgproc next to its peers: images/s and CPU seconds per image of every service process, and the
+same for a set of variants from one upload against the same outputs asked of the peers.
 
-    python -m bench.bench_peers [--images 60] [--concurrency 4] [--only imgproc-embedded,...]
+    python -m bench.bench_peers [--images 60] [--concurrency 4] [--rows single,set] [--only imgproc-embedded,...]
 
-Services, one at a time on loopback, each on the same generated inputs (a 12 MP and a 1080p
-photo-like JPEG, made in-process), fitting within 800x600 at quality 85:
+Services, all on loopback, each on the same generated inputs (a 12 MP and a 1080p photo-like JPEG,
+made in-process):
 
 - imgproxy, built from its Go module against Debian's libvips (cached in ~/.cache/imgproc-bench);
   when the module cannot be fetched or built the bench says why and goes on without it;
@@ -13,22 +14,41 @@ photo-like JPEG, made in-process), fitting within 800x600 at quality 85:
 - imgproc in its production shape: PostgreSQL + Redis + `imgproc api` + a separate `imgproc worker`
   (servers started by the test fixtures' code on free loopback ports).
 
-One closed-loop client: ``--concurrency`` threads share ``--images`` requests (after one warm-up
-request per thread, not counted), each thread waiting for its image before sending the next. All
-services run for the whole bench and the images are sent in ``--rounds`` rounds that alternate
+Two kinds of row (``--rows``):
+
+- single: one output, fitting within 800x600 at JPEG quality 85. imgproc runs in its default
+  configuration (no ``IMGPROC_PRESETS``).
+- set: the issue's set of variants, 5 outputs: 160x160 cover WebP, 400x300 WebP, 800x600 JPEG +
+  WebP, 1600x1200 AVIF, at JPEG 85, WebP 80, AVIF 60 (``SET_PRESETS``). imgproc makes them from one
+  upload naming the 4 presets, its processes configured with them through ``IMGPROC_PRESETS`` (a
+  stack of its own beside the single row's; with servers, the same PostgreSQL and Redis, another
+  database and Redis database); a set is the upload, the wait and the download of every variant.
+  A peer is asked for the same 5 outputs as 5 requests, one after the other, with the same
+  qualities in the URL (thumbor: ``fit-in/WxH`` for contain, its centred crop ``WxH/center/middle``,
+  no ``smart``, for cover, ``filters:format():quality()``; imgproxy: ``rs:fit``/``rs:fill`` +
+  ``g:ce``, ``q:``, the format as the extension) and the same AVIF encoder speed as imgproc's (8).
+  Before the rounds every peer is asked for each output once: an output it answers in another
+  format (thumbor without an AVIF encoder falls back to JPEG) is reported unavailable for that
+  peer, left out of its set, and its ratios are not judged. The report adds the ratios ours/peer
+  against the issue's targets (CPU per set <= 0.5x, sets/s >= 2x) and the bytes of every variant.
+
+One closed-loop client: ``--concurrency`` threads share ``--images`` requests (or sets; after one
+warm-up per thread, not counted), each thread waiting for its image or set before sending the next.
+All services run for the whole bench and the images are sent in ``--rounds`` rounds that alternate
 between the services, so that a noisy neighbour slows them alike; figures are over all rounds. For
 imgproc an image is: upload, wait for the task to end (long poll ``?wait=30``; a server without it
 answers at once and the client then polls every 100 ms, like the page did), download the result.
 Every run is bounded in time (``--time-limit``).
 
 CPU = user + system time from /proc of every process of the service (children included; a process
-that ends during a run keeps the last figure seen), divided by the images done. The client's own
-CPU is not counted, but it runs on the same cores for every service.
+that ends during a run keeps the last figure seen), divided by the images or sets done. The
+client's own CPU is not counted, but it runs on the same cores for every service.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -38,13 +58,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from PIL import Image
 
+from app.imaging.presets import Fit, OutputFormat, Preset
 from bench.bench_pipeline import photo_like
 from tests.fixtures.ports import free_port, wait_for_port
 from tests.fixtures.postgres import start_postgres
@@ -59,6 +81,73 @@ WIDTH, HEIGHT, QUALITY = 800, 600, 85
 TERMINAL = ("completed", "failed")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LEGACY_POLL_SECONDS = 0.1
+
+
+# --------------------------------------------------------------------------- the set row
+
+
+SET_QUALITY: Mapping[OutputFormat, int] = {OutputFormat.JPEG: 85, OutputFormat.WEBP: 80, OutputFormat.AVIF: 60}
+_WEBP, _JPEG, _AVIF = OutputFormat.WEBP, OutputFormat.JPEG, OutputFormat.AVIF
+SET_PRESETS: tuple[Preset, ...] = (
+    Preset(name="thumb", width=160, height=160, fit=Fit.COVER, formats=(_WEBP,), webp_quality=SET_QUALITY[_WEBP]),
+    Preset(name="card", width=400, height=300, formats=(_WEBP,), webp_quality=SET_QUALITY[_WEBP]),
+    Preset(
+        name="web",
+        width=800,
+        height=600,
+        formats=(_JPEG, _WEBP),
+        jpeg_quality=SET_QUALITY[_JPEG],
+        webp_quality=SET_QUALITY[_WEBP],
+        default=True,  # a configuration needs one; the set's upload names all four
+    ),
+    Preset(name="full", width=1600, height=1200, formats=(_AVIF,), avif_quality=SET_QUALITY[_AVIF]),
+)
+AVIF_SPEED = 8  # libaom's speed in imgproc (app/imaging/encoding.py); the peers are given the same
+
+
+@dataclass(frozen=True)
+class SetOutput:
+    """One output of the set: what a peer is asked for in one request."""
+
+    preset: Preset
+    format: OutputFormat
+
+    @property
+    def quality(self) -> int:
+        return self.preset.quality(self.format)
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset.name} {self.format}"
+
+
+def set_outputs(presets: Sequence[Preset]) -> tuple[SetOutput, ...]:
+    return tuple(SetOutput(preset, output) for preset in presets for output in preset.formats)
+
+
+def presets_config(presets: Sequence[Preset]) -> str:
+    """The ``IMGPROC_PRESETS`` JSON that configures imgproc with ``presets``."""
+    return json.dumps(
+        [
+            {
+                "name": preset.name,
+                "width": preset.width,
+                "height": preset.height,
+                "fit": str(preset.fit),
+                "formats": [str(output) for output in preset.formats],
+                "quality": {str(output): preset.quality(output) for output in preset.formats},
+                "default": preset.default,
+            }
+            for preset in presets
+        ]
+    )
+
+
+def describe_set(presets: Sequence[Preset]) -> str:
+    return ", ".join(
+        f"{p.name} {p.width}x{p.height} {p.fit} " + " + ".join(f"{f} q{p.quality(f)}" for f in p.formats)
+        for p in presets
+    )
 
 
 # --------------------------------------------------------------------------- CPU accounting
@@ -167,7 +256,8 @@ class LoadResult:
 
 
 class Target:
-    """One way of getting one image through a service; ``fetch`` returns the output's size."""
+    """One way of getting one image (or one set) through a service; ``fetch`` returns the bytes
+    received, 0 for nothing."""
 
     roles: dict[int, Callable[[int], str]]
 
@@ -241,22 +331,76 @@ class ImgprocTarget(Target):
         response = client.post("/api/newTask", files={"file": ("photo.jpg", self.data, "image/jpeg")})
         response.raise_for_status()
         task_id = response.json()["task_id"]
-        deadline = time.monotonic() + 120
-        while True:
-            asked = time.monotonic()
-            status = client.get(f"/api/isReady/{task_id}", params={"wait": 30}).json()
-            counters["status"] += 1
-            if status["status"] in TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"task {task_id} still {status['status']}")
-            if time.monotonic() - asked < LEGACY_POLL_SECONDS / 2:  # a server without long polls
-                time.sleep(LEGACY_POLL_SECONDS)
-        if status["status"] != "completed":
-            raise RuntimeError(f"task {task_id} failed: {status['error']}")
+        wait_for_outcome(client, f"/api/isReady/{task_id}", counters)
         result = client.get(f"/api/tasks/{task_id}/result")
         result.raise_for_status()
         return len(result.content)
+
+
+def wait_for_outcome(client: httpx.Client, status_path: str, counters: dict[str, int]) -> dict:
+    """The task's status once it has ended (long polls; a server without them is polled every
+    100 ms); raises unless it completed."""
+    deadline = time.monotonic() + 120
+    while True:
+        asked = time.monotonic()
+        status = client.get(status_path, params={"wait": 30}).json()
+        counters["status"] += 1
+        if status["status"] in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{status_path}: still {status['status']}")
+        if time.monotonic() - asked < LEGACY_POLL_SECONDS / 2:  # a server without long polls
+            time.sleep(LEGACY_POLL_SECONDS)
+    if status["status"] != "completed":
+        raise RuntimeError(f"{status_path}: failed: {status['error']}")
+    return status
+
+
+@dataclass(frozen=True)
+class Made:
+    """One output as received: its size in pixels and in bytes."""
+
+    width: int
+    height: int
+    size: int
+
+
+class ImgprocSetTarget(Target):
+    """The set from imgproc: one upload naming the presets, one long poll on the task, then a GET
+    of every variant it lists."""
+
+    def __init__(
+        self, stack: ServiceStack, data: bytes, roles: dict[int, Callable[[int], str]], presets: Sequence[Preset]
+    ) -> None:
+        self.stack, self.data, self.roles = stack, data, roles
+        self.presets = ",".join(preset.name for preset in presets)
+        self.outputs = {(output.preset.name, str(output.format)): output for output in set_outputs(presets)}
+        self.made: dict[SetOutput, Made] = {}  # the outputs are the same every time: the last is kept
+
+    def new_client(self) -> httpx.Client:
+        return self.stack.client()
+
+    def fetch(self, client: httpx.Client, counters: dict[str, int]) -> int:
+        response = client.post(
+            "/api/newTask",
+            files={"file": ("photo.jpg", self.data, "image/jpeg")},
+            data={"presets": self.presets},
+        )
+        response.raise_for_status()
+        task_id = response.json()["task_id"]
+        task = wait_for_outcome(client, f"/api/tasks/{task_id}", counters)
+        listed = {(variant["preset"], variant["format"]): variant for variant in task["variants"]}
+        if set(listed) != set(self.outputs):
+            raise RuntimeError(f"task {task_id} made {sorted(listed)}, not {sorted(self.outputs)}")
+        total = 0
+        for key, variant in listed.items():
+            result = client.get(variant["url"])
+            result.raise_for_status()
+            if len(result.content) != variant["size"]:
+                raise RuntimeError(f"{variant['url']}: {len(result.content)} bytes, listed as {variant['size']}")
+            self.made[self.outputs[key]] = Made(variant["width"], variant["height"], len(result.content))
+            total += len(result.content)
+        return total
 
 
 BENCH_LIMITS = {  # the bench is one client at a high rate; the quotas are not what is measured
@@ -266,34 +410,61 @@ BENCH_LIMITS = {  # the bench is one client at a high rate; the quotas are not w
 }
 
 
-@contextmanager
-def imgproc_embedded(workdir: Path) -> Iterator[tuple[ServiceStack, dict[int, Callable[[int], str]]]]:
-    env = {**embedded_env(workdir / "embedded"), **BENCH_LIMITS}
-    with running_stack(env, workdir / "logs-embedded", workers=0, start_api=False) as stack:
-        stack.start_embedded()
-        assert stack.api is not None
-        # `imgproc run` = the API; its child is the worker's main process; the pool below that.
-        yield stack, {stack.api.pid: tiered("API", "worker main", "worker pool")}
+Roles = dict[int, Callable[[int], str]]
+# Row kind -> the environment of the imgproc stack it runs on; every kind gets a stack of its own.
+STACK_ENV: dict[str, dict[str, str]] = {
+    "single": {},  # the default configuration: one preset, 800x600 contain JPEG q85
+    "set": {"IMGPROC_PRESETS": presets_config(SET_PRESETS)},
+}
 
 
 @contextmanager
-def imgproc_servers(workdir: Path) -> Iterator[tuple[ServiceStack, dict[int, Callable[[int], str]]]]:
+def imgproc_embedded(
+    workdir: Path, configs: Mapping[str, Mapping[str, str]]
+) -> Iterator[dict[str, tuple[ServiceStack, Roles]]]:
+    """One `imgproc run` per configuration (name -> extra environment)."""
+    stacks: dict[str, tuple[ServiceStack, Roles]] = {}
+    with ExitStack() as running:
+        for name, extra in configs.items():
+            env = {**embedded_env(workdir / f"embedded-{name}"), **BENCH_LIMITS, **extra}
+            logs = workdir / f"logs-embedded-{name}"
+            stack = running.enter_context(running_stack(env, logs, workers=0, start_api=False))
+            stack.start_embedded()
+            assert stack.api is not None
+            # `imgproc run` = the API; its child is the worker's main process; the pool below that.
+            stacks[name] = (stack, {stack.api.pid: tiered("API", "worker main", "worker pool")})
+        yield stacks
+
+
+@contextmanager
+def imgproc_servers(
+    workdir: Path, configs: Mapping[str, Mapping[str, str]]
+) -> Iterator[dict[str, tuple[ServiceStack, Roles]]]:
+    """An API and a worker per configuration (name -> extra environment), all on one PostgreSQL
+    (a database each) and one Redis (a database number each)."""
     postgres = start_postgres()  # its own temp dir: the server runs as "postgres", workdir is 0700
     redis = start_redis()
     try:
-        env = {**server_env(postgres.create_database("bench"), redis.url, workdir / "server"), **BENCH_LIMITS}
-        with running_stack(env, workdir / "logs-server", workers=1) as stack:
-            assert stack.api is not None and redis.process is not None and postgres.data_dir is not None
-            postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
-            yield (
-                stack,
-                {
-                    stack.api.pid: flat("API"),
-                    stack.workers[0].pid: tiered("worker main", "worker pool"),
-                    postmaster: flat("PostgreSQL"),
-                    redis.process.pid: flat("Redis"),
-                },
-            )
+        assert redis.process is not None and postgres.data_dir is not None
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        stacks: dict[str, tuple[ServiceStack, Roles]] = {}
+        with ExitStack() as running:
+            for number, (name, extra) in enumerate(configs.items()):
+                database = postgres.create_database("bench" if name == "single" else f"bench-{name}")
+                broker = f"{redis.url.rsplit('/', 1)[0]}/{number}"
+                env = {**server_env(database, broker, workdir / f"server-{name}"), **BENCH_LIMITS, **extra}
+                stack = running.enter_context(running_stack(env, workdir / f"logs-server-{name}", workers=1))
+                assert stack.api is not None
+                stacks[name] = (
+                    stack,
+                    {
+                        stack.api.pid: flat("API"),
+                        stack.workers[0].pid: tiered("worker main", "worker pool"),
+                        postmaster: flat("PostgreSQL"),
+                        redis.process.pid: flat("Redis"),
+                    },
+                )
+            yield stacks
     finally:
         redis.stop()
         postgres.stop()
@@ -311,6 +482,7 @@ FILE_LOADER_ROOT_PATH = {root!r}
 STORAGE = 'thumbor.storages.no_storage'
 RESULT_STORAGE = 'thumbor.result_storages.no_storage'
 QUALITY = {quality}
+AVIF_SPEED = {avif_speed}
 ALLOW_UNSAFE_URL = True
 """
 
@@ -391,7 +563,7 @@ def _group_alive(pgid: int) -> bool:
 @contextmanager
 def thumbor(binary: Path, inputs_dir: Path, workdir: Path) -> Iterator[tuple[str, dict[int, Callable[[int], str]]]]:
     conf = workdir / "thumbor.conf"
-    conf.write_text(THUMBOR_CONF.format(root=str(inputs_dir), quality=QUALITY))
+    conf.write_text(THUMBOR_CONF.format(root=str(inputs_dir), quality=QUALITY, avif_speed=AVIF_SPEED))
     port = free_port()
     argv = [str(binary), "-i", "127.0.0.1", "-p", str(port), "-c", str(conf), "-l", "error", "--processes", "2"]
     with spawned(argv, port, workdir / "thumbor.log") as process:
@@ -400,6 +572,69 @@ def thumbor(binary: Path, inputs_dir: Path, workdir: Path) -> Iterator[tuple[str
 
 def thumbor_path(name: str) -> str:
     return f"/unsafe/fit-in/{WIDTH}x{HEIGHT}/filters:quality({QUALITY})/{name}"
+
+
+def thumbor_output_path(name: str, output: SetOutput) -> str:
+    """contain: ``fit-in`` (never enlarges); cover: thumbor's crop to fill, centred (no ``smart``:
+    no feature detection)."""
+    box = f"{output.preset.width}x{output.preset.height}"
+    resize = f"fit-in/{box}" if output.preset.fit is Fit.CONTAIN else f"{box}/center/middle"
+    return f"/unsafe/{resize}/filters:format({output.format}):quality({output.quality})/{name}"
+
+
+class PeerSetTarget(Target):
+    """The set from a peer: one GET per output, one after the other, each checked for its format.
+    ``paths`` holds only the outputs the peer can make, ``made`` what it made of each when probed
+    (probe_outputs: the outputs are the same every time)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        paths: Mapping[SetOutput, str],
+        made: Mapping[SetOutput, Made],
+        roles: dict[int, Callable[[int], str]],
+    ) -> None:
+        self.base_url, self.roles = base_url, roles
+        self.paths = {output: path for output, path in paths.items() if output in made}
+        self.made = dict(made)
+
+    def new_client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=60)
+
+    def fetch(self, client: httpx.Client, counters: dict[str, int]) -> int:
+        total = 0
+        for output, path in self.paths.items():
+            response = client.get(path)
+            response.raise_for_status()
+            answered = response.headers.get("content-type", "")
+            if answered != output.format.media_type:
+                raise RuntimeError(f"{output.label}: answered {answered}")
+            total += len(response.content)
+        return total
+
+
+def probe_outputs(base_url: str, paths: Mapping[SetOutput, str]) -> tuple[dict[SetOutput, Made], dict[SetOutput, str]]:
+    """Asks a peer for every output once (before the rounds, not measured): what it made of each
+    (pixels and bytes), and why each of the others is unavailable (an error, or another format
+    than the one asked for, which a peer without that encoder falls back to)."""
+    made: dict[SetOutput, Made] = {}
+    unavailable: dict[SetOutput, str] = {}
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        for output, path in paths.items():
+            try:
+                response = client.get(path)
+            except httpx.HTTPError as exc:
+                unavailable[output] = f"{type(exc).__name__}: {exc}"
+                continue
+            answered = response.headers.get("content-type", "")
+            if response.status_code != 200:
+                unavailable[output] = f"HTTP {response.status_code} for {path}"
+            elif answered != output.format.media_type:
+                unavailable[output] = f"asked for {output.format}, answered {answered or 'no type'}"
+            else:
+                with Image.open(io.BytesIO(response.content)) as image:
+                    made[output] = Made(image.width, image.height, len(response.content))
+    return made, unavailable
 
 
 # --------------------------------------------------------------------------- imgproxy
@@ -471,6 +706,7 @@ def imgproxy(binary: Path, inputs_dir: Path, workdir: Path) -> Iterator[tuple[st
         "IMGPROXY_BIND": f"127.0.0.1:{port}",
         "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(inputs_dir),
         "IMGPROXY_QUALITY": str(QUALITY),
+        "IMGPROXY_AVIF_SPEED": str(AVIF_SPEED),
         "IMGPROXY_LOG_LEVEL": "error",
     }
     with spawned([str(binary)], port, workdir / "imgproxy.log", env=env) as process:
@@ -481,6 +717,16 @@ def imgproxy_path(name: str) -> str:
     return f"/insecure/rs:fit:{WIDTH}:{HEIGHT}/q:{QUALITY}/plain/local:///{name}@jpg"
 
 
+IMGPROXY_EXTENSION = {OutputFormat.JPEG: "jpg", OutputFormat.WEBP: "webp", OutputFormat.AVIF: "avif"}
+
+
+def imgproxy_output_path(name: str, output: SetOutput) -> str:
+    """contain: ``rs:fit``; cover: ``rs:fill`` centred. Neither enlarges (imgproxy's default)."""
+    box = f"{output.preset.width}:{output.preset.height}"
+    resize = f"rs:fit:{box}" if output.preset.fit is Fit.CONTAIN else f"rs:fill:{box}/g:ce"
+    return f"/insecure/{resize}/q:{output.quality}/plain/local:///{name}@{IMGPROXY_EXTENSION[output.format]}"
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -489,13 +735,17 @@ class Row:
     service: str
     input: str
     result: LoadResult
+    kind: str = "single"
+    made: dict[SetOutput, Made] = field(default_factory=dict)  # set rows: each output received
+    unavailable: dict[SetOutput, str] = field(default_factory=dict)  # set rows: outputs the service cannot make
 
 
 ROLE_ORDER = ["API", "worker main", "worker pool", "PostgreSQL", "Redis", "thumbor", "imgproxy"]
 
 
-def print_rows(rows: list[Row], concurrency: int) -> None:
-    print(f"\n{'service':<28}{'input':<14}{'conc.':>6}{'images':>8}{'images/s':>10}{'CPU s/image':>13}  per process")
+def print_rows(rows: list[Row], concurrency: int, unit: str = "image") -> None:
+    counted = f"{unit + 's':>8}{unit + 's/s':>10}{'CPU s/' + unit:>13}"
+    print(f"\n{'service':<28}{'input':<14}{'conc.':>6}{counted}  per process")
     for row in rows:
         result = row.result
         parts = [
@@ -505,7 +755,9 @@ def print_rows(rows: list[Row], concurrency: int) -> None:
         ]
         extra = ""
         if result.status_requests:
-            extra += f"; {result.status_requests / max(result.images, 1):.2f} status requests/image"
+            extra += f"; {result.status_requests / max(result.images, 1):.2f} status requests/{unit}"
+        if row.unavailable:
+            extra += f"; {len(row.made)} of {len(row.made) + len(row.unavailable)} outputs"
         if result.failures:
             extra += f"; {len(result.failures)} FAILED (first: {result.failures[0]})"
         if result.timed_out:
@@ -538,24 +790,102 @@ def print_targets(rows: list[Row], reference: str) -> None:
         print(f"  {row.service:<28}{row.input:<14}{verdict}")
 
 
+SET_TARGETS = {"rate": 2.0, "cpu": 0.5}  # the issue's: ours/peer sets/s >= 2x, CPU per set <= 0.5x
+
+
+def print_set_ratios(rows: list[Row]) -> None:
+    """Ours/peer within this run, per imgproc service, input and peer measured."""
+    targets = f"sets/s >= {SET_TARGETS['rate']:g}x, CPU/set <= {SET_TARGETS['cpu']:g}x"
+    print(f"\nset row, ours / peer in this run (targets: {targets}):")
+    for row in rows:
+        if not row.service.startswith("imgproc") or not row.result.images:
+            continue
+        for peer in rows:
+            if peer.service.startswith("imgproc") or peer.input != row.input or not peer.result.images:
+                continue
+            rate = row.result.rate / peer.result.rate
+            cpu = row.result.cpu_per_image / peer.result.cpu_per_image
+            if peer.unavailable:  # the peer's set is smaller: figures shown, not judged
+                missing = ", ".join(output.label for output in peer.unavailable)
+                verdict = f"sets/s {rate:.2f}x, CPU/set {cpu:.2f}x (not judged: {peer.service} has no {missing})"
+            else:
+                verdict = " ".join(
+                    f"{'PASS' if ok else 'MISS'} {label}"
+                    for ok, label in (
+                        (rate >= SET_TARGETS["rate"], f"sets/s {rate:.2f}x"),
+                        (cpu <= SET_TARGETS["cpu"], f"CPU/set {cpu:.2f}x"),
+                    )
+                )
+            print(f"  {row.service:<28}{row.input:<14}vs {peer.service:<10}{verdict}")
+
+
+def print_set_bytes(rows: list[Row], outputs: Sequence[SetOutput]) -> None:
+    """Per input, every output's pixels and bytes: imgproc's beside each peer's, and ours/peer."""
+    for label in dict.fromkeys(row.input for row in rows):
+        ours = next((r for r in rows if r.input == label and r.service.startswith("imgproc") and r.made), None)
+        peers = [r for r in rows if r.input == label and not r.service.startswith("imgproc")]
+        if ours is None:
+            continue
+        print(f"\nbytes per variant, {label} (imgproc: {ours.service}):")
+        print(f"  {'output':<12}{'imgproc':>21}" + "".join(f"{peer.service:>21}{'ours/peer':>11}" for peer in peers))
+        for output in outputs:
+            made = ours.made.get(output)
+            cells = f"  {output.label:<12}{_made(made):>21}"
+            for peer in peers:
+                theirs = peer.made.get(output)
+                ratio = f"{made.size / theirs.size:.2f}x" if made and theirs and theirs.size else ""
+                cells += f"{_made(theirs) if theirs else 'unavailable':>21}{ratio:>11}"
+            print(cells)
+        for other in rows:
+            if other is not ours and other.input == label and other.service.startswith("imgproc") and other.made:
+                differ = [o.label for o in outputs if other.made.get(o) != ours.made.get(o)]
+                if differ:
+                    print(f"  ({other.service} made other bytes for {', '.join(differ)})")
+        for peer in peers:
+            for output, reason in peer.unavailable.items():
+                print(f"  {peer.service}: {output.label} unavailable: {reason}")
+
+
+def _made(made: Made | None) -> str:
+    return f"{made.width}x{made.height} {made.size:>9,}" if made else "-"
+
+
 # --------------------------------------------------------------------------- main
 
 
 SERVICES = ("imgproxy", "thumbor", "imgproc-embedded", "imgproc-servers")
+ROWS = ("single", "set")
+UNIT = {"single": "image", "set": "set"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """How to start a peer and ask it for the single row's image and for each output of the set."""
+
+    start: Callable[[Path, Path, Path], AbstractContextManager[tuple[str, Roles]]]
+    path: Callable[[str], str]
+    output_path: Callable[[str, SetOutput], str]
+    binary: Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--images", type=int, default=60, help="images (single rows) or sets (set rows) per row")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="the images are sent in this many alternating rounds")
     parser.add_argument("--time-limit", type=float, default=180, help="seconds per service, input and round")
     parser.add_argument("--only", default=",".join(SERVICES), help=f"comma-separated subset of {SERVICES}")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
     args = parser.parse_args(argv)
     wanted = [name for name in args.only.split(",") if name]
     unknown = set(wanted) - set(SERVICES)
     if unknown:
         parser.error(f"unknown services: {sorted(unknown)}")
+    requested = [kind for kind in args.rows.split(",") if kind]
+    kinds = [kind for kind in ROWS if kind in requested]
+    unknown = set(requested) - set(ROWS)
+    if unknown or not kinds:
+        parser.error(f"--rows: unknown {sorted(unknown)}; the rows are {ROWS}")
 
     workdir = Path(tempfile.mkdtemp(prefix="imgproc-peers-"))
     inputs_dir = workdir / "inputs"
@@ -569,19 +899,22 @@ def main(argv: list[str] | None = None) -> int:
         (inputs_dir / name).write_bytes(data)
     for label, (_, data) in inputs.items():
         print(f"  {label}: {len(data):,} bytes")
+    outputs = set_outputs(SET_PRESETS)
+    if "set" in kinds:
+        print(f"set: {describe_set(SET_PRESETS)} ({len(outputs)} outputs)")
 
     notes: list[str] = []
-    peers: dict[str, tuple[Callable, Callable[[str], str], Path]] = {}
+    peers: dict[str, Peer] = {}
     if "imgproxy" in wanted:
         binary, note = build_imgproxy()
         notes.append(f"imgproxy: {note}" if binary else f"imgproxy: NOT MEASURED — {note}")
         if binary:
-            peers["imgproxy"] = (imgproxy, imgproxy_path, binary)
+            peers["imgproxy"] = Peer(imgproxy, imgproxy_path, imgproxy_output_path, binary)
     if "thumbor" in wanted:
         binary, note = install_thumbor()
         notes.append(f"thumbor: {note}" if binary else f"thumbor: NOT MEASURED — {note}")
         if binary:
-            peers["thumbor"] = (thumbor, thumbor_path, binary)
+            peers["thumbor"] = Peer(thumbor, thumbor_path, thumbor_output_path, binary)
     for note in notes:
         print(note)
 
@@ -595,37 +928,74 @@ def main(argv: list[str] | None = None) -> int:
             # that a neighbour's load on a shared machine hits them all alike (measured one at a
             # time, services drifted 2-3x apart between runs). Idle services cost little: the
             # embedded worker's broker poll, the reconcilers.
-            targets: dict[tuple[str, str], Target] = {}
-            for service, (start, path_for, binary) in peers.items():
-                url, roles = running.enter_context(start(binary, inputs_dir, workdir))
+            targets: dict[tuple[str, str, str], Target] = {}
+            unavailable: dict[tuple[str, str, str], dict[SetOutput, str]] = {}
+            for service, peer in peers.items():
+                url, roles = running.enter_context(peer.start(peer.binary, inputs_dir, workdir))
                 for label, (name, _) in inputs.items():
-                    targets[service, label] = UrlTarget(url, path_for(name), roles)
+                    if "single" in kinds:
+                        targets[service, "single", label] = UrlTarget(url, peer.path(name), roles)
+                    if "set" in kinds:
+                        paths = {output: peer.output_path(name, output) for output in outputs}
+                        made, missing = probe_outputs(url, paths)
+                        for output, reason in missing.items():
+                            print(f"{service}: {output.label} of the {label} is unavailable ({reason})")
+                        if made:
+                            targets[service, "set", label] = PeerSetTarget(url, paths, made, roles)
+                            unavailable[service, "set", label] = missing
             ours = {"imgproc-embedded": imgproc_embedded, "imgproc-servers": imgproc_servers}
             for service, start in ours.items():
                 if service in wanted:
-                    stack, roles = running.enter_context(start(workdir / service))
+                    stacks = running.enter_context(start(workdir / service, {kind: STACK_ENV[kind] for kind in kinds}))
                     for label, (_, data) in inputs.items():
-                        targets[service, label] = ImgprocTarget(stack, data, roles)
+                        for kind, (stack, roles) in stacks.items():
+                            if kind == "single":
+                                targets[service, kind, label] = ImgprocTarget(stack, data, roles)
+                            else:
+                                targets[service, kind, label] = ImgprocSetTarget(stack, data, roles, SET_PRESETS)
             totals = {key: LoadResult() for key in targets}
             per_round = [args.images // args.rounds + (i < args.images % args.rounds) for i in range(args.rounds)]
             for index, images in enumerate(per_round, 1):
                 for label in inputs:
-                    for (service, input_label), target in targets.items():
+                    for (service, kind, input_label), target in targets.items():
                         if input_label == label:
-                            print(f"round {index}/{args.rounds}: {service}, {label}, {images} images", flush=True)
-                            totals[service, label].add(measure(target, images))
-            rows = [Row(service, label, result) for (service, label), result in totals.items()]
+                            name = service if kind == "single" else f"{service} {kind}"
+                            print(f"round {index}/{args.rounds}: {name}, {label}, {images} {UNIT[kind]}s", flush=True)
+                            totals[service, kind, label].add(measure(target, images))
+            rows = [
+                Row(
+                    service,
+                    label,
+                    result,
+                    kind,
+                    made=dict(getattr(targets[service, kind, label], "made", {})),
+                    unavailable=unavailable.get((service, kind, label), {}),
+                )
+                for (service, kind, label), result in totals.items()
+            ]
     finally:
         with suppress(OSError):
             shutil.rmtree(workdir, ignore_errors=True)
 
-    print_rows(rows, args.concurrency)
-    print("CPU = user+system of every process of the service, per image; the client is not counted.")
-    reference = "imgproxy" if "imgproxy" in peers else "thumbor" if "thumbor" in peers else None
-    if reference:
-        if reference != "imgproxy":
-            print("(imgproxy was not measured: the targets are checked against thumbor instead)")
-        print_targets(rows, reference)
+    single = [row for row in rows if row.kind == "single"]
+    if single:
+        print_rows(single, args.concurrency)
+        print("CPU = user+system of every process of the service, per image; the client is not counted.")
+        reference = "imgproxy" if "imgproxy" in peers else "thumbor" if "thumbor" in peers else None
+        if reference:
+            if reference != "imgproxy":
+                print("(imgproxy was not measured: the targets are checked against thumbor instead)")
+            print_targets(single, reference)
+    sets = [row for row in rows if row.kind == "set"]
+    if sets:
+        print(f"\nset row: {describe_set(SET_PRESETS)}")
+        print("imgproc: one upload naming the 4 presets, one long poll, a GET per variant; a peer: a GET per output")
+        print_rows(sets, args.concurrency, unit="set")
+        print("CPU = user+system of every process of the service, per set; the client is not counted.")
+        if "imgproxy" in wanted and "imgproxy" not in peers:
+            print("(imgproxy was not measured: no set figures against it)")
+        print_set_ratios(sets)
+        print_set_bytes(sets, outputs)
     return 1 if any(row.result.failures or row.result.timed_out for row in rows) else 0
 
 
