@@ -18,7 +18,19 @@ from selenium.webdriver.common.keys import Keys
 
 from tests.support import images
 from tests.support.frontend import browser, samples
-from tests.support.frontend.page import choose_files, tasks, wait_for, wait_for_list_loaded, wait_for_tasks
+from tests.support.frontend.page import (
+    announced,
+    assert_clean_console,
+    assert_no_horizontal_overflow,
+    browser_fetch,
+    choose_files,
+    open_as_new_visitor,
+    tasks,
+    uploads,
+    wait_for,
+    wait_for_list_loaded,
+    wait_for_tasks,
+)
 from tests.support.frontend.stack import embedded_stack
 
 pytestmark = [
@@ -53,65 +65,14 @@ def driver(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 @pytest.fixture
 def page(driver, stack):
     """The page opened by a brand-new visitor (no cookie), with a clean console log."""
-    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    browser.clear_viewport(driver)
-    driver.get("about:blank")
-    driver.get_log("browser")  # drop whatever an earlier (maybe failed) test left
-    driver.get(stack.url + "/frontend/")
-    wait_for(driver, lambda d: d.execute_script("return document.getElementById('tasks-heading') !== null"))
-    wait_for_list_loaded(driver)
+    open_as_new_visitor(driver, stack.url + "/frontend/")
     return driver
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-UPLOADS_JS = """
-return [...document.querySelectorAll('#uploads .upload')].map((li) => ({
-  name: li.querySelector('.upload-name').textContent,
-  state: li.dataset.state,
-  status: li.querySelector('.upload-status').textContent,
-  progress: li.querySelector('progress').value,
-  buttons: [...li.querySelectorAll('button')].map((b) => b.textContent),
-}));
-"""
-
-
-def uploads(driver) -> list[dict]:
-    return driver.execute_script(UPLOADS_JS)
-
-
-def announced(driver) -> str:
-    """What the aria-live region has said (its recent lines)."""
-    return driver.execute_script("return document.getElementById('announcer').textContent")
-
-
 ACTIVE_JS = "return document.activeElement.id || document.activeElement.tagName"
-
-
-def browser_fetch(driver, url: str, method: str = "GET") -> dict:
-    """fetch() inside the page (same cookie), body returned base64-encoded."""
-    return driver.execute_async_script(
-        """
-        const [url, method, done] = arguments;
-        fetch(url, {method, credentials: 'same-origin'}).then(async (r) => {
-          const bytes = new Uint8Array(await r.arrayBuffer());
-          let decoded = null;
-          if ((r.headers.get('content-type') || '').startsWith('image/')) {
-            const bitmap = await createImageBitmap(new Blob([bytes]));
-            decoded = [bitmap.width, bitmap.height];
-          }
-          let binary = '';
-          for (let i = 0; i < bytes.length; i += 0x8000) {
-            binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-          }
-          done({status: r.status, type: r.headers.get('content-type'), length: bytes.length,
-                decoded, body: btoa(binary)});
-        }).catch((e) => done({error: String(e)}));
-        """,
-        url,
-        method,
-    )
 
 
 def api_detail(stack, name: str, data: bytes) -> tuple[int, str]:
@@ -121,20 +82,6 @@ def api_detail(stack, name: str, data: bytes) -> tuple[int, str]:
     return response.status_code, response.json()["detail"]
 
 
-def assert_clean_console(driver, *, allowed_statuses: tuple[int, ...] = ()) -> None:
-    """No SEVERE console entry, except the network line Chrome logs for each upload that
-    the test deliberately had refused (a 4xx answer is not a page error)."""
-    problems = []
-    for entry in driver.get_log("browser"):
-        if entry["level"] != "SEVERE":
-            continue
-        match = re.search(r"/api/newTask - Failed to load resource: .* status of (\d+)", entry["message"])
-        if entry.get("source") == "network" and match and int(match.group(1)) in allowed_statuses:
-            continue
-        problems.append(entry)
-    assert not problems, problems
-
-
 def assert_same_origin_only(driver, stack) -> None:
     urls = driver.execute_script(
         "return [location.href, ...performance.getEntriesByType('navigation').map((e) => e.name),"
@@ -142,14 +89,6 @@ def assert_same_origin_only(driver, stack) -> None:
     )
     foreign = [u for u in urls if not u.startswith(stack.url + "/")]
     assert not foreign, f"requests outside the service's origin: {foreign}"
-
-
-def assert_no_horizontal_overflow(driver, width: int) -> None:
-    sizes = driver.execute_script(
-        "return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
-    )
-    assert sizes[2] == width, sizes
-    assert max(sizes[:2]) <= width, f"horizontal overflow at {width}px: {sizes}"
 
 
 # --------------------------------------------------------------------------- tests
