@@ -33,6 +33,10 @@ const el = {
   pageInfo: $("page-info"),
   announcer: $("announcer"),
   template: $("task-template"),
+  outputHint: $("output-hint"),
+  presets: $("presets"),
+  presetOptions: $("preset-options"),
+  presetCount: $("preset-count"),
 };
 
 // ---------------------------------------------------------------- formatting
@@ -53,6 +57,18 @@ function formatBytes(n) {
 }
 
 const formatDims = (w, h) => (w && h ? `${w}\u00d7${h}` : null);
+
+// Output formats as the API names them ("jpeg"), in the order a <picture> lists its sources.
+const FORMAT_ORDER = ["avif", "webp", "jpeg"];
+const FORMAT_LABEL = { jpeg: "JPEG", webp: "WebP", avif: "AVIF" };
+const formatLabel = (format) => FORMAT_LABEL[format] || String(format).toUpperCase();
+const formatRank = (format) => FORMAT_ORDER.indexOf(format); // unknown (newer) formats: -1, first
+
+// "a", "a and b", "a, b and c"
+function joinWords(words, conjunction = "and") {
+  if (words.length < 2) return words.join("");
+  return `${words.slice(0, -1).join(", ")} ${conjunction} ${words[words.length - 1]}`;
+}
 
 function formatDuration(ms) {
   if (ms == null) return null;
@@ -130,6 +146,107 @@ function describeFailure(status, body, retryAfter) {
 
 const isRetryable = (status) => status === 0 || status === 429 || status >= 500;
 
+// ---------------------------------------------------------------- presets
+
+// /api/presets, once: null until it answers, and left null when it cannot (an older API, a
+// network error). Then nothing changes: no picker, today's hint, uploads without a `presets`
+// field, so the server makes its default presets.
+let presetConfig = null;
+
+const hasPresetPicker = () => presetConfig !== null && presetConfig.items.length > 1;
+
+async function loadPresets() {
+  let response;
+  try {
+    response = await fetch(new URL("presets", API), { credentials: "same-origin" });
+  } catch {
+    return;
+  }
+  if (!response.ok) return;
+  const body = parseJson(await response.text());
+  if (!body || !Array.isArray(body.items) || body.items.length === 0) return;
+  presetConfig = { items: body.items, max: body.max_outputs_per_task };
+  showPresets();
+}
+
+// "800×600 contain, JPEG + WebP"
+const describePreset = (preset) =>
+  `${formatDims(preset.width, preset.height)} ${preset.fit}, ${preset.formats.map(formatLabel).join(" + ")}` +
+  (preset.animated ? ", animated" : "");
+
+const withArticle = (format) => `${format === "avif" ? "an" : "a"} ${formatLabel(format)}`;
+
+// The first words of the upload hint. For the single default preset (800×600 contain JPEG)
+// this is exactly the page's own wording.
+function describeOutputs(items) {
+  if (items.length === 1) {
+    const [preset] = items;
+    const dims = formatDims(preset.width, preset.height);
+    const made = joinWords(preset.formats.map(withArticle));
+    return preset.fit === "cover"
+      ? `Each image becomes ${made} cropped to fill at most ${dims} pixels`
+      : `Each image becomes ${made} of at most ${dims} pixels`;
+  }
+  const largest = items.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
+  // The familiar first: JPEG, WebP, AVIF.
+  const formats = [...new Set(items.flatMap((preset) => preset.formats))].sort((a, b) => formatRank(b) - formatRank(a));
+  return (
+    `Each image becomes the sizes ticked below, up to ${formatDims(largest.width, largest.height)} pixels` +
+    ` in ${joinWords(formats.map(formatLabel), "or")}`
+  );
+}
+
+function showPresets() {
+  const { items } = presetConfig;
+  const hint = describeOutputs(items);
+  if (el.outputHint.textContent !== hint) el.outputHint.textContent = hint;
+  if (!hasPresetPicker()) return;
+  el.presetOptions.replaceChildren(...items.map(presetOption));
+  el.presets.hidden = false;
+  updatePresetCount();
+}
+
+function presetOption(preset) {
+  const label = document.createElement("label");
+  label.className = "preset";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.name = "preset";
+  box.value = preset.name;
+  box.checked = Boolean(preset.default);
+  box.addEventListener("change", updatePresetCount);
+  const name = document.createElement("span");
+  name.className = "preset-name";
+  name.textContent = preset.name;
+  const description = document.createElement("span");
+  description.className = "preset-desc";
+  description.textContent = describePreset(preset);
+  label.append(box, name, " ", description);
+  return label;
+}
+
+// The ticked names; empty when the picker is not shown (the server then uses its defaults).
+function chosenPresets() {
+  if (!hasPresetPicker()) return [];
+  return [...el.presetOptions.querySelectorAll("input[type=checkbox]:checked")].map((box) => box.value);
+}
+
+// "3 files per image (at most 8)." The server has the last word: over the cap, uploads are
+// still sent and its 422 is shown on each, like any refusal.
+function updatePresetCount() {
+  const { items, max } = presetConfig;
+  const names = chosenPresets();
+  const chosen = names.length > 0 ? items.filter((p) => names.includes(p.name)) : items.filter((p) => p.default);
+  const outputs = chosen.reduce((sum, preset) => sum + preset.formats.length, 0);
+  const files = `${outputs} ${outputs === 1 ? "file" : "files"} per image`;
+  const over = Number.isInteger(max) && outputs > max;
+  let text = names.length > 0 ? files : `None ticked: the default presets (${joinWords(chosen.map((p) => p.name))}), ${files}`;
+  if (over) text += `; at most ${max} are allowed, untick some.`;
+  else text += Number.isInteger(max) ? ` (at most ${max}).` : ".";
+  el.presetCount.textContent = text;
+  el.presetCount.dataset.over = String(over);
+}
+
 // ---------------------------------------------------------------- uploads
 
 const uploadQueue = [];
@@ -140,8 +257,9 @@ let activeUploads = 0;
 let identityReady = Promise.resolve();
 
 function addFiles(files) {
+  const presets = chosenPresets(); // what was ticked when the files were chosen, kept for a retry
   for (const file of files) {
-    const job = { file, row: createUploadRow(file) };
+    const job = { file, presets, row: createUploadRow(file) };
     uploadQueue.push(job);
   }
   pumpUploads();
@@ -206,13 +324,13 @@ function addRowButton(row, label, accessibleName, onClick) {
 }
 
 async function runUpload(job) {
-  const { file, row } = job;
+  const { file, presets, row } = job;
   const progress = row.querySelector("progress");
   row.querySelector(".upload-actions").replaceChildren();
   progress.value = 0;
   await identityReady;
   setUploadState(row, "uploading", "Uploading…");
-  const result = await sendFile(file, (loaded, total) => {
+  const result = await sendFile(file, presets, (loaded, total) => {
     progress.value = Math.round((loaded / total) * 100);
   });
 
@@ -247,7 +365,7 @@ async function runUpload(job) {
 }
 
 // XMLHttpRequest rather than fetch: fetch has no upload progress events.
-function sendFile(file, onProgress) {
+function sendFile(file, presets, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", new URL("newTask", API));
@@ -267,6 +385,7 @@ function sendFile(file, onProgress) {
       xhr.addEventListener(type, () => resolve({ status: 0, body: null, retryAfter: null }));
     }
     const form = new FormData();
+    if (presets.length > 0) form.append("presets", presets.join(",")); // none: the server's defaults
     form.append("file", file, file.name);
     xhr.send(form);
   });
@@ -635,5 +754,7 @@ function goToOffset(newOffset) {
 el.newer.addEventListener("click", () => goToOffset(offset - PAGE_SIZE));
 el.older.addEventListener("click", () => goToOffset(offset + PAGE_SIZE));
 
-// First load: also the request that obtains the identity cookie for the uploads.
+// First load: also the request that obtains the identity cookie for the uploads. The presets
+// come beside it (that route issues no cookie).
 identityReady = poller.tick();
+loadPresets();
