@@ -4,7 +4,6 @@ shape the app's own parser accepts; the schema refuses what the app would; NOTES
 from __future__ import annotations
 
 from app.imaging.presets import OutputFormat, parse_presets
-
 from tests.support.charts.manifests import by_kind
 from tests.support.charts.rendering import RELEASE
 
