@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -453,4 +454,54 @@ def test_accessibility_basics_and_links(page, stack):
         " return [s.outlineStyle, parseFloat(s.outlineWidth)]"
     )
     assert ring[0] != "none" and ring[1] >= 2, ring
+    assert_clean_console(driver)
+
+
+def test_without_presets_configured_there_is_no_picker_and_the_hint_is_todays(page, stack, tmp_path):
+    driver = page
+    hint = "Each image becomes a JPEG of at most 800\u00d7600 pixels (EXIF-rotated, metadata removed)."
+    # /api/presets has answered (one preset, `web`) and the page left everything as it was.
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "return performance.getEntriesByType('resource').some((e) => e.name.endsWith('/api/presets'))"
+        ),
+        message="the presets request",
+    )
+    shown = driver.execute_script(
+        """
+        return {
+          hint: document.querySelector('.hint').textContent.replace(/\\s+/g, ' ').trim(),
+          picker: document.getElementById('presets').hidden,
+          boxes: document.querySelectorAll('#presets input').length,
+        };
+        """
+    )
+    assert shown == {"hint": f"{hint} JPEG, PNG, WebP, GIF, BMP or TIFF.", "picker": True, "boxes": 0}
+    assert not driver.find_element("id", "presets").is_displayed()
+
+    driver.execute_script(
+        """
+        window.__sent = [];
+        const realSend = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) {
+          window.__sent.push([...body.keys()]);
+          return realSend.call(this, body);
+        };
+        """
+    )
+    choose_files(driver, samples.write(tmp_path, "today.png", samples.picture(1000, 750, seed=7)))
+    (row,) = wait_for_tasks(driver, 1)
+    assert driver.execute_script("return window.__sent") == [["file"]]  # no presets field
+    listing = browser_fetch(driver, f"{stack.url}/api/tasks/{row['id']}")
+    variants = json.loads(base64.b64decode(listing["body"]))["variants"]
+    assert [(v["preset"], v["format"]) for v in variants] == [("web", "jpeg")]
+    # One result, shown as it always was: no variants list, no snippet.
+    row_state = driver.execute_script(
+        "const li = document.querySelector('#tasks .task');"
+        " return [li.querySelector('.variants').hidden, li.querySelectorAll('.variant-list li').length]"
+    )
+    assert row_state == [True, 0]
+    assert "800\u00d7600 JPEG" in row["text"] and "Use on a page" not in row["text"], row["text"]
+    assert row["download"] == "today.jpg" and row["href"] == f"{stack.url}/api/tasks/{row['id']}/result"
     assert_clean_console(driver)
