@@ -190,13 +190,16 @@ def _variants(task: Task, root_path: str) -> tuple[list[VariantPublic], dict[Out
     # One srcset is one picture at several widths: the variants shaped like the main result
     # (a `cover` thumbnail of another shape is a different crop, left out).
     main = next((v for v in task.variants if v.key == task.result_key), None)
-    srcset: dict[OutputFormat, list[VariantPublic]] = {}
-    for v in variants:
+    main_id = (main.preset, OutputFormat(main.format)) if main else None
+    # A width once per srcset (HTML forbids two candidates with one width descriptor): a source
+    # smaller than several boxes makes equal variants; the main result's is kept, else the smallest.
+    srcset: dict[OutputFormat, dict[int, VariantPublic]] = {}
+    for v in sorted(variants, key=lambda v: ((v.preset, v.format) != main_id, v.size)):
         if main is None or abs(v.width * main.height - v.height * main.width) <= max(v.width, v.height):
-            srcset.setdefault(v.format, []).append(v)
+            srcset.setdefault(v.format, {}).setdefault(v.width, v)
     return variants, {
-        output: ", ".join(f"{v.url} {v.width}w" for v in sorted(same, key=lambda v: v.width))
-        for output, same in srcset.items()
+        output: ", ".join(f"{v.url} {width}w" for width, v in sorted(by_width.items()))
+        for output, by_width in srcset.items()
     }
 
 

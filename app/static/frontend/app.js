@@ -33,6 +33,10 @@ const el = {
   pageInfo: $("page-info"),
   announcer: $("announcer"),
   template: $("task-template"),
+  outputHint: $("output-hint"),
+  presets: $("presets"),
+  presetOptions: $("preset-options"),
+  presetCount: $("preset-count"),
 };
 
 // ---------------------------------------------------------------- formatting
@@ -54,6 +58,19 @@ function formatBytes(n) {
 
 const formatDims = (w, h) => (w && h ? `${w}\u00d7${h}` : null);
 
+// Output formats as the API names them ("jpeg"), in the order a <picture> lists its sources.
+const FORMAT_ORDER = ["avif", "webp", "jpeg"];
+const FORMAT_LABEL = { jpeg: "JPEG", webp: "WebP", avif: "AVIF" };
+const FORMAT_EXTENSION = { jpeg: "jpg", webp: "webp", avif: "avif" };
+const formatLabel = (format) => FORMAT_LABEL[format] || String(format).toUpperCase();
+const formatRank = (format) => FORMAT_ORDER.indexOf(format); // unknown (newer) formats: -1, first
+
+// "a", "a and b", "a, b and c"
+function joinWords(words, conjunction = "and") {
+  if (words.length < 2) return words.join("");
+  return `${words.slice(0, -1).join(", ")} ${conjunction} ${words[words.length - 1]}`;
+}
+
 function formatDuration(ms) {
   if (ms == null) return null;
   return ms < 1000 ? `${numberFormat(ms < 10 ? 1 : 0).format(ms)} ms` : `${numberFormat(1).format(ms / 1000)} s`;
@@ -63,9 +80,9 @@ function formatDuration(ms) {
 const describeImage = (dims, format, size) => [[dims, format].filter(Boolean).join(" "), size].filter(Boolean).join(", ");
 
 // "photo.PNG" -> "photo.jpg": the suggested name for the downloaded result.
-function resultName(filename, id) {
+function resultName(filename, id, format = "jpeg") {
   const stem = (filename || "").replace(/\.[^.]*$/, "").trim();
-  return `${stem || `imgproc-${id}`}.jpg`;
+  return `${stem || `imgproc-${id}`}.${FORMAT_EXTENSION[format] || format}`;
 }
 
 // The API returns app-relative paths ("/api/tasks/1/result"); keep them under our prefix.
@@ -130,6 +147,108 @@ function describeFailure(status, body, retryAfter) {
 
 const isRetryable = (status) => status === 0 || status === 429 || status >= 500;
 
+// ---------------------------------------------------------------- presets
+
+// /api/presets, once: null until it answers, and left null when it cannot (an older API, a
+// network error). Then nothing changes: no picker, today's hint, uploads without a `presets`
+// field, so the server makes its default presets.
+let presetConfig = null;
+
+const hasPresetPicker = () => presetConfig !== null && presetConfig.items.length > 1;
+
+async function loadPresets() {
+  let response;
+  try {
+    response = await fetch(new URL("presets", API), { credentials: "same-origin" });
+  } catch {
+    return;
+  }
+  if (!response.ok) return;
+  const body = parseJson(await response.text());
+  if (!body || !Array.isArray(body.items) || body.items.length === 0) return;
+  presetConfig = { items: body.items, max: body.max_outputs_per_task };
+  showPresets();
+}
+
+// "800×600 contain, JPEG + WebP"
+const describePreset = (preset) =>
+  `${formatDims(preset.width, preset.height)} ${preset.fit}, ${preset.formats.map(formatLabel).join(" + ")}` +
+  (preset.animated ? ", animated" : "");
+
+const withArticle = (format) => `${format === "avif" ? "an" : "a"} ${formatLabel(format)}`;
+
+// The first words of the upload hint. For the single default preset (800×600 contain JPEG)
+// this is exactly the page's own wording.
+function describeOutputs(items) {
+  if (items.length === 1) {
+    const [preset] = items;
+    const dims = formatDims(preset.width, preset.height);
+    const made = joinWords(preset.formats.map(withArticle));
+    return preset.fit === "cover"
+      ? `Each image becomes ${made} cropped to fill at most ${dims} pixels`
+      : `Each image becomes ${made} of at most ${dims} pixels`;
+  }
+  const largest = items.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
+  // The familiar first: JPEG, WebP, AVIF.
+  const formats = [...new Set(items.flatMap((preset) => preset.formats))].sort((a, b) => formatRank(b) - formatRank(a));
+  return (
+    `Each image becomes the sizes ticked below, up to ${formatDims(largest.width, largest.height)} pixels` +
+    ` in ${joinWords(formats.map(formatLabel), "or")}`
+  );
+}
+
+function showPresets() {
+  const { items } = presetConfig;
+  const hint = describeOutputs(items);
+  if (el.outputHint.textContent !== hint) el.outputHint.textContent = hint;
+  if (!hasPresetPicker()) return;
+  el.presetOptions.replaceChildren(...items.map(presetOption));
+  el.presets.hidden = false;
+  updatePresetCount();
+  if (rows.size > 0) poller.kick(); // rows listed before this answer now show their variants (variantsShown)
+}
+
+function presetOption(preset) {
+  const label = document.createElement("label");
+  label.className = "preset";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.name = "preset";
+  box.value = preset.name;
+  box.checked = Boolean(preset.default);
+  box.addEventListener("change", updatePresetCount);
+  const name = document.createElement("span");
+  name.className = "preset-name";
+  name.textContent = preset.name;
+  const description = document.createElement("span");
+  description.className = "preset-desc";
+  description.textContent = describePreset(preset);
+  label.append(box, name, " ", description);
+  return label;
+}
+
+// The ticked names; empty when the picker is not shown (the server then uses its defaults).
+function chosenPresets() {
+  if (!hasPresetPicker()) return [];
+  return [...el.presetOptions.querySelectorAll("input[type=checkbox]:checked")].map((box) => box.value);
+}
+
+// "3 files per image (at most 8)." The server has the last word: over the cap, uploads are
+// still sent and its 422 is shown on each, like any refusal.
+function updatePresetCount() {
+  const { items, max } = presetConfig;
+  const names = chosenPresets();
+  const chosen = names.length > 0 ? items.filter((p) => names.includes(p.name)) : items.filter((p) => p.default);
+  const outputs = chosen.reduce((sum, preset) => sum + preset.formats.length, 0);
+  const files = `${outputs} ${outputs === 1 ? "file" : "files"} per image`;
+  const over = Number.isInteger(max) && outputs > max;
+  let text = names.length > 0 ? files : `None ticked: the default presets (${joinWords(chosen.map((p) => p.name))}), ${files}`;
+  if (over) text += `; at most ${max} are allowed, untick some.`;
+  else text += Number.isInteger(max) ? ` (at most ${max}).` : ".";
+  el.presetCount.textContent = text;
+  el.presetCount.dataset.over = String(over);
+}
+
 // ---------------------------------------------------------------- uploads
 
 const uploadQueue = [];
@@ -140,8 +259,9 @@ let activeUploads = 0;
 let identityReady = Promise.resolve();
 
 function addFiles(files) {
+  const presets = chosenPresets(); // what was ticked when the files were chosen, kept for a retry
   for (const file of files) {
-    const job = { file, row: createUploadRow(file) };
+    const job = { file, presets, row: createUploadRow(file) };
     uploadQueue.push(job);
   }
   pumpUploads();
@@ -206,13 +326,13 @@ function addRowButton(row, label, accessibleName, onClick) {
 }
 
 async function runUpload(job) {
-  const { file, row } = job;
+  const { file, presets, row } = job;
   const progress = row.querySelector("progress");
   row.querySelector(".upload-actions").replaceChildren();
   progress.value = 0;
   await identityReady;
   setUploadState(row, "uploading", "Uploading…");
-  const result = await sendFile(file, (loaded, total) => {
+  const result = await sendFile(file, presets, (loaded, total) => {
     progress.value = Math.round((loaded / total) * 100);
   });
 
@@ -247,7 +367,7 @@ async function runUpload(job) {
 }
 
 // XMLHttpRequest rather than fetch: fetch has no upload progress events.
-function sendFile(file, onProgress) {
+function sendFile(file, presets, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", new URL("newTask", API));
@@ -267,6 +387,7 @@ function sendFile(file, onProgress) {
       xhr.addEventListener(type, () => resolve({ status: 0, body: null, retryAfter: null }));
     }
     const form = new FormData();
+    if (presets.length > 0) form.append("presets", presets.join(",")); // none: the server's defaults
     form.append("file", file, file.name);
     xhr.send(form);
   });
@@ -380,15 +501,36 @@ function setFact(row, cls, text) {
   fact.querySelector("dd").textContent = text || "";
 }
 
+// A completed task's variants (largest first); none for older APIs and unfinished tasks.
+const variantsOf = (task) => (task.status === "completed" && Array.isArray(task.variants) ? task.variants : []);
+
+// Today's page shows one result; the variants appear when there is more to show: several of
+// them, or presets to choose from (so the one preset an upload asked for is named too). With the
+// default configuration (one preset, one JPEG) the row is exactly as it was.
+const variantsShown = (variants) => variants.length > 1 || (variants.length === 1 && hasPresetPicker());
+
+// The main result (what result_url serves and the metadata describes) is the first JPEG made,
+// or another format when no JPEG was asked for. The API does not flag it: it is the variant
+// with the metadata's size and dimensions.
+function mainFormat(variants, meta) {
+  const main = variants.find(
+    (v) => v.width === meta.width && v.height === meta.height && v.size === meta.processed_size,
+  );
+  return main ? main.format : "jpeg";
+}
+
 // Idempotent: returns false (and touches nothing) when the task has not changed.
 function updateTaskRow(row, task) {
-  const signature = `${task.status}|${task.updated_at}|${task.filename}`;
+  const variants = variantsOf(task);
+  const shown = variantsShown(variants);
+  const signature = `${task.status}|${task.updated_at}|${task.filename}|${shown ? variants.length : 0}`;
   if (row.dataset.signature === signature) return false;
   row.dataset.signature = signature;
   row.dataset.status = task.status;
 
   const name = task.filename || `Task ${task.id}`;
   const meta = task.metadata || {};
+  const format = mainFormat(variants, meta);
   row.querySelector(".filename").textContent = name;
   const badge = row.querySelector(".badge");
   badge.textContent = STATUS_LABEL[task.status] || task.status;
@@ -404,7 +546,11 @@ function updateTaskRow(row, task) {
         : null;
     const savedText = saved == null ? null : saved >= 0 ? `\u2212${saved}%` : `+${-saved}%`;
     const size = formatBytes(meta.processed_size);
-    after = describeImage(formatDims(meta.width, meta.height), "JPEG", size && savedText ? `${size} (${savedText})` : size);
+    after = describeImage(
+      formatDims(meta.width, meta.height),
+      formatLabel(format),
+      size && savedText ? `${size} (${savedText})` : size,
+    );
   }
   setFact(row, "fact-after", after);
   setFact(row, "fact-time", task.status === "completed" ? formatDuration(meta.processing_ms) : null);
@@ -427,8 +573,8 @@ function updateTaskRow(row, task) {
     if (img.getAttribute("src") !== url) img.src = url;
     img.hidden = false;
     download.href = url;
-    download.download = resultName(task.filename, task.id);
-    download.setAttribute("aria-label", `Download ${name} as JPEG`);
+    download.download = resultName(task.filename, task.id, format);
+    download.setAttribute("aria-label", `Download ${name} as ${formatLabel(format)}`);
     download.hidden = false;
   } else {
     img.hidden = true;
@@ -438,8 +584,134 @@ function updateTaskRow(row, task) {
     download.hidden = true;
     download.removeAttribute("href");
   }
+  renderVariants(row, task, name, shown ? variants : []);
   row.querySelector(".delete").setAttribute("aria-label", `Delete ${name}`);
   return true;
+}
+
+// ---------------------------------------------------------------- variants and the snippet
+
+function renderVariants(row, task, name, variants) {
+  const box = row.querySelector(".variants");
+  const list = row.querySelector(".variant-list");
+  const code = row.querySelector(".snippet-code code");
+  if (variants.length === 0) {
+    box.hidden = true;
+    delete box.dataset.key;
+    list.replaceChildren();
+    code.textContent = "";
+    return;
+  }
+  // Rebuilt only when they changed: an open <details> stays open, a focused link keeps focus.
+  const key = JSON.stringify([variants, task.srcset, name]);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+
+  list.setAttribute("aria-label", `Sizes and formats of ${name}`);
+  list.replaceChildren(...variants.map(variantItem));
+  const snippet = pictureSnippet(task.srcset, variants, task.metadata || {});
+  code.textContent = snippet;
+  const details = row.querySelector(".snippet");
+  details.hidden = !snippet;
+  row.querySelector(".copy").setAttribute("aria-label", `Copy the HTML for ${name}`);
+  row.querySelector(".copy-status").textContent = "";
+  box.hidden = false;
+}
+
+// "web JPEG  800×600, 13 kB", the name a link to the file.
+function variantItem(variant) {
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = appUrl(variant.url).href;
+  link.textContent = `${variant.preset} ${formatLabel(variant.format)}`;
+  const facts = document.createElement("span");
+  facts.className = "variant-facts";
+  facts.textContent = [formatDims(variant.width, variant.height), formatBytes(variant.size)].filter(Boolean).join(", ");
+  item.append(link, " ", facts);
+  return item;
+}
+
+// The snippet is page text (textContent), but it is meant to be pasted into HTML.
+const attr = (value) => String(value).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+
+// "/api/…/web.webp 800w, /api/…/big.webp 1600w" -> [{url, descriptor, width}], absolute URLs.
+function srcsetCandidates(srcset) {
+  return String(srcset || "")
+    .split(/,\s+/)
+    .map((candidate) => candidate.trim().split(/\s+/))
+    .filter(([url]) => url)
+    .map(([url, descriptor = ""]) => ({ url: appUrl(url).href, descriptor, width: Number.parseInt(descriptor, 10) }));
+}
+
+const srcsetText = (candidates) =>
+  candidates.map((c) => (c.descriptor ? `${c.url} ${c.descriptor}` : c.url)).join(", ");
+
+// A <picture> from the task's srcset: a <source> per format a browser may not take (AVIF, then
+// WebP), then an <img> with the JPEG (or, without one, the last format) that every browser shows.
+// Its src is the main result's width when that format has it, else the largest; its width and
+// height reserve the space. `sizes` is required beside w descriptors: the image's own width, or the
+// viewport's when that is narrower.
+function pictureSnippet(srcset, variants, meta) {
+  const formats = Object.keys(srcset || {})
+    .filter((format) => srcset[format])
+    .sort((a, b) => formatRank(a) - formatRank(b));
+  if (formats.length === 0) return "";
+  const imgFormat = formats.includes("jpeg") ? "jpeg" : formats[formats.length - 1];
+  const candidates = srcsetCandidates(srcset[imgFormat]);
+  if (candidates.length === 0) return "";
+  const src = candidates.find((c) => c.width === meta.width) || candidates[candidates.length - 1];
+  const made = variants.find((v) => appUrl(v.url).href === src.url);
+  const width = made ? made.width : src.width;
+  const height = made ? made.height : null;
+  const sizes = Number.isFinite(width) ? `(max-width: ${width}px) 100vw, ${width}px` : null;
+  const sizesAttr = sizes ? ` sizes="${attr(sizes)}"` : "";
+
+  const lines = ["<picture>"];
+  for (const format of formats.filter((f) => f !== imgFormat)) {
+    const list = srcsetText(srcsetCandidates(srcset[format]));
+    lines.push(`  <source type="image/${attr(format)}" srcset="${attr(list)}"${sizesAttr}>`);
+  }
+  const box = [width, height].every(Number.isFinite) ? ` width="${width}" height="${height}"` : "";
+  lines.push(
+    `  <img src="${attr(src.url)}" srcset="${attr(srcsetText(candidates))}"${sizesAttr}${box} alt="">`,
+    "</picture>",
+  );
+  return lines.join("\n");
+}
+
+// navigator.clipboard where the browser allows it; else the snippet is selected for Ctrl+C
+// (document.execCommand("copy") is tried on that selection: older browsers, or no permission).
+async function copySnippet(row, button) {
+  const code = row.querySelector(".snippet-code code");
+  const status = row.querySelector(".copy-status");
+  const name = row.querySelector(".filename").textContent;
+  let message;
+  try {
+    if (!navigator.clipboard || !navigator.clipboard.writeText) throw new Error("no clipboard API");
+    await navigator.clipboard.writeText(code.textContent);
+    message = "Copied.";
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    let copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch {
+      copied = false;
+    }
+    message = copied ? "Copied." : "Selected: press Ctrl+C (\u2318C on a Mac) to copy.";
+  }
+  status.textContent = message;
+  announce(`HTML for ${name}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`);
+  clearTimeout(Number(button.dataset.timer));
+  button.dataset.timer = String(
+    setTimeout(() => {
+      if (status.textContent === message) status.textContent = "";
+    }, 6000),
+  );
 }
 
 async function deleteTask(row, button) {
@@ -625,6 +897,8 @@ window.addEventListener("paste", (event) => {
 el.tasks.addEventListener("click", (event) => {
   const button = event.target.closest("button.delete");
   if (button) deleteTask(button.closest(".task"), button);
+  const copy = event.target.closest("button.copy");
+  if (copy) copySnippet(copy.closest(".task"), copy);
 });
 
 function goToOffset(newOffset) {
@@ -635,5 +909,7 @@ function goToOffset(newOffset) {
 el.newer.addEventListener("click", () => goToOffset(offset - PAGE_SIZE));
 el.older.addEventListener("click", () => goToOffset(offset + PAGE_SIZE));
 
-// First load: also the request that obtains the identity cookie for the uploads.
+// First load: also the request that obtains the identity cookie for the uploads. The presets
+// come beside it (that route issues no cookie).
 identityReady = poller.tick();
+loadPresets();

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,7 +19,19 @@ from selenium.webdriver.common.keys import Keys
 
 from tests.support import images
 from tests.support.frontend import browser, samples
-from tests.support.frontend.page import choose_files, tasks, wait_for, wait_for_list_loaded, wait_for_tasks
+from tests.support.frontend.page import (
+    announced,
+    assert_clean_console,
+    assert_no_horizontal_overflow,
+    browser_fetch,
+    choose_files,
+    open_as_new_visitor,
+    tasks,
+    uploads,
+    wait_for,
+    wait_for_list_loaded,
+    wait_for_tasks,
+)
 from tests.support.frontend.stack import embedded_stack
 
 pytestmark = [
@@ -53,65 +66,14 @@ def driver(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 @pytest.fixture
 def page(driver, stack):
     """The page opened by a brand-new visitor (no cookie), with a clean console log."""
-    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    browser.clear_viewport(driver)
-    driver.get("about:blank")
-    driver.get_log("browser")  # drop whatever an earlier (maybe failed) test left
-    driver.get(stack.url + "/frontend/")
-    wait_for(driver, lambda d: d.execute_script("return document.getElementById('tasks-heading') !== null"))
-    wait_for_list_loaded(driver)
+    open_as_new_visitor(driver, stack.url + "/frontend/")
     return driver
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-UPLOADS_JS = """
-return [...document.querySelectorAll('#uploads .upload')].map((li) => ({
-  name: li.querySelector('.upload-name').textContent,
-  state: li.dataset.state,
-  status: li.querySelector('.upload-status').textContent,
-  progress: li.querySelector('progress').value,
-  buttons: [...li.querySelectorAll('button')].map((b) => b.textContent),
-}));
-"""
-
-
-def uploads(driver) -> list[dict]:
-    return driver.execute_script(UPLOADS_JS)
-
-
-def announced(driver) -> str:
-    """What the aria-live region has said (its recent lines)."""
-    return driver.execute_script("return document.getElementById('announcer').textContent")
-
-
 ACTIVE_JS = "return document.activeElement.id || document.activeElement.tagName"
-
-
-def browser_fetch(driver, url: str, method: str = "GET") -> dict:
-    """fetch() inside the page (same cookie), body returned base64-encoded."""
-    return driver.execute_async_script(
-        """
-        const [url, method, done] = arguments;
-        fetch(url, {method, credentials: 'same-origin'}).then(async (r) => {
-          const bytes = new Uint8Array(await r.arrayBuffer());
-          let decoded = null;
-          if ((r.headers.get('content-type') || '').startsWith('image/')) {
-            const bitmap = await createImageBitmap(new Blob([bytes]));
-            decoded = [bitmap.width, bitmap.height];
-          }
-          let binary = '';
-          for (let i = 0; i < bytes.length; i += 0x8000) {
-            binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-          }
-          done({status: r.status, type: r.headers.get('content-type'), length: bytes.length,
-                decoded, body: btoa(binary)});
-        }).catch((e) => done({error: String(e)}));
-        """,
-        url,
-        method,
-    )
 
 
 def api_detail(stack, name: str, data: bytes) -> tuple[int, str]:
@@ -121,20 +83,6 @@ def api_detail(stack, name: str, data: bytes) -> tuple[int, str]:
     return response.status_code, response.json()["detail"]
 
 
-def assert_clean_console(driver, *, allowed_statuses: tuple[int, ...] = ()) -> None:
-    """No SEVERE console entry, except the network line Chrome logs for each upload that
-    the test deliberately had refused (a 4xx answer is not a page error)."""
-    problems = []
-    for entry in driver.get_log("browser"):
-        if entry["level"] != "SEVERE":
-            continue
-        match = re.search(r"/api/newTask - Failed to load resource: .* status of (\d+)", entry["message"])
-        if entry.get("source") == "network" and match and int(match.group(1)) in allowed_statuses:
-            continue
-        problems.append(entry)
-    assert not problems, problems
-
-
 def assert_same_origin_only(driver, stack) -> None:
     urls = driver.execute_script(
         "return [location.href, ...performance.getEntriesByType('navigation').map((e) => e.name),"
@@ -142,14 +90,6 @@ def assert_same_origin_only(driver, stack) -> None:
     )
     foreign = [u for u in urls if not u.startswith(stack.url + "/")]
     assert not foreign, f"requests outside the service's origin: {foreign}"
-
-
-def assert_no_horizontal_overflow(driver, width: int) -> None:
-    sizes = driver.execute_script(
-        "return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
-    )
-    assert sizes[2] == width, sizes
-    assert max(sizes[:2]) <= width, f"horizontal overflow at {width}px: {sizes}"
 
 
 # --------------------------------------------------------------------------- tests
@@ -514,4 +454,54 @@ def test_accessibility_basics_and_links(page, stack):
         " return [s.outlineStyle, parseFloat(s.outlineWidth)]"
     )
     assert ring[0] != "none" and ring[1] >= 2, ring
+    assert_clean_console(driver)
+
+
+def test_without_presets_configured_there_is_no_picker_and_the_hint_is_todays(page, stack, tmp_path):
+    driver = page
+    hint = "Each image becomes a JPEG of at most 800\u00d7600 pixels (EXIF-rotated, metadata removed)."
+    # /api/presets has answered (one preset, `web`) and the page left everything as it was.
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "return performance.getEntriesByType('resource').some((e) => e.name.endsWith('/api/presets'))"
+        ),
+        message="the presets request",
+    )
+    shown = driver.execute_script(
+        """
+        return {
+          hint: document.querySelector('.hint').textContent.replace(/\\s+/g, ' ').trim(),
+          picker: document.getElementById('presets').hidden,
+          boxes: document.querySelectorAll('#presets input').length,
+        };
+        """
+    )
+    assert shown == {"hint": f"{hint} JPEG, PNG, WebP, GIF, BMP or TIFF.", "picker": True, "boxes": 0}
+    assert not driver.find_element("id", "presets").is_displayed()
+
+    driver.execute_script(
+        """
+        window.__sent = [];
+        const realSend = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) {
+          window.__sent.push([...body.keys()]);
+          return realSend.call(this, body);
+        };
+        """
+    )
+    choose_files(driver, samples.write(tmp_path, "today.png", samples.picture(1000, 750, seed=7)))
+    (row,) = wait_for_tasks(driver, 1)
+    assert driver.execute_script("return window.__sent") == [["file"]]  # no presets field
+    listing = browser_fetch(driver, f"{stack.url}/api/tasks/{row['id']}")
+    variants = json.loads(base64.b64decode(listing["body"]))["variants"]
+    assert [(v["preset"], v["format"]) for v in variants] == [("web", "jpeg")]
+    # One result, shown as it always was: no variants list, no snippet.
+    row_state = driver.execute_script(
+        "const li = document.querySelector('#tasks .task');"
+        " return [li.querySelector('.variants').hidden, li.querySelectorAll('.variant-list li').length]"
+    )
+    assert row_state == [True, 0]
+    assert "800\u00d7600 JPEG" in row["text"] and "Use on a page" not in row["text"], row["text"]
+    assert row["download"] == "today.jpg" and row["href"] == f"{stack.url}/api/tasks/{row['id']}/result"
     assert_clean_console(driver)

@@ -5,6 +5,7 @@ serve the variants."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -66,6 +67,19 @@ def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
         image = images.decode(served.content)
         assert (image.format.lower(), image.size) == (variant["format"], (variant["width"], variant["height"]))
         assert len(served.content) == variant["size"]
+
+
+def test_a_srcset_names_each_width_once_when_the_source_is_smaller_than_the_boxes(client, presets):
+    # 320x240 fits inside web (800x600) and card (400x300): both make 320x240 JPEGs and WebPs.
+    task_id = upload(client, "web,card", images.jpeg(320, 240)).json()["task_id"]
+    process(client, task_id)
+    task = client.get(f"/api/tasks/{task_id}").json()
+    assert {(v["preset"], v["format"], v["width"]) for v in task["variants"]} == {
+        (preset, output, 320) for preset in ("web", "card") for output in ("jpeg", "webp")
+    }
+    # The main result (web's JPEG) is the JPEG candidate; one WebP of that width.
+    assert task["srcset"]["jpeg"] == f"/api/tasks/{task_id}/results/web.jpeg 320w"
+    assert re.fullmatch(rf"/api/tasks/{task_id}/results/(web|card)\.webp 320w", task["srcset"]["webp"])
 
 
 def test_no_presets_field_makes_the_default_presets(client, presets):
