@@ -72,7 +72,7 @@ def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
 def test_a_srcset_names_each_width_once_when_the_source_is_smaller_than_the_boxes(client, presets):
     # 320x240 fits inside web (800x600) and card (400x300): both make 320x240 JPEGs and WebPs.
     task_id = upload(client, "web,card", images.jpeg(320, 240)).json()["task_id"]
-    process(client, task_id)
+    run_worker(client, task_id)
     task = client.get(f"/api/tasks/{task_id}").json()
     assert {(v["preset"], v["format"], v["width"]) for v in task["variants"]} == {
         (preset, output, 320) for preset in ("web", "card") for output in ("jpeg", "webp")
