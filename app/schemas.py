@@ -80,6 +80,7 @@ class VariantPublic(BaseModel):
     height: int = Field(examples=[300])
     size: int = Field(description="Bytes.", examples=[21873])
     url: str = Field(examples=["/api/tasks/42/results/card.webp"])
+    main: bool = Field(description="The main result: what result_url serves and the metadata describes.")
 
 
 class TaskPublic(BaseModel):
@@ -184,6 +185,7 @@ def _variants(task: Task, root_path: str) -> tuple[list[VariantPublic], dict[Out
             height=v.height,
             size=v.size,
             url=variant_url(task.id, v.preset, v.format, root_path),
+            main=v.key == task.result_key,
         )
         for v in task.variants
     ]

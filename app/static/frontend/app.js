@@ -510,12 +510,9 @@ const variantsOf = (task) => (task.status === "completed" && Array.isArray(task.
 const variantsShown = (variants) => variants.length > 1 || (variants.length === 1 && hasPresetPicker());
 
 // The main result (what result_url serves and the metadata describes) is the first JPEG made,
-// or another format when no JPEG was asked for. The API does not flag it: it is the variant
-// with the metadata's size and dimensions.
-function mainFormat(variants, meta) {
-  const main = variants.find(
-    (v) => v.width === meta.width && v.height === meta.height && v.size === meta.processed_size,
-  );
+// or another format when no JPEG was asked for; the API flags it.
+function mainFormat(variants) {
+  const main = variants.find((v) => v.main);
   return main ? main.format : "jpeg";
 }
 
@@ -530,7 +527,7 @@ function updateTaskRow(row, task) {
 
   const name = task.filename || `Task ${task.id}`;
   const meta = task.metadata || {};
-  const format = mainFormat(variants, meta);
+  const format = mainFormat(variants);
   row.querySelector(".filename").textContent = name;
   const badge = row.querySelector(".badge");
   badge.textContent = STATUS_LABEL[task.status] || task.status;

@@ -50,8 +50,9 @@ def test_an_upload_naming_presets_gets_every_format_of_each(client, presets):
         ("thumb", "webp"): (160, 160),
     }
     assert [v["width"] for v in task["variants"]] == sorted((v["width"] for v in task["variants"]), reverse=True)
-    # The legacy fields show the first preset's JPEG, where results always were.
+    # The legacy fields show the first JPEG made, where results always were; the API flags it.
     assert task["result_path"] == f"results/{task_id}.jpg"
+    assert [(v["preset"], v["format"]) for v in task["variants"] if v["main"]] == [("web", "jpeg")]
     legacy = client.get(f"/api/isReady/{task_id}").json()
     assert json.loads(legacy["metadata"])["processed_size"] == len(client.get(f"/api/tasks/{task_id}/result").content)
     # One srcset per format, of the variants shaped like the main result (the square crop is not).
