@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     @property
     def presets(self) -> tuple[Preset, ...]:
         """The configured presets (validated when the settings are read)."""
-        if not self.PRESETS:  # unset, or empty (compose passes an unset variable on as "")
+        if not (self.PRESETS or "").strip():  # unset, or empty
             return (Preset.from_spec(self.output_spec),)
         return parse_presets(self.PRESETS)
 
