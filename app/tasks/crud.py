@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.tasks.records import UNFINISHED, Task, TaskStatus, User, Variant, WebhookDelivery, WorkerBeat, utcnow
 
@@ -59,8 +59,12 @@ def create_task(
     return task
 
 
+# What a read of a task for its owner shows: the task with its variants (one more SELECT).
+WITH_VARIANTS = selectinload(Task.variants)
+
+
 def get_owned_task(*, session: Session, owner: User, task_id: int) -> Task | None:
-    return session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner.id))
+    return session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner.id).options(WITH_VARIANTS))
 
 
 def owned_task_exists(*, session: Session, owner: User, task_id: int) -> bool:
@@ -75,7 +79,12 @@ def list_owned_tasks(
     """A page of the user's tasks, newest first, and their task_watermark (the total is its count)."""
     watermark = task_watermark(session=session, owner=owner)
     tasks = session.scalars(
-        select(Task).where(Task.owner_id == owner.id).order_by(Task.id.desc()).limit(limit).offset(offset)
+        select(Task)
+        .where(Task.owner_id == owner.id)
+        .order_by(Task.id.desc())
+        .limit(limit)
+        .offset(offset)
+        .options(WITH_VARIANTS)
     ).all()
     return list(tasks), watermark
 
