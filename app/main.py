@@ -98,7 +98,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         summary=(
             f"Upload images; get web-ready JPEGs (EXIF-oriented, RGB, {settings.output_spec.describe()})."
-            if not (settings.PRESETS or "").strip()
+            if not settings.presets_configured
             else "Upload images; get every preset's sizes and formats (EXIF-oriented, sRGB): GET /api/presets."
         ),
         lifespan=lifespan,

@@ -268,11 +268,18 @@ class Settings(BaseSettings):
         return Spec(**{field: getattr(self, name) for name, field in _SPEC_SETTINGS.items()})
 
     @property
+    def presets_configured(self) -> bool:
+        """Whether IMGPROC_PRESETS names presets (unset or blank: the single default `web`)."""
+        return bool((self.PRESETS or "").strip())
+
+    @property
     def presets(self) -> tuple[Preset, ...]:
-        """The configured presets (validated when the settings are read)."""
-        if not (self.PRESETS or "").strip():  # unset, or empty
+        """The configured presets (validated when the settings are read). Read per upload, report
+        and task: the parse (JSON plus Pillow's feature checks) is cached on the string itself, so a
+        copy of the settings with another value gets its own."""
+        if not self.presets_configured:
             return (Preset.from_spec(self.output_spec),)
-        return parse_presets(self.PRESETS)
+        return _parsed_presets(self.PRESETS)
 
     @property
     def jpeg_background(self) -> tuple[int, int, int]:
@@ -345,6 +352,9 @@ class Settings(BaseSettings):
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("IMGPROC_TASK_SOFT_TIME_LIMIT must be shorter than IMGPROC_TASK_TIME_LIMIT.")
         return self
+
+
+_parsed_presets = lru_cache(maxsize=16)(parse_presets)
 
 
 @lru_cache
