@@ -62,32 +62,43 @@ def requeue_stale(
     requeued = _hand_back_from_dead_workers(session, enqueue, now)
     if waiting() > 0:
         return requeued
-    sent: list[int] = []
-    try:
-        for task in crud.stale_unfinished_tasks(
-            session=session,
-            older_than=now - timedelta(seconds=after.processing),
-            pending_older_than=now - timedelta(seconds=min(after.pending, after.processing)),
-        ):
-            enqueue(task.id)
-            sent.append(task.id)
-    finally:
-        crud.touch_enqueued(session=session, task_ids=sent)
-    if sent:
-        log.warning("re-enqueued %d stale task(s): %s", len(sent), sent[:20])
+    stale = crud.stale_unfinished_tasks(
+        session=session,
+        older_than=now - timedelta(seconds=after.processing),
+        pending_older_than=now - timedelta(seconds=min(after.pending, after.processing)),
+    )
+    sent = _send(
+        [task.id for task in stale],
+        enqueue,
+        record=lambda ids: crud.touch_enqueued(session=session, task_ids=ids),
+        what="stale task(s)",
+    )
     return requeued + sent
 
 
 def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None], now: datetime) -> list[int]:
-    tasks = crud.tasks_of_dead_workers(session=session, now=now)
-    handed_back: list[int] = []
-    try:
-        for task in tasks:
-            enqueue(task.id)
-            handed_back.append(task.id)
-    finally:
-        crud.hand_back(session=session, task_ids=handed_back)
-    if handed_back:
-        log.warning("re-enqueued %d task(s) of dead workers: %s", len(handed_back), handed_back[:20])
+    handed_back = _send(
+        [task.id for task in crud.tasks_of_dead_workers(session=session, now=now)],
+        enqueue,
+        record=lambda ids: crud.hand_back(session=session, task_ids=ids),
+        what="task(s) of dead workers",
+    )
     crud.prune_workers(session=session, now=now)
     return handed_back
+
+
+def _send(
+    task_ids: list[int], enqueue: Callable[[int], None], *, record: Callable[[list[int]], None], what: str
+) -> list[int]:
+    """Enqueues each task, stopping at the first failure (broker down), and records the ones sent
+    even then, so that the next round counts from now for them."""
+    sent: list[int] = []
+    try:
+        for task_id in task_ids:
+            enqueue(task_id)
+            sent.append(task_id)
+    finally:
+        record(sent)
+    if sent:
+        log.warning("re-enqueued %d %s: %s", len(sent), what, sent[:20])
+    return sent
