@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.kube",
     "tests.fixtures.cluster",
+    "tests.fixtures.frontend",
 ]
 
 # Tests must never pick up a developer's own configuration.

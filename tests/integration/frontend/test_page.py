@@ -57,12 +57,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield running
 
 
-@pytest.fixture(scope="module")
-def driver(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with browser.chromium(width=1200, height=900, profile_dir=tmp_path_factory.mktemp("profile")) as chrome:
-        yield chrome
-
-
 @pytest.fixture
 def page(driver, stack):
     """The page opened by a brand-new visitor (no cookie), with a clean console log."""

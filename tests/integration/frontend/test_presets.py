@@ -54,12 +54,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield running
 
 
-@pytest.fixture(scope="module")
-def driver(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    with browser.chromium(width=1200, height=900, profile_dir=tmp_path_factory.mktemp("profile")) as chrome:
-        yield chrome
-
-
 @pytest.fixture
 def page(driver, stack):
     """A new visitor's page, once the preset picker has been built from /api/presets."""
