@@ -68,7 +68,6 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
     and another worker's restore sweep puts it back. Production waits VISIBILITY_TIMEOUT=3600 s
     (+ a sweep every 10 x 10 s); here 8 s with a 1 s sweep. The reconciler is out of the
     picture (RECONCILE_AFTER_SECONDS stays 600)."""
-    started = time.monotonic()
     settings = {
         "WORKER_CONCURRENCY": 1,
         "VISIBILITY_TIMEOUT": 8,
@@ -77,6 +76,26 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
         "UNACKED_RESTORE_INTERVAL": 1,
         "UNACKED_RESTORE_THROTTLE": 1,
     }
+    api_log, _ = kill_whole_worker_and_recover(fault_stack, "whole worker SIGKILL (visibility 8 s)", settings)
+    assert "re-enqueued" not in api_log  # the visibility restore did it, not the reconciler
+
+
+def test_a_worker_killed_with_its_children_is_recovered_from_its_heartbeat_in_seconds(fault_stack):
+    """The same SIGKILL with the production visibility timeout (3600 s) and requeue age (600 s):
+    the killed worker's heartbeat row goes silent, and the API hands its task back after
+    WORKER_DEAD_AFTER_SECONDS (10 here; 30 by default) to a new worker. Nothing runs twice at
+    once: the task ran once on each worker."""
+    settings = {"WORKER_CONCURRENCY": 1, "WORKER_DEAD_AFTER_SECONDS": 10, "RECONCILE_INTERVAL_SECONDS": 1}
+    api_log, recovered = kill_whole_worker_and_recover(fault_stack, "whole worker SIGKILL (heartbeat, 10 s)", settings)
+    assert "task(s) of dead workers" in api_log
+    assert recovered < 25  # 10 s of silence, a 1 s round, the 1.5 s run, a new worker's start
+
+
+def kill_whole_worker_and_recover(fault_stack, name: str, settings: dict) -> tuple[str, float]:
+    """Two uploads to one worker (a 1.5 s run each); once the first is processing, SIGKILL to the
+    worker's whole process group, then a new worker. Both tasks complete, the killed one on its
+    second run. Returns the API's log and the seconds from the kill to the last completion."""
+    started = time.monotonic()
     with fault_stack(workers=1, delay=1.5, **settings) as stack, stack.client() as client:
         first = stack.workers[0]
         ids = upload_many(client, 2)
@@ -88,41 +107,12 @@ def test_a_worker_killed_with_its_children_is_recovered_after_the_visibility_tim
         killed = time.monotonic()
 
         stack.start_worker()
-        counts = ledger(
-            stack, client, ids, name="whole worker SIGKILL (visibility 8 s)", faults=1, timeout=60, started=started
-        )
+        counts = ledger(stack, client, ids, name=name, faults=1, timeout=60, started=started)
         recovered = time.monotonic() - killed
         print(f"task {ids[0]} of the killed worker completed {recovered:.1f}s after the kill")
         assert counts["completed"] == 2
         assert stack.task_attempts(ids)[ids[0]] == 2
-        assert "re-enqueued" not in full_log(stack, "api")  # the visibility restore did it, not the reconciler
-
-
-def test_a_worker_killed_with_its_children_is_recovered_from_its_heartbeat_in_seconds(fault_stack):
-    """The same SIGKILL with the production visibility timeout (3600 s) and requeue age (600 s):
-    the killed worker's heartbeat row goes silent, and the API hands its task back after
-    WORKER_DEAD_AFTER_SECONDS (10 here; 30 by default) to a new worker. Nothing runs twice at
-    once: the task ran once on each worker."""
-    started = time.monotonic()
-    settings = {"WORKER_CONCURRENCY": 1, "WORKER_DEAD_AFTER_SECONDS": 10, "RECONCILE_INTERVAL_SECONDS": 1}
-    with fault_stack(workers=1, delay=1.5, **settings) as stack, stack.client() as client:
-        first = stack.workers[0]
-        ids = upload_many(client, 2)
-        wait_for_status(client, ids[0], ("processing",), timeout=30)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
-        killed = time.monotonic()
-
-        stack.start_worker()
-        counts = ledger(
-            stack, client, ids, name="whole worker SIGKILL (heartbeat, 10 s)", faults=1, timeout=60, started=started
-        )
-        recovered = time.monotonic() - killed
-        print(f"task {ids[0]} of the killed worker completed {recovered:.1f}s after the kill")
-        assert counts["completed"] == 2
-        assert stack.task_attempts(ids)[ids[0]] == 2
-        assert "task(s) of dead workers" in full_log(stack, "api")
-        assert recovered < 25  # 10 s of silence, a 1 s round, the 1.5 s run, a new worker's start
+        return full_log(stack, "api"), recovered
 
 
 def test_a_task_killed_at_the_hard_time_limit_is_failed_at_once_not_rerun(fault_stack):
