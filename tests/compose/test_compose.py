@@ -46,6 +46,11 @@ FAST_FAULTS = {
     "IMGPROC_RECONCILE_AFTER_SECONDS": "20",
     "IMGPROC_RECONCILE_INTERVAL_SECONDS": "5",
 }
+# Two presets: `web` is the default (the legacy contract as it is), `thumb` is asked for by name.
+PRESETS = [
+    {"name": "web", "width": 800, "height": 600, "formats": ["jpeg"], "default": True},
+    {"name": "thumb", "width": 160, "height": 160, "fit": "cover", "formats": ["webp"]},
+]
 BURST = 30
 TIMINGS: dict[str, float] = {}
 
@@ -129,6 +134,7 @@ def stack() -> Iterator[Stack]:
     env = {
         **os.environ,
         **FAST_FAULTS,
+        "IMGPROC_PRESETS": json.dumps(PRESETS),
         "IMGPROC_COMPOSE_PROJECT": PROJECT,
         "IMGPROC_HTTP_PORT": str(port),
         "IMGPROC_HTTP_ADDRESS": "127.0.0.1",
@@ -176,6 +182,22 @@ def test_readme_client_flow_through_the_published_port(stack: Stack) -> None:
         with Image.open(io.BytesIO(result.content)) as image:
             assert image.format == "JPEG" and image.size == (800, 600)
         stack.kept[task_id] = hashlib.sha256(result.content).hexdigest()
+
+
+def test_presets_set_in_the_environment_reach_api_and_worker(stack: Stack) -> None:
+    """IMGPROC_PRESETS goes through compose.yaml to the API (it accepts `thumb`) and to the
+    worker (it makes the 160x160 WebP)."""
+    with stack.client() as client:
+        assert [p["name"] for p in client.get("/api/presets").json()["items"]] == ["web", "thumb"]
+        files = {"file": ("photo.jpg", photo(1200, 900), "image/jpeg")}
+        created = client.post("/api/newTask", files=files, data={"presets": "thumb"})
+        assert created.status_code == 200, created.text
+        status = wait_for_terminal(client, created.json()["task_id"], timeout=180)
+        assert status["status"] == "completed", status
+        thumb = client.get(f"/api/tasks/{status['id']}/results/thumb.webp")
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+        with Image.open(io.BytesIO(thumb.content)) as image:
+            assert image.size == (160, 160)
 
 
 def test_pages_docs_and_flower_behind_basic_auth(stack: Stack) -> None:
