@@ -40,6 +40,12 @@ def sentinel_release(live_cluster: LiveCluster) -> Iterator[Release]:
         "redis.sentinel.enabled=true",
         "--set",
         "redis.replica.replicaCount=1",
+        # When all three sentinels call the election in the same instant, each votes for itself
+        # and none is elected ("-failover-abort-not-elected", seen in a cold CI-like run on two
+        # busy cores); the next try waits 2 x failover-timeout: 20 s here instead of the default's
+        # 2 minutes, which is past this test's bound and lets the old master return as master.
+        "--set",
+        "redis.sentinel.failoverTimeout=10000",
         "--set",
         "api.replicaCount=1",
         # Room above what the burst leaves running (2 or 3 workers) for the probe's scale-up.
