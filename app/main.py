@@ -107,10 +107,9 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(presets.router)
-    app.include_router(webhook.router)
+    routers = (health.router, tasks.router, presets.router, webhook.router)
+    for router in routers:
+        app.include_router(router)
     if settings.embedded:
         _add_metrics_route(app)
     add_error_handlers(app)
@@ -144,7 +143,8 @@ def create_app() -> FastAPI:
             allow_headers=["content-type"],
         )
     app.add_middleware(ResponseHeaders)
-    app.add_middleware(HttpMetrics)  # outermost: every answer is counted, the other middleware's too
+    # Outermost: every answer is counted, the other middleware's too.
+    app.add_middleware(HttpMetrics, routes=[route for router in routers for route in router.routes])
     return app
 
 

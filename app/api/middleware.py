@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import Refusal, file_too_large, note_refusal, refusal_for, send_json
@@ -186,10 +187,12 @@ class ResponseHeaders:
 class HttpMetrics:
     """imgproc_http_requests_total and imgproc_http_request_duration_seconds for every answer, and
     each upload counted as accepted or refused (with its Refusal). The outermost middleware, so
-    that the guards' own answers (413, 408, 403) are counted too."""
+    that the guards' own answers (413, 408, 403) are counted too: for those the router never ran,
+    and ``routes`` (the API's routes) give the template of the path."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]) -> None:
         self.app = app
+        self.routes = [route for route in routes if isinstance(route, Route)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,28 +210,29 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            record_request(scope, status, time.perf_counter() - started)
+            self.record(scope, status, time.perf_counter() - started)
 
+    def route_template(self, scope: Scope) -> str:
+        """The path template of the route that answered ("/api/tasks/{task_id}"), or of the route
+        the path belongs to when a guard answered before routing; UNMATCHED_ROUTE otherwise."""
+        route = scope.get("route")
+        if route is not None:
+            return route.path
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        for candidate in self.routes:
+            if candidate.path_regex.match(path):
+                return candidate.path
+        return metrics.UNMATCHED_ROUTE
 
-def route_template(scope: Scope) -> str:
-    """The path template of the route that answered ("/api/tasks/{task_id}"), or of the route the
-    path belongs to when a guard answered before routing; UNMATCHED_ROUTE for any other path."""
-    route = scope.get("route")
-    if route is None:  # refused before the router ran: match the path the same way it would
-        for candidate in scope["app"].router.routes:
-            if candidate.matches(scope)[0] is not Match.NONE:
-                route = candidate
-                break
-    return getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
-
-
-def record_request(scope: Scope, status: int, seconds: float) -> None:
-    route = route_template(scope)
-    method = scope["method"] if scope["method"] in metrics.KNOWN_METHODS else "other"
-    metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    metrics.HTTP_REQUEST_DURATION.labels(route, method).observe(seconds)
-    if route == metrics.UPLOAD_ROUTE and method == "POST":
-        if status == 200:
-            metrics.UPLOADS_ACCEPTED.inc()
-        else:
-            metrics.UPLOADS_REFUSED.labels(refusal_for(scope, status)).inc()
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = self.route_template(scope)
+        method = scope["method"] if scope["method"] in metrics.KNOWN_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_REQUEST_DURATION.labels(route, method).observe(seconds)
+        if route == metrics.UPLOAD_ROUTE and method == "POST":
+            if status == 200:
+                metrics.UPLOADS_ACCEPTED.inc()
+            else:
+                metrics.UPLOADS_REFUSED.labels(refusal_for(scope, status)).inc()
