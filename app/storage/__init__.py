@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from app.core.config import Settings, get_settings
 from app.core.metrics import STORAGE_ERRORS, STORAGE_OPERATION_DURATION
@@ -179,15 +179,9 @@ class MeteredStorage:
             if close is not None:
                 close()
 
-    def write(
-        self,
-        key: str,
-        data: bytes | BinaryIO,
-        *,
-        content_type: str = "application/octet-stream",
-        keep_cached: bool = True,
-    ) -> None:
-        self._measured("write", lambda: self.inner.write(key, data, content_type=content_type, keep_cached=keep_cached))
+    def write(self, key: str, data: bytes | BinaryIO, **options: Any) -> None:
+        """Storage.write; ``options`` (content_type, keep_cached) go to the backend as given."""
+        self._measured("write", lambda: self.inner.write(key, data, **options))
 
     def read(self, key: str) -> bytes:
         return self._measured("read", lambda: self.inner.read(key))
