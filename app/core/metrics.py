@@ -79,3 +79,20 @@ STORAGE_ERRORS = Counter(
     "not_found (a missing object) or other (a full disk, a bug).",
     ("backend", "operation", "error"),
 )
+
+# --- the database read replica (app.core.replica, the API's status reads) ---------------------
+# No exporter runs beside the bundled PostgreSQL: what the API measures itself (replay lag
+# against the primary's WAL position, every IMGPROC_DATABASE_REPLICA_CHECK_SECONDS while status
+# reads come in) is what there is to alert on.
+DATABASE_REPLICA_LAG = Gauge(
+    "imgproc_database_replica_lag_seconds",
+    "How far the read replica was behind the primary at this API process's last measurement; +Inf "
+    "when it was unreachable or not a standby. Measured only while status reads come in.",
+    multiprocess_mode="livemax",
+)
+
+# --- Redis Sentinel (app.core.redis_client) ---------------------------------------------------
+REDIS_MASTER_CHANGES = Counter(
+    "imgproc_redis_master_changes",
+    "Times the sentinels named another Redis master than the one this process used before (a failover it followed).",
+)
