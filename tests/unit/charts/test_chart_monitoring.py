@@ -417,3 +417,23 @@ def test_notes_show_how_to_reach_the_metrics_port(notes):
     assert f"curl -fsS http://127.0.0.1:{PORT}/metrics | grep ^imgproc_" in text
     assert f"kubectl -n {NAMESPACE} port-forward deploy/{WORKER} {PORT + 1}:metrics &" in text
     assert "port-forward svc/" + METRICS_SERVICE not in notes({})
+
+
+# --- the Prometheus Operator's CRDs, offline (on the test apiserver: tests/k8s/charts) ------------
+
+
+def test_the_monitoring_objects_match_the_prometheus_operator_crd_schemas(render, k8s_tools_bin):
+    import jsonschema
+
+    from tests.support.charts.prometheus_operator import openapi_schema, prometheus_operator_crds
+
+    crds = prometheus_operator_crds(k8s_tools_bin)
+    objects = render(deep_merge(ALL_ON, {"metrics": {"podMonitor": {"interval": "", "scrapeTimeout": ""}}}))
+    checked = set()
+    for obj in objects:
+        if obj["kind"] in crds:
+            validator = jsonschema.Draft7Validator(openapi_schema(crds[obj["kind"]]))
+            errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(obj)]
+            assert not errors, (obj["kind"], obj["metadata"]["name"], errors)
+            checked.add(obj["kind"])
+    assert checked == set(crds)
