@@ -239,6 +239,8 @@ def test_the_dashboard_is_the_sidecars_by_default(render):
         {"prometheusRule": {"alerts": {"apiErrorRatio": {"ratio": 5}}}},
         {"prometheusRule": {"alerts": {"apiErrorRatio": {"severity": "page"}}}},
         {"prometheusRule": {"alerts": {"uploadLatency": {"for": "10 minutes"}}}},
+        {"prometheusRule": {"alerts": {"uploadLatency": {"window": "5m1h"}}}},  # Prometheus wants 1h5m
+        {"prometheusRule": {"alerts": {"uploadLatency": {"window": ""}}}},
         {"prometheusRule": {"alerts": {"databaseReplicaLag": {"window": "5m"}}}},
         {"prometheusRule": {"alerts": {"diskFull": {"for": "5m"}}}},
         {"prometheusRule": {"runbookUrl": ""}},
