@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.support.charts.crds import create_crds
 from tests.support.charts.matrix import deep_merge
 from tests.support.charts.monitoring import ALL_ON
 from tests.support.charts.prometheus_operator import CHART_KINDS, prometheus_operator_crds
@@ -32,12 +33,7 @@ VALUES = deep_merge(
 def install_crds(kube, k8s_tools_bin) -> None:
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-    for crd in prometheus_operator_crds(k8s_tools_bin).values():
-        try:
-            kube.create(crd)
-        except Exception as error:  # noqa: BLE001 - already there from an earlier test of this bed
-            if "AlreadyExists" not in str(error) and "409" not in str(error):
-                raise
+    create_crds(kube, prometheus_operator_crds(k8s_tools_bin).values())
     for _ in range(30):  # new CRDs take a moment to be served
         try:
             for kind in CHART_KINDS:
