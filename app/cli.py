@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app.core.config import get_settings
 from app.core.logging_setup import configure_logging
@@ -60,9 +61,22 @@ def worker_argv(settings, *extra: str) -> list[str]:  # type: ignore[no-untyped-
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker.celery_app import app
+    from app.core import metrics_export
 
     settings = get_settings()
+    # Metrics before anything defines one (app.core.metrics_export): in a directory of this
+    # worker's own, served by this main process; or, started by `imgproc run`, in the one it was
+    # given, which that process serves.
+    served_here = bool(settings.METRICS_PORT) and not args.metrics_dir
+    if args.metrics_dir:
+        metrics_export.record_in(Path(args.metrics_dir))
+    own_directory = metrics_export.process_directory(settings, "worker") if served_here else None
+    if own_directory is not None:
+        metrics_export.record_in(own_directory)
+
+    from worker.celery_app import app
+    from worker.metrics import ReportRetriesWaiting
+
     settings.webhook_secret()  # refuse to start without a way to report outcomes
     if settings.STORAGE_BACKEND == "filesystem":
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +84,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from app.storage import get_storage
 
         get_storage()  # a wrong setting (the CA bundle) stops the worker now, not each task; no I/O
-    app.worker_main(worker_argv(settings, *args.celery_args))
+    if own_directory is None:
+        app.worker_main(worker_argv(settings, *args.celery_args))
+        return 0
+    metrics_export.serve_directories([own_directory], ReportRetriesWaiting())
+    try:
+        with metrics_export.metrics_port(settings):
+            app.worker_main(worker_argv(settings, *args.celery_args))
+    finally:
+        metrics_export.remove(own_directory)
     return 0
 
 
@@ -129,8 +151,6 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 
 def cmd_storage_migrate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from app.storage import get_storage
     from app.storage.copy_to_bucket import run
 
@@ -194,16 +214,24 @@ def _hold_run_lock(data_dir):  # type: ignore[no-untyped-def]
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Embedded mode: migrate, start a worker beside the API, stop both on Ctrl-C."""
-    from app.tasks.schema import upgrade
+    from app.core import metrics_export
 
     settings = get_settings()
     if _hold_run_lock(settings.DATA_DIR.resolve()) is None:
         print(f"imgproc run: another `imgproc run` uses {settings.DATA_DIR.resolve()}", file=sys.stderr)
         return 1
+    # The API and its worker record metrics in two directories of one tree, and the API serves
+    # both merged on /metrics (app.core.metrics_export); set before anything defines a metric.
+    metrics_tree = metrics_export.process_directory(settings, "run")
+    worker_metrics = metrics_tree / "worker"
+    metrics_export.serve_directories([metrics_export.record_in(metrics_tree / "api"), worker_metrics])
+
+    from app.tasks.schema import upgrade
+
     upgrade()
     settings.webhook_secret()  # create the shared key before two processes race for it
     worker = subprocess.Popen(
-        [sys.executable, "-m", _entry_module(), "worker"],
+        [sys.executable, "-m", _entry_module(), "worker", f"--metrics-dir={worker_metrics}"],
         start_new_session=True,
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - no threads run yet
     )
@@ -215,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_api(args)
     finally:
         stop_worker(worker, grace=RUN_WORKER_GRACE_SECONDS)
+        metrics_export.remove(metrics_tree)
 
 
 def stop_worker(worker: subprocess.Popen, *, grace: float) -> None:
@@ -235,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
     worker = sub.add_parser("worker", help="run a Celery worker (other options go to `celery worker`)")
+    worker.add_argument(
+        "--metrics-dir",
+        help="record metrics in this directory (wiped at start) for the process that started the worker to "
+        "serve (`imgproc run` does); the worker then opens no metrics port",
+    )
     worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     migrate.add_argument("--wait", type=float, default=0, help="seconds to wait for the database to come up")

@@ -13,14 +13,16 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.api.errors import add_error_handlers
-from app.api.middleware import CrossSiteGuard, RequestBodyGuard, ResponseHeaders
+from app.api.middleware import CrossSiteGuard, HttpMetrics, RequestBodyGuard, ResponseHeaders
 from app.api.routes import health, presets, tasks, webhook
+from app.core import metrics_export
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.webhook_signing import WEBHOOK_PREFIX
@@ -68,7 +70,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
     requeuer = asyncio.create_task(_requeue_stale_forever(settings))
     try:
-        yield
+        # In the process that serves the app (under --reload, the reloaded one, not its watcher).
+        with metrics_export.metrics_port(settings):
+            yield
     finally:
         requeuer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -103,10 +107,11 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(presets.router)
-    app.include_router(webhook.router)
+    routers = (health.router, tasks.router, presets.router, webhook.router)
+    for router in routers:
+        app.include_router(router)
+    if settings.embedded:
+        _add_metrics_route(app)
     add_error_handlers(app)
 
     frontend = resources.files("app") / "static" / "frontend"
@@ -138,4 +143,17 @@ def create_app() -> FastAPI:
             allow_headers=["content-type"],
         )
     app.add_middleware(ResponseHeaders)
+    # Outermost: every answer is counted, the other middleware's too.
+    app.add_middleware(HttpMetrics, routes=[route for router in routers for route in router.routes])
     return app
+
+
+def _add_metrics_route(app: FastAPI) -> None:
+    """GET /metrics on the API itself, in embedded mode only: one process tree on one machine,
+    with no ingress in front, where a second port to find would only be in the way
+    (app.core.metrics_export). Elsewhere the API's routes are what the ingress exposes, so
+    metrics stay on IMGPROC_METRICS_PORT."""
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(metrics_export.latest(), media_type=CONTENT_TYPE_LATEST)

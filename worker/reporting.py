@@ -27,6 +27,7 @@ from app.core.config import Settings, get_settings
 from app.core.webhook_signing import WEBHOOK_PATH, sign
 from app.schemas import OutcomeReport
 from app.storage import Storage, StorageUnavailable, delete_results
+from worker.metrics import REPORT_DELIVERIES, REPORTS_PENDING
 
 log = logging.getLogger(__name__)
 # The app the worker's tasks are registered on (worker.tasks binds the same one at import).
@@ -88,10 +89,12 @@ def report(outcome: OutcomeReport, storage: Storage) -> None:
     """One delivery attempt now; on failure the report becomes its own queued, retried task."""
     body = outcome.model_dump_json().encode()
     try:
-        deliver_once(outcome.task_id, body, storage)
+        result = deliver_once(outcome.task_id, body, storage)
     except ReportNotDelivered as exc:
         log.warning("task %s: report not delivered (%s); queued for retry", outcome.task_id, exc)
-        queue_report(body.decode())
+        queue_report(body.decode())  # raising, it is counted as lost (_report_logging_errors)
+        result = "queued"
+    REPORT_DELIVERIES.labels("first", result).inc()
 
 
 @lru_cache
@@ -103,10 +106,14 @@ def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
     try:
         report(outcome, storage)
     except Exception:  # broker down as well: the API's re-enqueueing is the backstop
+        REPORT_DELIVERIES.labels("first", "lost").inc()
         log.exception("task %s: report neither delivered nor queued", outcome.task_id)
+    finally:
+        REPORTS_PENDING.dec()
 
 
 def report_in_background(outcome: OutcomeReport, storage: Storage) -> None:
+    REPORTS_PENDING.inc()
     _reporter().submit(_report_logging_errors, outcome, storage)
 
 

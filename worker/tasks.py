@@ -21,7 +21,9 @@ from app.imaging.variants import AnimationLimits
 from app.schemas import OutcomeReport, TaskMetadata, VariantReport
 from app.storage import Storage, StorageUnavailable, get_storage
 from app.tasks import crud, outputs
+from worker import metrics
 from worker.heartbeat import WORKER_ID
+from worker.metrics import Failure
 from worker.reporting import (
     ReportNotDelivered,
     deliver_once,
@@ -35,6 +37,12 @@ celery_app = get_celery_app()
 # An unreachable store: the run is retried (not failed) with back-off up to this long.
 MAX_STORAGE_BACKOFF_SECONDS = 30
 TIME_LIMIT_REASON = "processing took longer than the time limit"
+_IMAGE_FAILURES = {
+    imaging.EmptyImageError: Failure.IMAGE_EMPTY,
+    imaging.CorruptImageError: Failure.IMAGE_CORRUPT,
+    imaging.ImageTooLargeError: Failure.IMAGE_TOO_LARGE,
+    imaging.UnsupportedImageError: Failure.IMAGE_UNSUPPORTED,
+}
 
 
 @lru_cache
@@ -55,7 +63,7 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
     try:
         presets = outputs.presets_of(settings.presets, task_presets)
     except PresetError as exc:  # the configuration changed since the upload
-        return failed(task_id, f"the presets asked for are no longer configured ({exc})")
+        return failed(task_id, f"the presets asked for are no longer configured ({exc})", Failure.PRESETS_GONE)
     try:
         rendered = imaging.render_variants(
             source,
@@ -66,10 +74,12 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
             animation=AnimationLimits(settings.ANIMATION_MAX_FRAMES, settings.ANIMATION_MAX_PIXELS),
         )
     except imaging.ImageError as exc:
-        return failed(task_id, str(exc))
-    for variant in rendered.variants:
-        key = outputs.variant_key(task_id, variant.preset, variant.format, presets)
-        storage.write(key, variant.data, content_type=variant.format.media_type)
+        return failed(task_id, str(exc), _IMAGE_FAILURES.get(type(exc), Failure.IMAGE_CORRUPT))
+    metrics.observe_imaging(rendered.times)
+    with metrics.stage("store"):
+        for variant in rendered.variants:
+            key = outputs.variant_key(task_id, variant.preset, variant.format, presets)
+            storage.write(key, variant.data, content_type=variant.format.media_type)
     primary = rendered.variant(*outputs.primary(presets))
     metadata = TaskMetadata(
         original_size=len(source),
@@ -81,6 +91,7 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
         source_format=rendered.source_format,
         processing_ms=round((time.perf_counter() - started) * 1000, 2),
     )
+    metrics.TASKS.labels("completed", "").inc()
     return OutcomeReport(
         task_id=task_id,
         status="completed",
@@ -94,23 +105,27 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
     )
 
 
-def failed(task_id: int, reason: str) -> OutcomeReport:
+def failed(task_id: int, reason: str, cause: Failure) -> OutcomeReport:
+    """A failed outcome, counted under ``cause`` (every failure's report is made here, once)."""
+    metrics.TASKS.labels("failed", cause).inc()
     return OutcomeReport(task_id=task_id, status="failed", error=reason)
 
 
 def outcome_for(task_id: int, claim: crud.Claim, storage: Storage) -> OutcomeReport:
     """Whatever happens after the claim ends in an outcome, so no task is left `processing`."""
     try:
-        return run_pipeline(task_id, storage.read(claim.source_key), claim.presets, storage)
+        with metrics.stage("read"):
+            source = storage.read(claim.source_key)
+        return run_pipeline(task_id, source, claim.presets, storage)
     except FileNotFoundError:
-        return failed(task_id, "the uploaded file is missing from storage")
+        return failed(task_id, "the uploaded file is missing from storage", Failure.SOURCE_MISSING)
     except SoftTimeLimitExceeded:
-        return failed(task_id, TIME_LIMIT_REASON)
+        return failed(task_id, TIME_LIMIT_REASON, Failure.TIME_LIMIT)
     except StorageUnavailable:
         raise  # an outage, not this image's fault: the run is retried (process_image)
     except Exception as exc:  # storage failing (disk full), or a bug: reported, not retried forever
         log.exception("task %s: unexpected failure", task_id)
-        return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})")
+        return failed(task_id, f"the worker could not finish this image ({type(exc).__name__})", Failure.WORKER_ERROR)
 
 
 class ProcessImageTask(CeleryTask):
@@ -120,7 +135,7 @@ class ProcessImageTask(CeleryTask):
         # A rerun would only time out again: report the failure now, as a queued report so that
         # the main process never waits on HTTP.
         if isinstance(exc, TimeLimitExceeded) and args:
-            queue_report(failed(args[0], TIME_LIMIT_REASON).model_dump_json())
+            queue_report(failed(args[0], TIME_LIMIT_REASON, Failure.TIME_LIMIT).model_dump_json())
 
 
 # Database hiccups (PostgreSQL restart) are retried; image errors are not exceptions here.
@@ -142,6 +157,8 @@ def process_image(self: CeleryTask, task_id: int) -> str:
         )
         status = crud.task_status(session=session, task_id=task_id) if claim is None else None
     if claim is not None:
+        if not self.request.retries:  # a Celery retry waited for its back-off, not for the queue
+            metrics.observe_queue_wait(claim.enqueued_at)
         try:
             outcome = outcome_for(task_id, claim, storage)
         except StorageUnavailable as exc:
@@ -154,8 +171,13 @@ def process_image(self: CeleryTask, task_id: int) -> str:
             raise self.retry(countdown=countdown, exc=exc, max_retries=None) from exc
     elif status is not None and not status.terminal:
         # Every earlier run died with its worker (OOM, a crash) or its report was lost each time.
-        outcome = failed(task_id, f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished")
+        outcome = failed(
+            task_id,
+            f"processing was attempted {settings.MAX_TASK_ATTEMPTS} times and never finished",
+            Failure.ATTEMPTS_EXHAUSTED,
+        )
     else:
+        metrics.TASKS.labels("skipped", "already_finished").inc()
         return "already finished or deleted"  # a redelivered or re-enqueued duplicate
     report_in_background(outcome, storage)
     return outcome.status
@@ -165,6 +187,9 @@ def process_image(self: CeleryTask, task_id: int) -> str:
 def report_outcome(self: CeleryTask, body: str) -> str:
     task_id = OutcomeReport.model_validate_json(body).task_id
     try:
-        return deliver_once(task_id, body.encode(), get_storage())
+        result = deliver_once(task_id, body.encode(), get_storage())
     except ReportNotDelivered as exc:
+        metrics.REPORT_DELIVERIES.labels("retry", "retrying").inc()
         raise self.retry(countdown=report_retry_countdown(self.request.retries), exc=exc) from exc
+    metrics.REPORT_DELIVERIES.labels("retry", result).inc()
+    return result

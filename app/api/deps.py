@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app.api.errors import TooManyRequests, UploadsBusy
+from app.api.errors import Refusal, TooManyRequests, UploadsBusy
 from app.api.middleware import ISSUED_COOKIE
 from app.api.ratelimit import RateLimiter, make_limiter
 from app.core import replica
@@ -97,7 +97,7 @@ def _current_user(request: Request, session: Session, settings: Settings, *, on_
     client_ip = request.client.host if request.client else "unknown"
     wait = new_user_limiter().acquire(client_ip)
     if wait:
-        raise TooManyRequests("Too many new sessions from this address; retry later.", wait)
+        raise TooManyRequests("Too many new sessions from this address; retry later.", wait, Refusal.SESSION_RATE_LIMIT)
     user, token = crud.create_user(session=session)
     request.scope[ISSUED_COOKIE]["value"] = _cookie_header(settings, token)
     return user
@@ -139,6 +139,7 @@ class UploadSlots:
             raise TooManyRequests(
                 "Too many uploads in progress from this address; retry shortly.",
                 settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS,
+                Refusal.CLIENT_BUSY,
             )
         if self.in_flight >= settings.MAX_CONCURRENT_UPLOADS:
             raise UploadsBusy(settings.UPLOADS_BUSY_RETRY_AFTER_SECONDS)

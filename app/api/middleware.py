@@ -1,14 +1,18 @@
 """Pure ASGI middleware: the request body's size and rate limits while it streams, cross-site request refusal,
-and delivery of the cookie for a newly issued anonymous identity."""
+delivery of the cookie for a newly issued anonymous identity, and the HTTP metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import file_too_large, send_json
+from app.api.errors import Refusal, file_too_large, note_refusal, refusal_for, send_json
+from app.core import metrics
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 ISSUED_COOKIE = "imgproc.issued_cookie"
@@ -53,6 +57,7 @@ class RequestBodyGuard:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            note_refusal(scope, Refusal.SIZE)
             await send_json(send, 413, file_too_large(self.advertised_limit), [(b"connection", b"close")])
             return
         has_body = b"transfer-encoding" in headers or (declared is not None and declared not in (b"", b"0"))
@@ -64,10 +69,11 @@ class RequestBodyGuard:
         refused = False
         responded = False
 
-        async def refuse(status: int, detail: str) -> Message:
+        async def refuse(status: int, detail: str, refusal: Refusal) -> Message:
             nonlocal refused
             refused = True
             if not responded:
+                note_refusal(scope, refusal)
                 await send_json(send, status, detail, [(b"connection", b"close")])
             return {"type": "http.disconnect"}
 
@@ -86,12 +92,12 @@ class RequestBodyGuard:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                return await refuse(408, BODY_TOO_SLOW)
+                return await refuse(408, BODY_TOO_SLOW, Refusal.SLOW_BODY)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    return await refuse(413, file_too_large(self.advertised_limit))
+                    return await refuse(413, file_too_large(self.advertised_limit), Refusal.SIZE)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -140,6 +146,7 @@ class CrossSiteGuard:
             and not scope["path"].startswith(self.exempt_paths)
             and self._foreign(scope)
         ):
+            note_refusal(scope, Refusal.CROSS_SITE)
             await send_json(send, 403, "Cross-site request refused.")
             return
         await self.app(scope, receive, send)
@@ -175,3 +182,57 @@ class ResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HttpMetrics:
+    """imgproc_http_requests_total and imgproc_http_request_duration_seconds for every answer, and
+    each upload counted as accepted or refused (with its Refusal). The outermost middleware, so
+    that the guards' own answers (413, 408, 403) are counted too: for those the router never ran,
+    and ``routes`` (the API's routes) give the template of the path."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = [route for route in routes if isinstance(route, Route)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what Starlette answers when the app raises before answering
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            self.record(scope, status, time.perf_counter() - started)
+
+    def route_template(self, scope: Scope) -> str:
+        """The path template of the route that answered ("/api/tasks/{task_id}"), or of the route
+        the path belongs to when a guard answered before routing; UNMATCHED_ROUTE otherwise."""
+        route = scope.get("route")
+        if route is not None:
+            return route.path
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        for candidate in self.routes:
+            if candidate.path_regex.match(path):
+                return candidate.path
+        return metrics.UNMATCHED_ROUTE
+
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = self.route_template(scope)
+        method = scope["method"] if scope["method"] in metrics.KNOWN_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_REQUEST_DURATION.labels(route, method).observe(seconds)
+        if route == metrics.UPLOAD_ROUTE and method == "POST":
+            if status == 200:
+                metrics.UPLOADS_ACCEPTED.inc()
+            else:
+                metrics.UPLOADS_REFUSED.labels(refusal_for(scope, status)).inc()

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from app.core.metrics import STATUS_WAITERS
+
 
 class Waiter:
     """One waiting request: woken from any thread, awaited on its own event loop."""
@@ -55,9 +57,11 @@ def waiting_for(task_id: int) -> Iterator[Waiter]:
     waiter = Waiter(asyncio.get_running_loop())
     with _lock:
         _waiters.setdefault(task_id, set()).add(waiter)
+    STATUS_WAITERS.inc()
     try:
         yield waiter
     finally:
+        STATUS_WAITERS.dec()
         with _lock:
             waiting = _waiters.get(task_id)
             if waiting is not None:

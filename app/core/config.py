@@ -202,6 +202,18 @@ class Settings(BaseSettings):
     # Namespace whose WorkerAutoscalers the operator serves; default: the pod's own namespace.
     OPERATOR_NAMESPACE: str = ""
 
+    # --- Prometheus metrics of the API and the worker (app.core.metrics_export) -----------------
+    # The port `imgproc api` and `imgproc worker` serve /metrics on, apart from the API's routes
+    # (so the ingress never exposes it). 0, the default: none. Off by default because API and
+    # workers started side by side on one host (development, tests, Compose) would all claim
+    # the same port; in Kubernetes every pod has its own and the chart sets it. Embedded mode
+    # (SQLite) serves /metrics on the API's own port as well.
+    METRICS_PORT: int = Field(0, ge=0, le=65535)
+    METRICS_HOST: str = "0.0.0.0"  # a scraper reaches the pod's address, not its loopback
+    # Where a served worker (or `imgproc run`) keeps its processes' metric files: one directory
+    # per process tree is made below it, wiped at start. Default: the system's temp directory.
+    METRICS_DIR: Path | None = None
+
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
 

@@ -12,6 +12,7 @@ too: callers treat every one of them as "the broker is unavailable" (503 + Retry
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from redis.connection import parse_url
 from redis.sentinel import Sentinel
 
 from app.core.config import Settings
+from app.core.metrics import REDIS_MASTER_CHANGES
 
 
 def uses_redis(settings: Settings) -> bool:
@@ -34,6 +36,26 @@ def _sentinel_kwargs(settings: Settings, connect_timeout: float, timeout: float)
     return kwargs
 
 
+class FollowingSentinel(Sentinel):
+    """redis-py's Sentinel, counting the master changes it follows (every new connection asks
+    the sentinels for the master: the one place a failover shows). The first answer is no
+    change; a master that is not found at all is an error of its own, not a change."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._masters: dict[str, Any] = {}
+        self._lock = threading.Lock()  # connections of several threads ask at once after a failover
+
+    def discover_master(self, service_name: str) -> Any:
+        address = super().discover_master(service_name)
+        with self._lock:
+            previous = self._masters.get(service_name)
+            self._masters[service_name] = address
+        if previous is not None and previous != address:
+            REDIS_MASTER_CHANGES.inc()
+        return address
+
+
 def redis_client(settings: Settings, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.Redis:
     """A client of the broker's Redis (the current master with Sentinel). Connections are
     made lazily: building it never fails on an unreachable server."""
@@ -42,7 +64,7 @@ def redis_client(settings: Settings, *, connect_timeout: float = 1.0, timeout: f
     options = parse_url(settings.broker_url)
     options.pop("host", None)
     options.pop("port", None)
-    sentinel = Sentinel(
+    sentinel = FollowingSentinel(
         settings.redis_sentinels,
         sentinel_kwargs=_sentinel_kwargs(settings, connect_timeout, timeout),
         socket_connect_timeout=connect_timeout,

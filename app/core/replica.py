@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
 from app.core.db import get_sessionmaker, make_engine
+from app.core.metrics import DATABASE_REPLICA_LAG
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +97,7 @@ class Replica:
         try:
             if self._clock() - self._checked_at >= self._interval():
                 self.lag = self.measure_lag()
+                DATABASE_REPLICA_LAG.set(float("inf") if self.lag is None else self.lag)
                 self._unreachable_in_a_row = self._unreachable_in_a_row + 1 if self.lag is None else 0
                 usable = self.lag is not None and self.lag <= self.max_lag
                 if usable != self._usable:

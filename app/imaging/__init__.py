@@ -23,7 +23,7 @@ from .presets import (
     writable_formats,
 )
 from .validation import inspect
-from .variants import AnimationLimits, RenderedSet, Variant, render_variants
+from .variants import AnimationLimits, RenderedSet, StageTimes, Variant, render_variants
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -42,6 +42,7 @@ __all__ = [
     "ProcessedImage",
     "RenderedSet",
     "Spec",
+    "StageTimes",
     "UnsupportedImageError",
     "Variant",
     "choose_presets",

@@ -19,6 +19,7 @@ per upload, touching the big image as little as possible:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -78,12 +79,40 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class StageTimes:
+    """Seconds one :func:`render_variants` call spent in each stage (a monotonic clock, no I/O; the
+    worker exports them): ``decode`` (header, EXIF, the decode and its colour preparation; every
+    frame of an animation), ``resize`` (every preset's picture, sRGB conversion included) and
+    ``encode`` (every output, with its flattening and rotation)."""
+
+    decode: float = 0.0
+    resize: float = 0.0
+    encode: float = 0.0
+
+
+class _Stopwatch:
+    """Adds the time since the previous lap to the stage that just ended."""
+
+    def __init__(self) -> None:
+        self.seconds = {"decode": 0.0, "resize": 0.0, "encode": 0.0}
+        self._mark = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._mark
+        self._mark = now
+
+    def times(self) -> StageTimes:
+        return StageTimes(**self.seconds)
+
+
+@dataclass(frozen=True)
 class RenderedSet:
     """Every variant of one upload, largest first, and the source's header values (as
     :func:`app.imaging.inspect` reports them, before EXIF orientation).
 
     ``notes`` say, for the person who uploaded the file, where the set is less than asked for (an
-    animation kept as its first frame, and why).
+    animation kept as its first frame, and why); ``times`` how long each stage took.
     """
 
     variants: tuple[Variant, ...]
@@ -91,6 +120,7 @@ class RenderedSet:
     source_width: int
     source_height: int
     notes: tuple[str, ...] = ()
+    times: StageTimes = StageTimes()
 
     def variant(self, preset: str, output: OutputFormat) -> Variant:
         for variant in self.variants:
@@ -123,6 +153,7 @@ def render_variants(
     names = [preset.name for preset in presets]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"render_variants needs presets with distinct names, got {names}")
+    clock = _Stopwatch()
     with pillow_errors_as_image_errors() as subject:
         image, source_format = open_image(data, max_pixels=max_pixels)
         subject.format = source_format
@@ -140,22 +171,25 @@ def render_variants(
             decoded_box = _shrink_on_load(image, _decode_size_needed(source_size, placements.values()))
             image.load()
             pixels, transform = prepare_for_srgb(image, cmyk_profile=cmyk_profile)
+            clock.lap("decode")
             ordered = sorted(presets, key=lambda preset: _area(placements[preset.name].size), reverse=True)
             scale = (decoded_box[2] / source_size[0], decoded_box[3] / source_size[1])
             pictures = make_pictures(pixels, transform, [_scaled(placements[p.name], scale) for p in ordered])
+            clock.lap("resize")
             variants = [
                 _variant(preset, output, picture, orientation, background)
                 for preset, picture in zip(ordered, pictures, strict=True)
                 for output in preset.formats
             ]
+            clock.lap("encode")
             notes: list[str] = []
             # Animated presets got a still WebP above: it stays if the animation cannot be kept, and
             # it has to be made before the frames are read (seeking reuses the decoded frame).
             animated = [preset for preset in ordered if preset.animated]
             if animated and source_format in _ANIMATED_FORMATS and getattr(image, "n_frames", 1) > 1:
-                animations = _animate(image, animated, placements, orientation, animation, notes)
+                animations = _animate(image, animated, placements, orientation, animation, notes, clock)
                 variants = [animations.get((v.preset, v.format), v) for v in variants]
-    return RenderedSet(tuple(variants), source_format, *source_size, notes=tuple(notes))
+    return RenderedSet(tuple(variants), source_format, *source_size, notes=tuple(notes), times=clock.times())
 
 
 def _area(size: tuple[int, int]) -> int:
@@ -306,6 +340,7 @@ def _animate(
     orientation: int,
     limits: AnimationLimits,
     notes: list[str],
+    clock: _Stopwatch,
 ) -> dict[tuple[str, OutputFormat], Variant]:
     """Animated WebP variants for ``presets`` from every frame of ``image``, or {} (and a note)
     when the animation is over the limits or a later frame cannot be decoded: their WebP then
@@ -326,10 +361,12 @@ def _animate(
             image.seek(index)
             pixels, transform = prepare_for_srgb(image, cmyk_profile=None)
             rgba = pixels.convert("RGBA")  # a copy even if RGBA already: the next seek() reuses the frame
+            clock.lap("decode")
             for preset in presets:
                 placement = placements[preset.name]
                 picture = to_srgb(_resampled(rgba, placement.region, placement.size), transform)
                 frames[preset.name].append(_upright(picture, orientation))
+            clock.lap("resize")
             durations.append(round(image.info.get("duration", 0)))
     except DECODE_FAILURES:
         notes.append(f"Frame {index + 1} of the animation cannot be decoded: the WebP variants show its first frame.")
@@ -340,6 +377,7 @@ def _animate(
     for preset in presets:
         first = frames[preset.name][0]
         data = encode_animated_webp(frames[preset.name], durations, loop, preset.quality(OutputFormat.WEBP))
+        clock.lap("encode")
         animations[(preset.name, OutputFormat.WEBP)] = Variant(
             preset.name, OutputFormat.WEBP, first.width, first.height, data, frames=frame_count
         )

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from app.core.config import Settings, get_settings
+from app.core.metrics import STORAGE_ERRORS, STORAGE_OPERATION_DURATION
+
+T = TypeVar("T")
 
 # Keys are made here (task ids, random tokens), never from client input; the pattern is
 # a second line of defence against a key that could climb out of the storage root.
@@ -129,7 +133,88 @@ def make_storage(settings: Settings) -> Storage:
     return FileSystemStorage(settings.storage_dir)
 
 
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, StorageUnavailable):
+        return "unavailable"
+    if isinstance(exc, FileNotFoundError):
+        return "not_found"
+    return "other"
+
+
+class MeteredStorage:
+    """A backend whose calls to the store are timed (imgproc_storage_operation_duration_seconds)
+    and whose failures are counted (imgproc_storage_errors_total): one wrapper at the interface,
+    the same for every backend. What needs no call to the store (local_path, signed_url: S3
+    signs locally, public_origin) passes straight through."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+
+    def _measured(self, operation: str, call: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return call()
+        except Exception as exc:
+            STORAGE_ERRORS.labels(self.backend, operation, _error_kind(exc)).inc()
+            raise
+        finally:
+            STORAGE_OPERATION_DURATION.labels(self.backend, operation).observe(time.perf_counter() - started)
+
+    def _measured_stream(self, operation: str, items: Iterator[T]) -> Iterator[T]:
+        """Times the wait for the first item (the store's answer; what follows is paced by whoever
+        consumes the stream) and counts a failure at any point."""
+        try:
+            first = self._measured(operation, lambda: next(items, None))
+            if first is None:
+                return
+            yield first
+            try:
+                yield from items
+            except Exception as exc:
+                STORAGE_ERRORS.labels(self.backend, operation, _error_kind(exc)).inc()
+                raise
+        finally:
+            close = getattr(items, "close", None)  # a consumer that stops early frees the store's stream now
+            if close is not None:
+                close()
+
+    def write(self, key: str, data: bytes | BinaryIO, **options: Any) -> None:
+        """Storage.write; ``options`` (content_type, keep_cached) go to the backend as given."""
+        self._measured("write", lambda: self.inner.write(key, data, **options))
+
+    def read(self, key: str) -> bytes:
+        return self._measured("read", lambda: self.inner.read(key))
+
+    def stat(self, key: str) -> StoredObject | None:
+        return self._measured("stat", lambda: self.inner.stat(key))
+
+    def exists(self, key: str) -> bool:
+        return self._measured("exists", lambda: self.inner.exists(key))
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        return self._measured_stream("stream", self.inner.iter_bytes(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return self.inner.local_path(key)
+
+    def signed_url(self, key: str, *, filename: str, cache_seconds: int) -> str | None:
+        return self.inner.signed_url(key, filename=filename, cache_seconds=cache_seconds)
+
+    def public_origin(self) -> str:
+        return self.inner.public_origin()
+
+    def delete(self, key: str) -> None:
+        self._measured("delete", lambda: self.inner.delete(key))
+
+    def check(self) -> None:
+        self._measured("check", self.inner.check)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return self._measured_stream("list", self.inner.list_keys(prefix))
+
+
 @lru_cache
 def get_storage() -> Storage:
-    """The process's one storage object (and so its one S3 client)."""
-    return make_storage(get_settings())
+    """The process's one storage object (and so its one S3 client), metered."""
+    return MeteredStorage(make_storage(get_settings()))

@@ -105,6 +105,7 @@ def count_unfinished_tasks(*, session: Session, owner: User) -> int:
 class Claim(NamedTuple):
     source_key: str
     presets: str | None  # Task.presets
+    enqueued_at: datetime | None = None  # when its message was last sent (the queue wait starts)
 
 
 def start_processing(*, session: Session, task_id: int, max_attempts: int, worker: str | None = None) -> Claim | None:
@@ -120,7 +121,7 @@ def start_processing(*, session: Session, task_id: int, max_attempts: int, worke
             Task.attempts < max_attempts,
         )
         .values(status=TaskStatus.PROCESSING, attempts=Task.attempts + 1, updated_at=utcnow(), claimed_by=worker)
-        .returning(Task.source_key, Task.presets)
+        .returning(Task.source_key, Task.presets, Task.enqueued_at)
     ).one_or_none()
     session.commit()
     return None if row is None else Claim(*row)

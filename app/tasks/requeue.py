@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.metrics import TASKS_REQUEUED
 from app.tasks import crud
 from app.tasks.records import utcnow
 
@@ -72,6 +73,7 @@ def requeue_stale(
         enqueue,
         record=lambda ids: crud.touch_enqueued(session=session, task_ids=ids),
         what="stale task(s)",
+        reason="stale",
     )
     return requeued + sent
 
@@ -82,16 +84,22 @@ def _hand_back_from_dead_workers(session: Session, enqueue: Callable[[int], None
         enqueue,
         record=lambda ids: crud.hand_back(session=session, task_ids=ids),
         what="task(s) of dead workers",
+        reason="dead_worker",
     )
     crud.prune_workers(session=session, now=now)
     return handed_back
 
 
 def _send(
-    task_ids: list[int], enqueue: Callable[[int], None], *, record: Callable[[list[int]], None], what: str
+    task_ids: list[int],
+    enqueue: Callable[[int], None],
+    *,
+    record: Callable[[list[int]], None],
+    what: str,
+    reason: str,
 ) -> list[int]:
-    """Enqueues each task, stopping at the first failure (broker down), and records the ones sent
-    even then, so that the next round counts from now for them."""
+    """Enqueues each task, stopping at the first failure (broker down), and records (and counts,
+    under ``reason``) the ones sent even then, so that the next round counts from now for them."""
     sent: list[int] = []
     try:
         for task_id in task_ids:
@@ -99,6 +107,7 @@ def _send(
             sent.append(task_id)
     finally:
         record(sent)
+        TASKS_REQUEUED.labels(reason).inc(len(sent))
     if sent:
         log.warning("re-enqueued %d %s: %s", len(sent), what, sent[:20])
     return sent

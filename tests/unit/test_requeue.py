@@ -10,6 +10,7 @@ from app.tasks import crud
 from app.tasks.queueing import enqueue_processing, waiting_messages
 from app.tasks.records import Task, TaskStatus, WorkerBeat, utcnow
 from app.tasks.requeue import RequeueAfter, requeue_stale
+from tests.support.metrics import Counts
 from tests.support.tasks import make_tasks
 
 PENDING = TaskStatus.PENDING
@@ -116,3 +117,14 @@ def test_waiting_messages_counts_the_real_queue(embedded):
     for task_id in (1, 2, 3):
         enqueue_processing(task_id)
     assert waiting_messages() == 3
+
+
+def test_re_sends_are_counted_by_rule(embedded):
+    counts = Counts(
+        ("imgproc_tasks_requeued_total", {"reason": "dead_worker"}),
+        ("imgproc_tasks_requeued_total", {"reason": "stale"}),
+    )
+    claimed("celery@pod/1", claimed_seconds_ago=60, lease_left_seconds=-15)
+    make_tasks(2, age_seconds=900)
+    assert len(requeue()) == 3
+    assert list(counts.changes().values()) == [1, 2]

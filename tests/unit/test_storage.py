@@ -10,16 +10,20 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.core.config import Settings
-from app.storage import Storage, StorageUnavailable, make_storage, new_original_key
+from app.storage import MeteredStorage, Storage, StorageUnavailable, make_storage, new_original_key
 from app.storage.filesystem import FileSystemStorage
 from app.storage.s3 import S3Storage
 from tests.fixtures.ports import free_port
+from tests.support.metrics import Counts
 from tests.support.storage_contract import StorageContract
 
 
-@pytest.fixture(params=["filesystem"])
+@pytest.fixture(params=["filesystem", "metered"])
 def storage(request, tmp_path) -> Storage:
-    return FileSystemStorage(tmp_path / "storage")
+    """The file system, bare and through the metrics wrapper every process uses (get_storage):
+    the wrapper keeps every promise of the contract."""
+    backend = FileSystemStorage(tmp_path / "storage")
+    return MeteredStorage(backend) if request.param == "metered" else backend
 
 
 @pytest.mark.parametrize("keep_cached", [True, False])
@@ -65,6 +69,39 @@ def test_an_unreachable_store_is_storage_unavailable(monkeypatch):
         with pytest.raises(StorageUnavailable):
             call()
     assert time.monotonic() - started < 10  # fails fast: an upload gets its 503 promptly
+
+
+def test_storage_calls_are_timed_and_their_failures_counted_by_kind(tmp_path, monkeypatch):
+    storage = MeteredStorage(FileSystemStorage(tmp_path))
+    key = new_original_key()
+
+    def seconds(operation: str) -> tuple[str, dict[str, str]]:
+        return ("imgproc_storage_operation_duration_seconds_count", {"backend": "filesystem", "operation": operation})
+
+    def errors(operation: str, error: str) -> tuple[str, dict[str, str]]:
+        return ("imgproc_storage_errors_total", {"backend": "filesystem", "operation": operation, "error": error})
+
+    counts = Counts(
+        seconds("write"),
+        seconds("read"),
+        seconds("stream"),
+        seconds("list"),
+        errors("read", "not_found"),
+        errors("stream", "not_found"),
+        errors("check", "unavailable"),
+    )
+    storage.write(key, b"data")
+    assert storage.read(key) == b"data"
+    assert b"".join(storage.iter_bytes(key)) == b"data"
+    assert list(storage.list_keys("originals/")) == [key]
+    with pytest.raises(FileNotFoundError):
+        storage.read("results/1.jpg")
+    with pytest.raises(FileNotFoundError):
+        list(storage.iter_bytes("results/1.jpg"))
+    monkeypatch.setattr(FileSystemStorage, "check", lambda _self: (_ for _ in ()).throw(StorageUnavailable("down")))
+    with pytest.raises(StorageUnavailable):
+        storage.check()
+    assert list(counts.changes().values()) == [1, 2, 2, 1, 1, 1, 1]
 
 
 def test_a_missing_ca_bundle_stops_the_processes_that_use_storage(tmp_path):

@@ -24,7 +24,7 @@ from app.api.deps import (
     UploadSlot,
     upload_limiter,
 )
-from app.api.errors import FileTooLarge, TaskNotFound, TooManyRequests
+from app.api.errors import FileTooLarge, Refusal, Refused, TaskNotFound, TooManyRequests
 from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
 from app.core import replica
@@ -95,10 +95,10 @@ def _owned_task_for_status(session: Session, user: User, task_id: int) -> Task:
 
 
 _UPLOAD_ERRORS = {
-    imaging.EmptyImageError: 422,
-    imaging.CorruptImageError: 422,
-    imaging.ImageTooLargeError: 422,
-    imaging.UnsupportedImageError: 415,
+    imaging.EmptyImageError: (422, Refusal.EMPTY),
+    imaging.CorruptImageError: (422, Refusal.CORRUPT),
+    imaging.ImageTooLargeError: (422, Refusal.PIXELS),
+    imaging.UnsupportedImageError: (415, Refusal.TYPE),
 }
 
 
@@ -177,7 +177,7 @@ def _admit_upload(user: User, session: Session, settings: Settings) -> None:
     upload slot each), as two concurrent checks always could."""
     wait = upload_limiter().acquire(f"user:{user.id}")
     if wait:
-        raise TooManyRequests("Upload rate limit reached; retry later.", wait)
+        raise TooManyRequests("Upload rate limit reached; retry later.", wait, Refusal.RATE_LIMIT)
     try:
         unfinished = crud.count_unfinished_tasks(session=session, owner=user)
     finally:
@@ -186,6 +186,7 @@ def _admit_upload(user: User, session: Session, settings: Settings) -> None:
         raise TooManyRequests(
             f"You already have {settings.MAX_PENDING_TASKS_PER_USER} unfinished tasks; wait for some to finish.",
             5,
+            Refusal.PENDING_CAP,
         )
 
 
@@ -199,7 +200,8 @@ def _accept_upload(
     try:
         info = imaging.inspect(data, max_pixels=settings.output_spec.max_pixels)
     except imaging.ImageError as exc:
-        raise HTTPException(_UPLOAD_ERRORS.get(type(exc), 422), str(exc)) from exc
+        status, refusal = _UPLOAD_ERRORS.get(type(exc), (422, Refusal.CORRUPT))
+        raise Refused(status, str(exc), refusal) from exc
 
     source_key = new_original_key()
     # An unreachable store is a 503 (app.api.errors) with nothing stored (a write is atomic) and no row yet.
@@ -236,13 +238,14 @@ def _chosen_presets(field: str, settings: Settings) -> tuple[Preset, ...]:
     try:
         presets = choose_presets(settings.presets, outputs.parse_names(field))
     except PresetError as exc:
-        raise HTTPException(422, f"{str(exc)[0].upper()}{str(exc)[1:]}.") from exc
+        raise Refused(422, f"{str(exc)[0].upper()}{str(exc)[1:]}.", Refusal.PRESETS) from exc
     count = output_count(presets)
     if count > settings.MAX_OUTPUTS_PER_TASK:
-        raise HTTPException(
+        raise Refused(
             422,
             f"These presets make {count} outputs (presets x formats); one upload may ask for at most"
             f" {settings.MAX_OUTPUTS_PER_TASK}.",
+            Refusal.PRESETS,
         )
     return presets
 

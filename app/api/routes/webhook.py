@@ -14,6 +14,7 @@ from app.api.deps import SessionDep, SettingsDep
 from app.api.errors import TaskNotFound
 from app.api.outcome_waiters import notify_outcome
 from app.core.config import Settings
+from app.core.metrics import WEBHOOK_REPORTS
 from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
 from app.imaging.presets import PresetError
 from app.schemas import ErrorResponse, OutcomeReport, WebhookAck
@@ -46,16 +47,19 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
             tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
         )
     except SignatureError as exc:
+        WEBHOOK_REPORTS.labels("refused", "signature").inc()
         raise HTTPException(401, f"Webhook rejected: {exc}.") from exc
     try:
         report = OutcomeReport.model_validate_json(body)
     except ValidationError as exc:
+        WEBHOOK_REPORTS.labels("refused", "invalid").inc()
         raise HTTPException(422, f"Invalid report: {exc.errors()[0]['msg']}") from exc
 
     def apply() -> WebhookAck:
         # One transaction: the delivery id and the outcome are recorded together.
         if not crud.record_delivery(session=session, delivery_id=delivery.delivery_id):
             session.rollback()
+            WEBHOOK_REPORTS.labels("refused", "replay").inc()
             raise HTTPException(401, "Webhook rejected: delivery already received (replay).")
         reported = TaskStatus(report.status)
         key, variants = _outputs(session, settings, report) if reported is TaskStatus.COMPLETED else (None, [])
@@ -81,6 +85,9 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
         session.commit()
         if applied:
             notify_outcome(report.task_id)  # after the commit: a woken waiter reads the outcome
+            WEBHOOK_REPORTS.labels("applied", reported.value).inc()
+        else:
+            WEBHOOK_REPORTS.labels("ignored", "task_gone" if status is None else "already_finished").inc()
         if status is None:
             raise TaskNotFound()
         return WebhookAck(task_id=report.task_id, status=status.value, applied=applied)

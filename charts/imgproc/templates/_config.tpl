@@ -58,6 +58,10 @@ IMGPROC_FLOWER_PORT: "5555"
 IMGPROC_FLOWER_URL_PREFIX: flower
 IMGPROC_OPERATOR_HEALTH_PORT: {{ .Values.autoscaler.operator.healthPort | quote }}
 IMGPROC_OPERATOR_METRICS_PORT: {{ .Values.autoscaler.operator.metricsPort | quote }}
+{{- if .Values.metrics.enabled }}
+{{- /* Only `imgproc api` and `imgproc worker` open it; the other commands ignore it. */}}
+IMGPROC_METRICS_PORT: {{ .Values.metrics.port | quote }}
+{{- end }}
 IMGPROC_LOG_LEVEL: {{ $c.logLevel | quote }}
 IMGPROC_LOG_FORMAT: {{ $c.logFormat | quote }}
 {{- range $name, $value := $c.extraEnv }}

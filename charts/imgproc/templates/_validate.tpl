@@ -2,6 +2,10 @@
 
 {{/* Render-time checks of combinations the schema cannot express. */}}
 {{- define "imgproc.validate" -}}
+{{- $m := .Values.metrics }}
+{{- if and (not $m.enabled) (or $m.serviceMonitor.enabled $m.podMonitor.enabled $m.prometheusRule.enabled $m.dashboard.enabled) }}
+{{- fail "metrics.serviceMonitor, podMonitor, prometheusRule and dashboard need metrics.enabled (API and workers serve no metrics without it)" }}
+{{- end }}
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.url) (not .Values.externalDatabase.host) }}
 {{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host" }}
 {{- end }}

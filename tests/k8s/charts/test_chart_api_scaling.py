@@ -6,6 +6,7 @@ import time
 
 import yaml
 
+from tests.support.charts.crds import create_crds
 from tests.support.charts.gateway import gateway_crds
 from tests.support.charts.matrix import CASES
 from tests.support.charts.rendering import CHART, RELEASE
@@ -17,12 +18,7 @@ API = f"{FULLNAME}-api"
 def test_a_real_api_server_accepts_the_hpa_and_the_httproute(kube, k8s_tools_bin, tmp_path):
     """helm install (no hooks: nothing runs here) with the HPA and the HTTPRoute into a
     kube-apiserver that has the Gateway API CRDs: strict field validation and the CRDs' CEL rules."""
-    for crd in gateway_crds(k8s_tools_bin).values():
-        try:
-            kube.create(crd)
-        except Exception as error:  # noqa: BLE001 - already there from an earlier test of this bed
-            if "AlreadyExists" not in str(error) and "409" not in str(error):
-                raise
+    create_crds(kube, gateway_crds(k8s_tools_bin).values())
     namespace = kube.new_namespace("apiscale")
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({**CASES["api-autoscaling"].values, **CASES["gateway"].values}))

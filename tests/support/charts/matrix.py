@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.charts.monitoring import ALL_ON
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -182,6 +184,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
             merged[key] = value
     return merged
 
+
+# Every monitoring object (metrics.*), every conditional alert and a scraper admitted by the
+# NetworkPolicies (tests/support/charts/monitoring.py).
+CASES["monitoring"] = Case(ALL_ON)
 
 # The kind values with the S3 overlay (what the cluster runs with storage.backend=s3).
 CASES["kind-s3"] = Case(deep_merge(CASES["kind"].values, yaml.safe_load((ROOT / "k8s" / "values-s3.yaml").read_text())))

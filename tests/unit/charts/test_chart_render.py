@@ -48,9 +48,19 @@ from tests.support.charts.rendering import CHART, KUBE_VERSION, NAMESPACE, RELEA
 
 MIGRATIONS, SMOKE = f"{FULLNAME}-migrations", f"{FULLNAME}-smoke-test"
 # Custom resources: kubernetes_validate has no schema for them (the WorkerAutoscaler is checked
-# against its CRD below, the HTTPRoute against the Gateway API's in test_chart_api_scaling;
+# against its CRD below, the HTTPRoute against the Gateway API's in test_chart_api_scaling, the
+# Prometheus Operator's on the test apiserver;
 # KEDA's are only known to KEDA).
-CUSTOM_KINDS = {"WorkerAutoscaler", "ScaledObject", "TriggerAuthentication", "HTTPRoute"}
+CUSTOM_KINDS = {
+    "WorkerAutoscaler",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "HTTPRoute",
+    # The Prometheus Operator's: its CRDs check them on the test apiserver (tests/k8s/charts).
+    "ServiceMonitor",
+    "PodMonitor",
+    "PrometheusRule",
+}
 CRD_FILE = CHART / "crds" / "workerautoscalers.yaml"
 LABEL_KEYS = {
     "app.kubernetes.io/name",

@@ -54,3 +54,22 @@ def test_celery_gets_kombus_sentinel_url_with_the_brokers_credentials_and_databa
 def test_without_sentinels_nothing_changes():
     settings = Settings(BROKER_URL="redis://:pw@h:6379/0")
     assert celery_broker(settings) == ("redis://:pw@h:6379/0", {})
+
+
+def test_a_master_change_the_client_follows_is_counted_once(monkeypatch):
+    """The sentinels name the master on every new connection (redis-py); a different address
+    than the last one is a failover this process followed: imgproc_redis_master_changes_total."""
+    from redis.sentinel import Sentinel
+
+    from app.core.redis_client import FollowingSentinel, redis_client
+    from tests.support.metrics import value
+
+    answers = iter([("10.0.0.1", 6379), ("10.0.0.1", 6379), ("10.0.0.2", 6379), ("10.0.0.2", 6379)])
+    monkeypatch.setattr(Sentinel, "discover_master", lambda self, name: next(answers))
+    before = value("imgproc_redis_master_changes_total")
+    client = redis_client(sentinel_settings())
+    pool = client.connection_pool
+    assert isinstance(pool.sentinel_manager, FollowingSentinel)
+    seen = [pool.get_master_address() for _ in range(4)]  # what each new connection does
+    assert seen[1] == ("10.0.0.1", 6379) and seen[2] == ("10.0.0.2", 6379)
+    assert value("imgproc_redis_master_changes_total") - before == 1  # the first answer is no change

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 
 import pytest
 from PIL import Image, ImageChops, ImageFile, ImageOps
@@ -452,3 +453,18 @@ def test_a_picture_too_close_in_size_is_made_from_the_decode() -> None:
 def test_errors_are_image_errors_for_sets_too() -> None:
     with pytest.raises(ImageError):
         render(b"not an image", *BENCH_SET)
+
+
+# ----------------------------------------------------------------------------- stage times
+
+
+@pytest.mark.parametrize("animated", [False, True], ids=["still", "animated"])
+def test_each_stage_is_timed_within_the_call(animated: bool) -> None:
+    """The worker exports these (imgproc_worker_stage_duration_seconds); they partition the call."""
+    data = animation("GIF") if animated else encode(photo_like(1200, 900, seed=2), "JPEG")
+    presets = (preset("loop", 32, 32, formats=(WEBP, JPEG), animated=True),) if animated else BENCH_SET
+    started = time.perf_counter()
+    times = render(data, *presets).times
+    elapsed = time.perf_counter() - started
+    assert times.decode > 0 and times.resize > 0 and times.encode > 0
+    assert times.decode + times.resize + times.encode <= elapsed

@@ -12,6 +12,7 @@ from app.storage.filesystem import FileSystemStorage
 from app.tasks import crud
 from app.tasks.records import Task, TaskStatus, User
 from tests.support import images
+from tests.support.metrics import Counts, value
 
 
 @pytest.fixture
@@ -205,3 +206,119 @@ def test_a_retry_schedules_itself_with_back_off(storage, monkeypatch):
         tasks.process_image(task_id)
     assert scheduled[0]["countdown"] == 1 and scheduled[0]["max_retries"] is None
     assert isinstance(scheduled[0]["exc"], StorageUnavailable)
+
+
+# --- metrics (worker/metrics.py) -------------------------------------------------------------
+
+STAGES = ("read", "decode", "resize", "encode", "store")
+
+
+def tasks_counted(outcome: str, reason: str) -> tuple[str, dict[str, str]]:
+    return ("imgproc_worker_tasks_total", {"outcome": outcome, "reason": reason})
+
+
+def test_a_completed_run_counts_its_outcome_queue_wait_and_every_stage(storage, monkeypatch):
+    from worker import reporting, tasks
+
+    task_id = make_task(storage, images.jpeg(1000, 500))
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: None)
+    counts = Counts(
+        tasks_counted("completed", ""),
+        tasks_counted("skipped", "already_finished"),
+        ("imgproc_worker_queue_wait_seconds_count", {}),
+        *(("imgproc_worker_stage_duration_seconds_count", {"stage": stage}) for stage in STAGES),
+    )
+    assert tasks.process_image(task_id) == "completed"
+    assert tasks.process_image(task_id + 1000) == "already finished or deleted"
+    reporting.flush_reports()
+    assert list(counts.changes().values()) == [1, 1, 1, 1, 1, 1, 1, 1]
+
+
+def _missing_source(storage: FileSystemStorage, task_id: int) -> None:
+    with session_scope() as session:
+        key = session.get(Task, task_id).source_key
+    storage.delete(key)
+
+
+def _results_unwritable(storage: FileSystemStorage, _task_id: int) -> None:
+    (storage.root / "results").write_bytes(b"")  # a file where the directory belongs
+
+
+@pytest.mark.parametrize(
+    ("data", "spoil", "reason"),
+    [
+        (images.jpeg()[:300], None, "image_corrupt"),
+        (b"hello, this is text", None, "image_unsupported"),
+        (images.jpeg(64, 48), _missing_source, "source_missing"),
+        (images.jpeg(64, 48), _results_unwritable, "worker_error"),
+    ],
+    ids=["corrupt", "not-an-image", "source-missing", "store-failing"],
+)
+def test_a_failed_run_is_counted_under_its_reason(storage, monkeypatch, data, spoil, reason):
+    from worker import reporting, tasks
+
+    task_id = make_task(storage, data)
+    if spoil is not None:
+        spoil(storage, task_id)
+    monkeypatch.setattr(reporting, "report", lambda outcome, _storage: None)
+    counts = Counts(tasks_counted("failed", reason), tasks_counted("completed", ""))
+    assert tasks.process_image(task_id) == "failed"
+    reporting.flush_reports()
+    assert list(counts.changes().values()) == [1, 0]
+
+
+def test_retries_are_counted_by_their_cause(embedded):
+    from celery.signals import task_retry
+    from sqlalchemy.exc import OperationalError
+
+    from app.storage import StorageUnavailable
+    from worker import tasks
+
+    counts = Counts(tasks_counted("retried", "storage_unavailable"), tasks_counted("retried", "database_unavailable"))
+    task_retry.send(sender=tasks.process_image, reason=StorageUnavailable("down"))
+    task_retry.send(sender=tasks.process_image, reason=OperationalError("SELECT 1", {}, Exception("gone")))
+    task_retry.send(sender=tasks.report_outcome, reason=StorageUnavailable("not an image task"))
+    assert list(counts.changes().values()) == [1, 1]
+
+
+def test_report_deliveries_are_counted_by_result_and_the_pending_ones_return_to_zero(storage, monkeypatch, configure):
+    from worker import reporting
+
+    configure(API_INTERNAL_URL="http://127.0.0.1:1")  # nothing listens there
+    results = ("delivered", "queued", "lost")
+    counts = Counts(*(("imgproc_worker_report_deliveries_total", {"attempt": "first", "result": r}) for r in results))
+    pending = value("imgproc_worker_reports_pending")
+    sent: list[str] = []
+    monkeypatch.setattr(reporting.celery_app, "send_task", lambda name, args: sent.append(name))
+    reporting.report_in_background(OutcomeReport(task_id=3, status="failed", error="x"), storage)
+    reporting.flush_reports()
+
+    def broker_down(name: str, args: list) -> None:
+        raise OSError("broker down too")
+
+    monkeypatch.setattr(reporting.celery_app, "send_task", broker_down)
+    reporting.report_in_background(OutcomeReport(task_id=4, status="failed", error="x"), storage)
+    reporting.flush_reports()
+    monkeypatch.setattr(reporting, "deliver", lambda _settings, _body: {})
+    reporting.report_in_background(OutcomeReport(task_id=5, status="failed", error="x"), storage)
+    reporting.flush_reports()
+    assert sent == ["imgproc.report_outcome"]
+    assert list(counts.changes().values()) == [1, 1, 1]
+    assert value("imgproc_worker_reports_pending") == pending
+
+
+def test_report_retries_waiting_are_read_from_the_workers_own_bookkeeping(monkeypatch):
+    from celery.worker import state
+
+    from worker.metrics import ReportRetriesWaiting
+
+    class Request:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    waiting, running, image = Request("imgproc.report_outcome"), Request("imgproc.report_outcome"), Request("x")
+    monkeypatch.setattr(state, "requests", {"a": waiting, "b": running, "c": image})
+    monkeypatch.setattr(state, "active_requests", {running})
+    [family] = ReportRetriesWaiting().collect()
+    assert family.name == "imgproc_worker_report_retries_waiting"
+    assert [sample.value for sample in family.samples] == [1]

@@ -116,6 +116,17 @@ with the file-system backend. */}}
     {{- toYaml .Values.networkPolicy.ingressController.podSelector | nindent 4 }}
 {{- end }}
 
+{{/* Ingress from networkPolicy.metricsScrapers (Prometheus) to a metrics port; nothing when
+none is configured. (dict "root" $ "port" <port>). */}}
+{{- define "imgproc.np.ingressMetricsScrapers" -}}
+{{- with .root.Values.networkPolicy.metricsScrapers }}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: {{ $.port }}}
+{{- end }}
+{{- end }}
+
 {{/* Standard metadata of one component's policy. */}}
 {{- define "imgproc.np.metadata" -}}
 metadata:

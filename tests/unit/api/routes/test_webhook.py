@@ -6,6 +6,7 @@ import time
 from app.core.config import get_settings
 from app.core.webhook_signing import sign
 from tests.support import images
+from tests.support.metrics import Counts
 from tests.support.signing import WEBHOOK, report_outcome
 from tests.support.tasks import upload
 
@@ -67,3 +68,26 @@ def test_a_signed_but_malformed_report_is_422(client):
 def test_webhook_is_exempt_from_the_cross_site_guard_but_not_from_signatures(client):
     response = client.post(WEBHOOK, content=b"{}", headers={"Origin": "https://evil.example"})
     assert response.status_code == 401
+
+
+def test_reports_are_counted_as_applied_ignored_or_refused_by_reason(client):
+    reports = "imgproc_webhook_reports_total"
+    watched = [
+        ("applied", "failed"),
+        ("ignored", "already_finished"),
+        ("ignored", "task_gone"),
+        ("refused", "signature"),
+        ("refused", "replay"),
+        ("refused", "invalid"),
+    ]
+    counts = Counts(*((reports, {"result": result, "reason": reason}) for result, reason in watched))
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    body = json.dumps({"task_id": task_id, **FAILED}).encode()
+    headers = {"content-type": "application/json", **sign(get_settings().webhook_secret(), body)}
+    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 200  # applied
+    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 401  # the same delivery again
+    assert report_outcome(client, {"task_id": task_id, **FAILED}).json()["applied"] is False
+    assert report_outcome(client, {"task_id": 999999, **FAILED}).status_code == 404
+    assert report_outcome(client, {"task_id": task_id, "status": "exploded"}).status_code == 422
+    assert report_outcome(client, {"task_id": task_id, **FAILED}, secret=b"x" * 32).status_code == 401
+    assert list(counts.changes().values()) == [1, 1, 1, 1, 1, 1]
