@@ -135,7 +135,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if not _durations:
+    # Under pytest-xdist the controller gets every worker's reports and prints the one table.
+    if not _durations or hasattr(config, "workerinput"):
         return
     rows = sorted(_durations.items(), key=lambda row: row[1][1], reverse=True)
     width = max(len("total"), *(len(name) for name in _durations))
