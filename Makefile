@@ -93,6 +93,7 @@ bench: $(VENV)/.installed-test ## image pipeline and end-to-end figures (both st
 	$(BIN)/python -m bench.bench_pipeline; status=$$?; $(BIN)/python -m bench.bench_e2e && exit $$status
 
 bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: images/s and sets of variants/s, CPU per image and per set (several min)
+	scripts/system-packages --bench
 	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
 bench-cluster: $(VENV)/.installed-test tools ## autoscaling on real pods: a 200-upload burst at min 1 and 0, KEDA simulated beside it (root, ~8 min)

@@ -76,6 +76,8 @@ from tests.support.images import encode
 
 CACHE = Path(os.environ.get("IMGPROC_BENCH_CACHE", Path.home() / ".cache" / "imgproc-bench"))
 IMGPROXY_MODULE = "github.com/imgproxy/imgproxy/v3"
+# The module proxy serves this version (others answered 403 when probed: ../shared peers notes).
+IMGPROXY_VERSION = "v3.31.4"
 THUMBOR_REQUIREMENT = "thumbor==7.8.0"
 WIDTH, HEIGHT, QUALITY = 800, 600, 85
 TERMINAL = ("completed", "failed")
@@ -647,20 +649,20 @@ def build_imgproxy() -> tuple[Path | None, str]:
     """``go install module@latest`` refuses modules with replace directives (imgproxy has them), so
     the module's source is downloaded with ``go mod download`` from a throw-away wrapper module and
     built in place, where its own go.mod (replaces included) applies."""
-    binary = CACHE / "bin" / "imgproxy"
+    binary = CACHE / "bin" / f"imgproxy-{IMGPROXY_VERSION}"
     if binary.exists():
         return binary, "cached build"
     if shutil.which("go") is None:
         return None, "Go is not installed"
     if subprocess.run(["pkg-config", "--exists", "vips"], capture_output=True).returncode != 0:
-        return None, "libvips-dev is not installed (pkg-config cannot find vips)"
+        return None, "libvips-dev is not installed (pkg-config cannot find vips; scripts/system-packages --bench)"
     wrapper = CACHE / "imgproxy-wrapper"
     wrapper.mkdir(parents=True, exist_ok=True)
     (wrapper / "go.mod").write_text(IMGPROXY_WRAPPER_GO_MOD)
     print(f"fetching {IMGPROXY_MODULE} through the Go module proxy ...", flush=True)
     try:
         download = subprocess.run(
-            ["go", "mod", "download", "-json", f"{IMGPROXY_MODULE}@latest"],
+            ["go", "mod", "download", "-json", f"{IMGPROXY_MODULE}@{IMGPROXY_VERSION}"],
             cwd=wrapper,
             capture_output=True,
             text=True,
@@ -676,7 +678,7 @@ def build_imgproxy() -> tuple[Path | None, str]:
         reason = info.get("Error") or download.stderr.strip() or f"exit {download.returncode}"
         return None, f"the Go module proxy does not serve {IMGPROXY_MODULE}: {reason}"
     source = Path(info["Dir"])
-    build_dir = CACHE / f"imgproxy-src-{info.get('Version', 'latest')}"
+    build_dir = CACHE / f"imgproxy-src-{IMGPROXY_VERSION}"
     if not build_dir.exists():
         shutil.copytree(source, build_dir)
         for path in build_dir.rglob("*"):
@@ -684,7 +686,7 @@ def build_imgproxy() -> tuple[Path | None, str]:
     print(f"building imgproxy {info.get('Version')} against libvips (several minutes) ...", flush=True)
     try:
         built = subprocess.run(
-            ["go", "build", "-o", str(binary), "."],
+            ["go", "build", "-trimpath", "-o", str(binary), "."],
             cwd=build_dir,
             capture_output=True,
             text=True,
