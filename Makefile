@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The unit and integration tiers run on one pytest-xdist worker per core, a test file per worker
+# (`make test-unit XDIST=` runs them in one process, as when reading a failure's output).
+XDIST ?= -n auto --dist loadfile
 # The lock files describe the image's Python (Dockerfile: Debian bookworm, CPython 3.11, x86_64).
 UV_VERSION := 0.13.9
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36
@@ -56,14 +59,14 @@ test: $(VENV)/.installed-test system-packages ## the whole suite (its own Postgr
 	scripts/test-suite -- $(PYTEST_ARGS)
 
 # The tiers (tests/README.md): the folder under tests/ is the marker.
-test-unit: $(VENV)/.installed-test ## the fast loop: tests/unit, no server (helm and the offline checks' cheap tools; ~2 min)
+test-unit: $(VENV)/.installed-test ## the fast loop: tests/unit, no server (helm and the offline checks' cheap tools; ~1 min)
 	scripts/k8s-tools --offline >/dev/null
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit $(XDIST) $(PYTEST_ARGS)
 
 test-integration: $(VENV)/.installed-test system-packages ## tests/integration: real PostgreSQL, Redis, Sentinel, S3 servers and Chromium on loopback
 	scripts/k8s-tools --offline >/dev/null
 	scripts/versitygw >/dev/null
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration $(XDIST) $(PYTEST_ARGS)
 
 test-k8s: $(VENV)/.installed-test tools ## tests/k8s: the kube-apiserver + etcd + helm test bed and the big Go tools, no cluster
 	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.cluster import LiveCluster, cluster_for_tests
+from tests.fixtures.cluster import LiveCluster, running_cluster
 
 
 @pytest.fixture(scope="package")
 def live_cluster() -> Iterator[LiveCluster]:
-    yield from cluster_for_tests()
+    yield from running_cluster()
