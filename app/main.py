@@ -110,6 +110,9 @@ def create_app() -> FastAPI:
     routers = (health.router, tasks.router, presets.router, webhook.router)
     for router in routers:
         app.include_router(router)
+    # The API's own routes, for what matches a path outside routing (the 405's Allow, the metrics'
+    # route template of a guard's answer): FastAPI keeps an included router's routes wrapped.
+    app.state.api_routes = [route for router in routers for route in router.routes]
     if settings.embedded:
         _add_metrics_route(app)
     add_error_handlers(app)
@@ -144,7 +147,7 @@ def create_app() -> FastAPI:
         )
     app.add_middleware(ResponseHeaders)
     # Outermost: every answer is counted, the other middleware's too.
-    app.add_middleware(HttpMetrics, routes=[route for router in routers for route in router.routes])
+    app.add_middleware(HttpMetrics, routes=app.state.api_routes)
     return app
 
 

@@ -163,7 +163,7 @@ async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> 
     # Starlette answers from the first route whose path matches, so `Allow` would list only
     # that route's methods; collect them from every route on the path.
     allowed: set[str] = set()
-    for route in request.app.router.routes:
+    for route in request.app.state.api_routes:
         if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
             allowed |= route.methods
     return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
