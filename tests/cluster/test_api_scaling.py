@@ -32,6 +32,10 @@ TARGET_CPU_PERCENT = 50
 LOAD_CLIENTS = 4
 LOAD_SECONDS = 60  # the bound of the busy phase
 CALM_SECONDS = 150  # the bound of the scale-down phase (a slow client keeps asking meanwhile)
+# The slow client's pause between requests. An idle API pod already sits at ~17 % (probes); two
+# pods go back to one only at <= 25 % on average, so the calm load must add well under 8 % per pod:
+# at 0.3 s (~3 requests/s) it held two pods at 29-32 % for the whole phase.
+CALM_PAUSE_SECONDS = 1.5
 # Short windows so the whole cycle fits the test's bounds (defaults: 0 s up, 300 s down).
 BEHAVIOR = {
     "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
@@ -252,7 +256,7 @@ def test_the_hpa_scales_the_api_under_load_through_the_ingress_without_a_failed_
     calm = Load(release, release.host)
     stop = threading.Event()
     calm_started = time.monotonic()
-    slow = threading.Thread(target=calm.run, args=(stop, calm_started + CALM_SECONDS, 0.3, 10))
+    slow = threading.Thread(target=calm.run, args=(stop, calm_started + CALM_SECONDS, CALM_PAUSE_SECONDS, 10))
     slow.start()
     while time.monotonic() < calm_started + CALM_SECONDS:
         replicas, ready, _ = observe()
