@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.bench_peers import ImgprocTarget, imgproc_embedded, imgproc_servers, run_load
+from bench.bench_peers import STACK_ENV, ImgprocTarget, imgproc_embedded, imgproc_servers, run_load
 from bench.bench_pipeline import photo_like
 from tests.support.images import encode
 
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     raw = workdir / "api.txt"
     start = imgproc_embedded if args.mode == "embedded" else imgproc_servers
     try:
-        with start(workdir) as (stack, roles):
+        # The default configuration (one preset), as bench_peers' "single" row.
+        with start(workdir, {"single": STACK_ENV["single"]}) as stacks:
+            stack, roles = stacks["single"]
             assert stack.api is not None
             sampler = subprocess.Popen(
                 [
