@@ -74,6 +74,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if own_directory is not None:
         metrics_export.record_in(own_directory)
 
+    from app.core import tracing
+
+    tracing.configure(settings, "worker")  # in the main process, before the pool forks
     from worker.celery_app import app
     from worker.metrics import ReportRetriesWaiting
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.api.errors import add_error_handlers
 from app.api.middleware import CrossSiteGuard, HttpMetrics, RequestBodyGuard, ResponseHeaders
 from app.api.routes import health, presets, tasks, webhook
-from app.core import metrics_export
+from app.core import metrics_export, tracing
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.webhook_signing import WEBHOOK_PREFIX
@@ -97,6 +97,7 @@ class FrontendFiles(StaticFiles):
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    tracing.configure(settings, "api")
     app = FastAPI(
         title="imgproc",
         version="0.1.0",
@@ -148,6 +149,7 @@ def create_app() -> FastAPI:
     app.add_middleware(ResponseHeaders)
     # Outermost: every answer is counted, the other middleware's too.
     app.add_middleware(HttpMetrics, routes=app.state.api_routes)
+    tracing.instrument_app(app)  # outside all of them: a request's span covers what they do
     return app
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -22,6 +23,7 @@ from functools import lru_cache
 import httpx
 from celery.signals import worker_process_shutdown
 
+from app.core import tracing
 from app.core.celery_app import REPORT_OUTCOME, get_celery_app
 from app.core.config import Settings, get_settings
 from app.core.webhook_signing import WEBHOOK_PATH, sign
@@ -104,7 +106,8 @@ def _reporter() -> ThreadPoolExecutor:
 
 def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
     try:
-        report(outcome, storage)
+        with tracing.span("imgproc.report", **{"imgproc.task_id": outcome.task_id}):
+            report(outcome, storage)
     except Exception:  # broker down as well: the API's re-enqueueing is the backstop
         REPORT_DELIVERIES.labels("first", "lost").inc()
         log.exception("task %s: report neither delivered nor queued", outcome.task_id)
@@ -114,7 +117,8 @@ def _report_logging_errors(outcome: OutcomeReport, storage: Storage) -> None:
 
 def report_in_background(outcome: OutcomeReport, storage: Storage) -> None:
     REPORTS_PENDING.inc()
-    _reporter().submit(_report_logging_errors, outcome, storage)
+    # In the run's context (its trace, the task id of its log lines), on the reporter's thread.
+    _reporter().submit(contextvars.copy_context().run, _report_logging_errors, outcome, storage)
 
 
 @worker_process_shutdown.connect
@@ -123,3 +127,4 @@ def flush_reports(**_: object) -> None:
     if _reporter.cache_info().currsize:
         _reporter().shutdown(wait=True)
         _reporter.cache_clear()
+    tracing.flush()  # a pool process ends with os._exit: no exit hook would export its last spans

@@ -3,8 +3,10 @@ delivered and retried: worker.reporting)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,9 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
 
 from app import imaging
+from app.core import tracing
 from app.core.celery_app import PROCESS_IMAGE, REPORT_OUTCOME, get_celery_app
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.core.logging_setup import task_context
 from app.imaging.presets import PresetError
 from app.imaging.variants import AnimationLimits
 from app.schemas import OutcomeReport, TaskMetadata, VariantReport
@@ -45,6 +49,13 @@ _IMAGE_FAILURES = {
 }
 
 
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """A stage of a run: a span in its trace and a sample of its duration histogram."""
+    with tracing.span(f"imgproc.{name}"), metrics.stage(name):
+        yield
+
+
 @lru_cache
 def cmyk_profile(path: Path) -> bytes | None:
     """Read once per process."""
@@ -64,19 +75,27 @@ def run_pipeline(task_id: int, source: bytes, task_presets: str | None, storage:
         presets = outputs.presets_of(settings.presets, task_presets)
     except PresetError as exc:  # the configuration changed since the upload
         return failed(task_id, f"the presets asked for are no longer configured ({exc})", Failure.PRESETS_GONE)
-    try:
-        rendered = imaging.render_variants(
-            source,
-            presets,
-            max_pixels=settings.output_spec.max_pixels,
-            background=settings.jpeg_background,
-            cmyk_profile=cmyk_profile(settings.CMYK_PROFILE_PATH),
-            animation=AnimationLimits(settings.ANIMATION_MAX_FRAMES, settings.ANIMATION_MAX_PIXELS),
-        )
-    except imaging.ImageError as exc:
-        return failed(task_id, str(exc), _IMAGE_FAILURES.get(type(exc), Failure.IMAGE_CORRUPT))
+    # One span for the pure pipeline, its own stages as attributes: they interleave per variant
+    # (resize, encode, resize, ...), and the pipeline stays free of anything but image work.
+    with tracing.span("imgproc.render") as render:
+        try:
+            rendered = imaging.render_variants(
+                source,
+                presets,
+                max_pixels=settings.output_spec.max_pixels,
+                background=settings.jpeg_background,
+                cmyk_profile=cmyk_profile(settings.CMYK_PROFILE_PATH),
+                animation=AnimationLimits(settings.ANIMATION_MAX_FRAMES, settings.ANIMATION_MAX_PIXELS),
+            )
+        except imaging.ImageError as exc:
+            return failed(task_id, str(exc), _IMAGE_FAILURES.get(type(exc), Failure.IMAGE_CORRUPT))
+        if render.is_recording():
+            render.set_attributes(
+                {f"imgproc.{name}_seconds": getattr(rendered.times, name) for name in ("decode", "resize", "encode")}
+                | {"imgproc.variants": len(rendered.variants), "imgproc.source_format": rendered.source_format}
+            )
     metrics.observe_imaging(rendered.times)
-    with metrics.stage("store"):
+    with stage("store"):
         for variant in rendered.variants:
             key = outputs.variant_key(task_id, variant.preset, variant.format, presets)
             storage.write(key, variant.data, content_type=variant.format.media_type)
@@ -114,7 +133,7 @@ def failed(task_id: int, reason: str, cause: Failure) -> OutcomeReport:
 def outcome_for(task_id: int, claim: crud.Claim, storage: Storage) -> OutcomeReport:
     """Whatever happens after the claim ends in an outcome, so no task is left `processing`."""
     try:
-        with metrics.stage("read"):
+        with stage("read"):
             source = storage.read(claim.source_key)
         return run_pipeline(task_id, source, claim.presets, storage)
     except FileNotFoundError:
@@ -149,6 +168,12 @@ class ProcessImageTask(CeleryTask):
     max_retries=None,
 )
 def process_image(self: CeleryTask, task_id: int) -> str:
+    tracing.set_task_id(task_id)  # on the run's span (the Celery instrumentation's)
+    with task_context(task_id):
+        return _process_image(self, task_id)
+
+
+def _process_image(self: CeleryTask, task_id: int) -> str:
     settings = get_settings()
     storage = get_storage()
     with session_scope() as session:
@@ -186,8 +211,10 @@ def process_image(self: CeleryTask, task_id: int) -> str:
 @celery_app.task(name=REPORT_OUTCOME, bind=True, max_retries=None)
 def report_outcome(self: CeleryTask, body: str) -> str:
     task_id = OutcomeReport.model_validate_json(body).task_id
+    tracing.set_task_id(task_id)
     try:
-        result = deliver_once(task_id, body.encode(), get_storage())
+        with task_context(task_id):
+            result = deliver_once(task_id, body.encode(), get_storage())
     except ReportNotDelivered as exc:
         metrics.REPORT_DELIVERIES.labels("retry", "retrying").inc()
         raise self.retry(countdown=report_retry_countdown(self.request.retries), exc=exc) from exc

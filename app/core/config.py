@@ -214,6 +214,23 @@ class Settings(BaseSettings):
     # per process tree is made below it, wiped at start. Default: the system's temp directory.
     METRICS_DIR: Path | None = None
 
+    # --- OpenTelemetry tracing (app.core.tracing): the standard variables, without our prefix --------
+    # Off unless a traces exporter or an OTLP endpoint is named. The SDK reads the rest of OTEL_*
+    # itself (OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*).
+    OTEL_SDK_DISABLED: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    # otlp (OTLP over HTTP/protobuf), console (spans printed as JSON to stdout) or none.
+    OTEL_TRACES_EXPORTER: Literal["", "otlp", "console", "none"] = Field("", validation_alias="OTEL_TRACES_EXPORTER")
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    # The image carries the HTTP exporter only (gRPC's would add grpcio, ~30 MB, for the same spans).
+    OTEL_EXPORTER_OTLP_PROTOCOL: Literal["", "http/protobuf"] = Field(
+        "", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Literal["", "http/protobuf"] = Field(
+        "", validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    )
+    OTEL_SERVICE_NAME: str = Field("", validation_alias="OTEL_SERVICE_NAME")  # default: imgproc-<role>
+
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
 
@@ -250,6 +267,16 @@ class Settings(BaseSettings):
     def s3_addressing_style(self) -> Literal["path", "virtual"]:
         path_style = bool(self.S3_ENDPOINT_URL) if self.S3_FORCE_PATH_STYLE is None else self.S3_FORCE_PATH_STYLE
         return "path" if path_style else "virtual"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tracing_exporter(self) -> Literal["otlp", "console"] | None:
+        """The span exporter the OTEL_* variables ask for; None: tracing off (no SDK loaded)."""
+        if self.OTEL_SDK_DISABLED or self.OTEL_TRACES_EXPORTER == "none":
+            return None
+        if self.OTEL_TRACES_EXPORTER:
+            return self.OTEL_TRACES_EXPORTER
+        return "otlp" if self.OTEL_EXPORTER_OTLP_ENDPOINT or self.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT else None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -30,9 +31,11 @@ def make_engine(
 ) -> Engine:
     """`give_up_after_ms` bounds a statement and unacknowledged traffic on PostgreSQL (for a
     server that is only a shortcut, such as a read replica, which may hang rather than refuse).
-    `pooled=False` keeps no connection open between uses (for a process that forks)."""
+    `pooled=False` keeps no connection open between uses (for a process that forks).
+    ``sqlalchemy.create_engine`` is looked up at each call: with tracing on, it is the
+    instrumented one (app.core.tracing), which gives the engine its statement spans."""
     if url.startswith("sqlite"):
-        engine = create_engine(
+        engine = sqlalchemy.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 15},
             **({} if pooled else {"poolclass": NullPool}),
@@ -44,7 +47,8 @@ def make_engine(
         if pooled
         else {"poolclass": NullPool}
     )
-    return create_engine(url, connect_args={"connect_timeout": connect_timeout, **_bounded(give_up_after_ms)}, **pool)
+    connect_args = {"connect_timeout": connect_timeout, **_bounded(give_up_after_ms)}
+    return sqlalchemy.create_engine(url, connect_args=connect_args, **pool)
 
 
 def _bounded(ms: int | None) -> dict[str, object]:

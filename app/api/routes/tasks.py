@@ -27,7 +27,7 @@ from app.api.deps import (
 from app.api.errors import FileTooLarge, Refusal, Refused, TaskNotFound, TooManyRequests
 from app.api.outcome_waiters import waiting_for
 from app.api.uploads import UploadedFile, read_file_field
-from app.core import replica
+from app.core import replica, tracing
 from app.core.config import Settings
 from app.imaging.presets import OutputFormat, Preset, PresetError, choose_presets, output_count
 from app.schemas import (
@@ -220,6 +220,7 @@ def _accept_upload(
     except Exception:
         _discard(storage, source_key)
         raise
+    tracing.set_task_id(task.id)
     # Committed above, so the worker always finds the row it is sent.
     try:
         enqueue_processing(task.id)

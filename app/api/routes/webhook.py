@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.api.deps import SessionDep, SettingsDep
 from app.api.errors import TaskNotFound
 from app.api.outcome_waiters import notify_outcome
+from app.core import tracing
 from app.core.config import Settings
 from app.core.metrics import WEBHOOK_REPORTS
 from app.core.webhook_signing import WEBHOOK_PATH, SignatureError, verify
@@ -54,6 +55,7 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
     except ValidationError as exc:
         WEBHOOK_REPORTS.labels("refused", "invalid").inc()
         raise HTTPException(422, f"Invalid report: {exc.errors()[0]['msg']}") from exc
+    tracing.set_task_id(report.task_id)
 
     def apply() -> WebhookAck:
         # One transaction: the delivery id and the outcome are recorded together.
