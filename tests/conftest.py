@@ -24,8 +24,8 @@ pytest_plugins = [
     "tests.fixtures.frontend",
 ]
 
-# Tests must never pick up a developer's own configuration.
-for _name in [n for n in os.environ if n.startswith("IMGPROC_") and not n.startswith("IMGPROC_TEST_")]:
+# Tests must never pick up a developer's own configuration (tracing's OTEL_* included).
+for _name in [n for n in os.environ if n.startswith(("IMGPROC_", "OTEL_")) and not n.startswith("IMGPROC_TEST_")]:
     del os.environ[_name]
 
 

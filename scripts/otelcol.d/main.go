@@ -18,6 +18,9 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 )
 
+// version is set by scripts/otelcol (-X main.version) to the collector release in go.mod.
+var version = "dev"
+
 func components() (otelcol.Factories, error) {
 	var err error
 	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
@@ -30,7 +33,7 @@ func components() (otelcol.Factories, error) {
 
 func main() {
 	cmd := otelcol.NewCommand(otelcol.CollectorSettings{
-		BuildInfo: component.BuildInfo{Command: "otelcol", Description: "imgproc test collector", Version: "v0.161.0"},
+		BuildInfo: component.BuildInfo{Command: "otelcol", Description: "imgproc test collector", Version: version},
 		Factories: components,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{ResolverSettings: confmap.ResolverSettings{
 			ProviderFactories: []confmap.ProviderFactory{

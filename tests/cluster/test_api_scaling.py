@@ -32,8 +32,9 @@ TARGET_CPU_PERCENT = 50
 LOAD_CLIENTS = 4
 LOAD_SECONDS = 60  # the bound of the busy phase
 CALM_SECONDS = 150  # the bound of the scale-down phase (a slow client keeps asking meanwhile)
-# The slow client's pause between requests. An idle API pod already sits at 12-18 % (probes; the HPA's first reading in three runs); two
-# pods go back to one only at <= 25 % on average, so the calm load must add well under 8 % per pod:
+# The slow client's pause between requests. An idle API pod already sits at 12-18 % (probes; the
+# HPA's first reading in three runs); two pods go back to one only at <= 25 % on average, so the
+# calm load must add well under 8 % per pod:
 # at 0.3 s (~3 requests/s) it held two pods at 29-32 % for the whole phase.
 CALM_PAUSE_SECONDS = 1.5
 # Short windows so the whole cycle fits the test's bounds (defaults: 0 s up, 300 s down).

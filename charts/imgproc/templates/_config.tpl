@@ -62,9 +62,31 @@ IMGPROC_OPERATOR_METRICS_PORT: {{ .Values.autoscaler.operator.metricsPort | quot
 {{- /* Only `imgproc api` and `imgproc worker` open it; the other commands ignore it. */}}
 IMGPROC_METRICS_PORT: {{ .Values.metrics.port | quote }}
 {{- end }}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+{{- /* The standard OpenTelemetry variables: `imgproc api` and `imgproc worker` read them (app.core.tracing). */}}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_TRACES_SAMPLER: {{ .sampler | quote }}
+{{- with .samplerArg }}
+OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
+{{- end }}
+{{- with .resourceAttributes }}
+OTEL_RESOURCE_ATTRIBUTES: {{ include "imgproc.tracing.resourceAttributes" . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 IMGPROC_LOG_LEVEL: {{ $c.logLevel | quote }}
 IMGPROC_LOG_FORMAT: {{ $c.logFormat | quote }}
 {{- range $name, $value := $c.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
+{{- end }}
+
+{{/* tracing.resourceAttributes as OTEL_RESOURCE_ATTRIBUTES: key=value pairs, comma-separated, sorted. */}}
+{{- define "imgproc.tracing.resourceAttributes" -}}
+{{- $pairs := list }}
+{{- range $key, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (toString $value)) }}
+{{- end }}
+{{- join "," $pairs }}
 {{- end }}

@@ -6,6 +6,9 @@
 {{- if and (not $m.enabled) (or $m.serviceMonitor.enabled $m.podMonitor.enabled $m.prometheusRule.enabled $m.dashboard.enabled) }}
 {{- fail "metrics.serviceMonitor, podMonitor, prometheusRule and dashboard need metrics.enabled (API and workers serve no metrics without it)" }}
 {{- end }}
+{{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
+{{- fail "tracing.enabled needs tracing.endpoint (the collector's OTLP/HTTP URL, e.g. http://otel-collector.observability:4318)" }}
+{{- end }}
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.url) (not .Values.externalDatabase.host) }}
 {{- fail "postgresql.enabled=false needs externalDatabase.url or externalDatabase.host" }}
 {{- end }}

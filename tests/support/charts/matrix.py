@@ -189,5 +189,23 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 # NetworkPolicies (tests/support/charts/monitoring.py).
 CASES["monitoring"] = Case(ALL_ON)
 
+# Traces to a collector in another namespace, admitted by the NetworkPolicies (test_chart_tracing).
+CASES["tracing"] = Case(
+    {
+        "tracing": {
+            "enabled": True,
+            "endpoint": "http://otel-collector.observability:4318",
+            "sampler": "parentbased_traceidratio",
+            "samplerArg": "0.25",
+            "resourceAttributes": {"deployment.environment": "test"},
+        },
+        "networkPolicy": {
+            "tracingCollectors": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+            ]
+        },
+    }
+)
+
 # The kind values with the S3 overlay (what the cluster runs with storage.backend=s3).
 CASES["kind-s3"] = Case(deep_merge(CASES["kind"].values, yaml.safe_load((ROOT / "k8s" / "values-s3.yaml").read_text())))

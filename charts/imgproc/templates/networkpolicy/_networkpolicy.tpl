@@ -108,6 +108,25 @@ with the file-system backend. */}}
 {{- end }}
 {{- end }}
 
+{{/* Egress to the trace collector (tracing.enabled): the port of tracing.endpoint, to
+networkPolicy.tracingCollectors or, with none given, anywhere. */}}
+{{- define "imgproc.np.egressTracing" -}}
+{{- if .Values.tracing.enabled }}
+{{- $url := urlParse .Values.tracing.endpoint }}
+{{- $hostport := splitList ":" $url.host }}
+{{- $port := ternary (last $hostport) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostport) 1) }}
+{{- with .Values.networkPolicy.tracingCollectors }}
+- to:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: {{ $port | int }}}
+{{- else }}
+- ports:
+    - {protocol: TCP, port: {{ $port | int }}}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The ingress controller as a peer (namespace and pod selector together). */}}
 {{- define "imgproc.np.ingressControllerPeer" -}}
 - namespaceSelector:
