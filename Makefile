@@ -51,9 +51,10 @@ migrate: install ## upgrade the database schema
 system-packages: ## the Debian packages the tests and the local cluster need (apt, as root)
 	scripts/system-packages
 
-tools: system-packages ## build/locate the Kubernetes tools, the local cluster's parts and versitygw (cached)
+tools: system-packages ## build/locate the Kubernetes tools, the local cluster's parts, versitygw and the OpenTelemetry Collector (cached)
 	scripts/k8s-tools --cluster >/dev/null
 	scripts/versitygw >/dev/null
+	scripts/otelcol >/dev/null
 
 test: $(VENV)/.installed-test system-packages ## the whole suite (its own PostgreSQL, Redis, a real cluster; builds the tools it needs)
 	scripts/test-suite -- $(PYTEST_ARGS)

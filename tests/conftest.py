@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.cluster",
     "tests.fixtures.frontend",
+    "tests.fixtures.otelcol",
 ]
 
 # Tests must never pick up a developer's own configuration (tracing's OTEL_* included).

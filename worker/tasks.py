@@ -205,6 +205,8 @@ def _process_image(self: CeleryTask, task_id: int) -> str:
         metrics.TASKS.labels("skipped", "already_finished").inc()
         return "already finished or deleted"  # a redelivered or re-enqueued duplicate
     report_in_background(outcome, storage)
+    # One line per task run (with its task_id and trace ids in JSON logs): its outcome and why.
+    log.info("task %s: %s%s", task_id, outcome.status, f" ({outcome.error})" if outcome.error else "")
     return outcome.status
 
 
