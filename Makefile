@@ -100,6 +100,10 @@ bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: im
 	scripts/system-packages --bench
 	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
+bench-observability: $(VENV)/.installed-test ## what metrics and tracing cost: CPU per image with neither, metrics, tracing (all spans, 1 in 10) (~5 min)
+	scripts/otelcol >/dev/null
+	$(BIN)/python -m bench.bench_observability $(BENCH_OBSERVABILITY_ARGS)
+
 bench-cluster: $(VENV)/.installed-test tools ## autoscaling on real pods: a 200-upload burst at min 1 and 0, KEDA simulated beside it (root, ~8 min)
 	$(BIN)/python -m bench.bench_cluster $(BENCH_CLUSTER_ARGS)
 
@@ -149,4 +153,4 @@ clean: ## remove the virtualenv, ./data and caches
 	rm -rf $(VENV) data .pytest_cache .hypothesis .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run dev worker flower migrate system-packages tools test test-unit test-integration test-k8s test-cluster cluster cluster-dev cluster-down lint bench bench-peers bench-cluster reliability reliability-cluster loadtest screenshot lock images clean setup docker-up docker-logs docker-down docker-purge test-compose
+.PHONY: help install run dev worker flower migrate system-packages tools test test-unit test-integration test-k8s test-cluster cluster cluster-dev cluster-down lint bench bench-peers bench-observability bench-cluster reliability reliability-cluster loadtest screenshot lock images clean setup docker-up docker-logs docker-down docker-purge test-compose

@@ -1,0 +1,156 @@
+"""What seeing costs: CPU per image of imgproc with neither metrics served nor tracing, with metrics
+served, and with tracing exported to a real collector, side by side in one run.
+
+    python -m bench.bench_observability [--images 90] [--concurrency 4] [--rounds 3] [--input 1080p]
+
+Three stacks in the production shape (`imgproc api` + one `imgproc worker`, a database each on one
+PostgreSQL, a Redis database each on one Redis), differing only in:
+
+- plain: no IMGPROC_METRICS_PORT (the counters are kept in each process's memory and served by
+  nobody), no OTEL_* (no tracer installed);
+- metrics: IMGPROC_METRICS_PORT on API and worker (the worker's pool children then record in
+  prometheus_client's multiprocess files, the costly part), scraped by nobody;
+- tracing: OTEL_EXPORTER_OTLP_ENDPOINT to the OpenTelemetry Collector of scripts/otelcol (built if
+  missing), every span exported (OTLP/HTTP, batch processor);
+- tracing-10%: the same, sampling one upload in ten (OTEL_TRACES_SAMPLER=parentbased_traceidratio,
+  the chart's tracing.sampler and samplerArg): the instrumentations still run for every request.
+
+The client is bench_peers' (upload, one long poll, download), the images alternate between the
+stacks in rounds; CPU = user + system of the stack's processes (API, worker main, pool), not of
+PostgreSQL, Redis or the collector. The targets (issue #23): metrics <= 2 %, tracing with an
+exporter <= 5 %. Tracing off costs one no-op span per stage: its time is measured apart and
+printed against the CPU per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from bench.bench_peers import (
+    BENCH_LIMITS,
+    ROLE_ORDER,
+    ImgprocTarget,
+    LoadResult,
+    flat,
+    photo_like,
+    run_load,
+    tiered,
+)
+from tests.fixtures.otelcol import start_collector, stop_collector
+from tests.fixtures.ports import free_port
+from tests.fixtures.postgres import start_postgres
+from tests.fixtures.redis import start_redis
+from tests.fixtures.services import ServiceStack, running_stack, server_env
+from tests.support.images import encode
+
+INPUTS = {"1080p": (1920, 1080), "12mp": (4000, 3000)}
+TARGETS = {"metrics": 0.02, "tracing": 0.05}
+# The no-op spans a task run opens with tracing off: read, render, store, report (worker.tasks).
+SPANS_PER_TASK = 4
+
+
+@contextmanager
+def stacks(workdir: Path) -> Iterator[dict[str, ServiceStack]]:
+    postgres, redis = start_postgres(), start_redis()
+    collector = start_collector(workdir / "otelcol")
+    try:
+        running: dict[str, ServiceStack] = {}
+        with ExitStack() as started:
+            for number, name in enumerate(("plain", "metrics", "tracing", "tracing-10%")):
+                database = postgres.create_database(f"obs{number}")
+                env = {
+                    **server_env(database, f"{redis.url.rsplit('/', 1)[0]}/{number}", workdir / name),
+                    **BENCH_LIMITS,
+                }
+                worker_env: dict[str, str] = {}
+                if name == "metrics":  # API and worker on one host: a port each
+                    env["IMGPROC_METRICS_PORT"] = str(free_port())
+                    worker_env["IMGPROC_METRICS_PORT"] = str(free_port())
+                if name.startswith("tracing"):
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.endpoint
+                if name == "tracing-10%":
+                    env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+                stack = started.enter_context(running_stack(env, workdir / f"logs-{name}", workers=0))
+                stack.start_worker(env=worker_env)
+                running[name] = stack
+            yield running
+    finally:
+        stop_collector(collector)
+        redis.stop()
+        postgres.stop()
+        shutil.rmtree(redis.directory, ignore_errors=True)
+        if postgres.data_dir is not None:
+            shutil.rmtree(postgres.data_dir.parent, ignore_errors=True)
+
+
+def noop_span_seconds(calls: int = 200_000) -> float:
+    """One no-op span (tracing off), in seconds."""
+    from app.core import tracing
+
+    assert not tracing.enabled()
+    started = time.perf_counter()
+    for _ in range(calls):
+        with tracing.span("imgproc.read"):
+            pass
+    return (time.perf_counter() - started) / calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=90, help="images per stack, over all rounds")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--input", choices=sorted(INPUTS), default="1080p")
+    parser.add_argument("--time-limit", type=float, default=180, help="seconds per stack and round")
+    args = parser.parse_args(argv)
+
+    data = encode(photo_like(*INPUTS[args.input], seed=7), "JPEG", quality=90)
+    workdir = Path(tempfile.mkdtemp(prefix="imgproc-observability-"))
+    totals: dict[str, LoadResult] = {}
+    try:
+        with stacks(workdir) as running:
+            targets = {}
+            for name, stack in running.items():
+                assert stack.api is not None
+                roles = {stack.api.pid: flat("API"), stack.workers[0].pid: tiered("worker main", "worker pool")}
+                targets[name] = ImgprocTarget(stack, data, roles)
+                totals[name] = LoadResult()
+            per_round = [args.images // args.rounds + (i < args.images % args.rounds) for i in range(args.rounds)]
+            for index, images in enumerate(per_round, 1):
+                for name, target in targets.items():
+                    print(f"round {index}/{args.rounds}: {name}, {images} images", flush=True)
+                    totals[name].add(
+                        run_load(target, images=images, concurrency=args.concurrency, time_limit=args.time_limit)
+                    )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    plain = totals["plain"]
+    print(f"\n{args.input} JPEG, concurrency {args.concurrency}, {args.rounds} alternating rounds")
+    print(f"{'stack':<12}{'images':>8}{'images/s':>10}{'CPU s/image':>13}{'vs plain':>10}  per process")
+    for name, result in totals.items():
+        parts = ", ".join(f"{role} {result.cpu[role] / result.images:.4f}" for role in ROLE_ORDER if role in result.cpu)
+        overhead = result.cpu_per_image / plain.cpu_per_image - 1
+        failed = f"; {len(result.failures)} FAILED (first: {result.failures[0]})" if result.failures else ""
+        figures = f"{result.images:>8}{result.rate:>10.1f}{result.cpu_per_image:>13.4f}{overhead:>+10.1%}"
+        print(f"{name:<12}{figures}  {parts}{failed}")
+    for name, limit in TARGETS.items():
+        overhead = totals[name].cpu_per_image / plain.cpu_per_image - 1
+        print(f"{'PASS' if overhead <= limit else 'MISS'} {name}: {overhead:+.1%} CPU per image (<= {limit:.0%})")
+    noop = noop_span_seconds()
+    share = SPANS_PER_TASK * noop / plain.cpu_per_image
+    print(
+        f"tracing off: {noop * 1e6:.2f} µs per no-op span, {SPANS_PER_TASK} per task = {share:.4%} of the CPU per image"
+    )
+    return 1 if any(result.failures or result.timed_out for result in totals.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
