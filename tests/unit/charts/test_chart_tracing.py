@@ -79,3 +79,8 @@ def test_switched_on_without_an_endpoint_is_refused(helm_fails):
 )
 def test_the_schema_refuses_wrong_values(helm_fails, tracing):
     assert "values don't meet the specifications of the schema" in helm_fails({"tracing": tracing})
+
+
+def test_notes_say_where_traces_go_only_when_on(notes):
+    assert "Traces (tracing.enabled) go to http://otel-collector.observability:4318" in notes(ON)
+    assert "Traces" not in notes({})
