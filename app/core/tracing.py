@@ -9,7 +9,7 @@ How the context travels between processes, all by the upstream instrumentations:
 * API → worker: the Celery instrumentation writes ``traceparent`` into the task message's
   headers when the API publishes (its producer span) and reads it when a worker runs the task;
 * worker → API: the report is one HTTPX request, whose instrumentation writes ``traceparent``
-  into the webhook's headers (beside the signature, which covers the body only), and the
+  into the webhook's headers (beside the signature, which covers its own headers and the body), and the
   FastAPI instrumentation continues the trace from them.
 Entry points call ``configure`` once per process, before it forks (the SDK's batch processor
 restarts its export thread in each prefork child by itself).
