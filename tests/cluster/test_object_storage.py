@@ -20,7 +20,8 @@ import pytest
 from tests.fixtures.cluster import CLUSTER, REPO_ROOT, LiveCluster, Release, timed
 from tests.support.cluster import CONNECT, client, connect_from_pod
 from tests.support.images import decode, jpeg
-from tests.support.tasks import upload_accepted, wait_for_terminal
+from tests.support.tasks import upload, upload_accepted, wait_for_terminal
+from tests.support.waiting import wait_until
 
 NAME = "store"  # release name: the objects are called store-imgproc-*
 STORE = f"{NAME}-imgproc-object-store"
@@ -171,7 +172,16 @@ def test_a_store_outage_refuses_uploads_and_loses_nothing(release: Release, live
         live_cluster.kubectl(
             "rollout", "status", "deployment", STORE, "-n", release.namespace, "--timeout=120s", timeout=150
         )
-        after = upload_accepted(user, jpeg(640, 480))
+
+        # The store's pod is ready; its Service's endpoint reaches kube-proxy's rules a moment
+        # later (a cold run saw the first upload after the rollout still refused): uploads must
+        # be accepted again within seconds, each refusal a clean 503.
+        def accepted_again() -> int | None:
+            response = upload(user, jpeg(640, 480))
+            assert response.status_code in (200, 503), (response.status_code, response.text)
+            return response.json()["task_id"] if response.status_code == 200 else None
+
+        after = wait_until(accepted_again, timeout=30, interval=1, what="an upload accepted once the store is back")
         # The task in flight when the store went away was retried, not failed.
         for task_id in (before, after):
             assert wait_for_terminal(user, task_id, timeout=180)["status"] == "completed", task_id
