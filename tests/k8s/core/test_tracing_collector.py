@@ -29,16 +29,12 @@ def test_one_upload_arrives_as_one_trace_across_api_and_worker(tmp_path, otel_co
             task_id = upload_accepted(client, jpeg(1600, 1200))
             assert wait_for_terminal(client, task_id, timeout=120)["status"] == "completed"
 
-        def uploads_trace(spans: list[dict]) -> bool:
-            return any(s["name"] == WEBHOOK and s["attributes"].get("imgproc.task_id") == task_id for s in spans)
-
-        spans = wait_for_spans(otel_collector, uploads_trace)
+        # The API exports its spans as they end, the worker's run span ends after the webhook's:
+        # wait for the whole trace (every span up to the root, and the run's stages), not the first part.
+        spans = wait_for_spans(otel_collector, lambda spans: upload_trace(spans, task_id) is not None)
         worker_log = stack.logs("run")
 
-    upload = next(
-        s for s in spans if s["name"] == "POST /api/newTask" and s["attributes"].get("imgproc.task_id") == task_id
-    )
-    trace = {s["span_id"]: s for s in spans if s["trace_id"] == upload["trace_id"]}
+    trace = upload_trace(spans, task_id)
 
     def chain(name: str) -> list[tuple[str, str]]:
         """(name, service) from the span called ``name`` up to the trace's root."""
@@ -65,3 +61,17 @@ def test_one_upload_arrives_as_one_trace_across_api_and_worker(tmp_path, otel_co
     lines = [json.loads(line) for line in worker_log.splitlines() if line.startswith("{")]
     (outcome,) = [line for line in lines if line.get("message") == f"task {task_id}: completed"]
     assert (outcome["task_id"], outcome["trace_id"], outcome["span_id"]) == (task_id, run["trace_id"], run["span_id"])
+
+
+def upload_trace(spans: list[dict], task_id: int) -> dict[str, dict] | None:
+    """The upload's trace by span id, once every span it needs has arrived, else None."""
+    uploads = [s for s in spans if s["name"] == "POST /api/newTask" and s["attributes"].get("imgproc.task_id") == task_id]
+    if not uploads:
+        return None
+    trace = {s["span_id"]: s for s in spans if s["trace_id"] == uploads[0]["trace_id"]}
+    names = {s["name"] for s in trace.values()}
+    if not names >= {WEBHOOK, "imgproc.read", "imgproc.render", "imgproc.store", "run/imgproc.process_image"}:
+        return None
+    if any(s["parent_id"] and s["parent_id"] not in trace for s in trace.values()):
+        return None  # a parent still on its way
+    return trace
