@@ -13,7 +13,7 @@ from tests.fixtures.services import embedded_env, running_stack
 from tests.support.images import jpeg
 from tests.support.tasks import upload_accepted, wait_for_terminal
 
-WEBHOOK = "POST /api/webhook/task-complete"
+UPLOAD, WEBHOOK = "POST /api/newTask", "POST /api/webhook/task-complete"
 
 
 def test_one_upload_arrives_as_one_trace_across_api_and_worker(tmp_path, otel_collector):
@@ -51,7 +51,7 @@ def test_one_upload_arrives_as_one_trace_across_api_and_worker(tmp_path, otel_co
         ("imgproc.report", "imgproc-worker"),
         ("run/imgproc.process_image", "imgproc-worker"),
         ("apply_async/imgproc.process_image", "imgproc-api"),
-        ("POST /api/newTask", "imgproc-api"),
+        (UPLOAD, "imgproc-api"),
     ]
     for stage in ("imgproc.read", "imgproc.render", "imgproc.store"):
         assert chain(stage)[1][0] == "run/imgproc.process_image", stage
@@ -65,7 +65,7 @@ def test_one_upload_arrives_as_one_trace_across_api_and_worker(tmp_path, otel_co
 
 def upload_trace(spans: list[dict], task_id: int) -> dict[str, dict] | None:
     """The upload's trace by span id, once every span it needs has arrived, else None."""
-    uploads = [s for s in spans if s["name"] == "POST /api/newTask" and s["attributes"].get("imgproc.task_id") == task_id]
+    uploads = [s for s in spans if s["name"] == UPLOAD and s["attributes"].get("imgproc.task_id") == task_id]
     if not uploads:
         return None
     trace = {s["span_id"]: s for s in spans if s["trace_id"] == uploads[0]["trace_id"]}
