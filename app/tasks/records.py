@@ -74,7 +74,7 @@ class Task(Base):
     # The presets asked for at upload, comma-separated, in the order given (None: a task from
     # before presets, made as the default configuration's presets).
     presets: Mapped[str | None] = mapped_column(String(1024), default=None)
-    # Only the API's reads of a task show them, and those load them (crud.WITH_VARIANTS); "raise"
+    # Only the API's reads of a task show them, and those load them (crud.get_owned_task, crud.WITH_VARIANTS); "raise"
     # keeps the worker's claim and the requeue round's queries from paying one more SELECT each.
     variants: Mapped[list[Variant]] = relationship(lazy="raise", order_by="Variant.width.desc()", viewonly=True)
     # The worker (worker.heartbeat.WORKER_ID) whose run holds the task while it is processing:
