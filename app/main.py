@@ -107,6 +107,10 @@ def create_app() -> FastAPI:
             else "Upload images; get every preset's sizes and formats (EXIF-oriented, sRGB): GET /api/presets."
         ),
         lifespan=lifespan,
+        # FastAPI's own telemetry would trace every request as soon as a tracer provider is set,
+        # also where OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names fastapi: the server spans are
+        # app.core.tracing's (the upstream instrumentation), or none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     routers = (health.router, tasks.router, presets.router, webhook.router)
     for router in routers:

@@ -24,6 +24,9 @@ _SPEC_SETTINGS = {
     "JPEG_QUALITY": "quality",
     "MAX_IMAGE_PIXELS": "max_pixels",
 }
+# The upstream instrumentations tracing installs (app.core.tracing), by the names
+# OTEL_PYTHON_DISABLED_INSTRUMENTATIONS uses for them (their entry points').
+TRACING_INSTRUMENTATIONS = ("fastapi", "celery", "httpx", "redis", "botocore", "sqlalchemy")
 
 
 @lru_cache
@@ -230,6 +233,9 @@ class Settings(BaseSettings):
         "", validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
     )
     OTEL_SERVICE_NAME: str = Field("", validation_alias="OTEL_SERVICE_NAME")  # default: imgproc-<role>
+    # Instrumentations left out, comma-separated (TRACING_INSTRUMENTATIONS), e.g. "sqlalchemy,redis":
+    # their spans are most of a trace and of its cost (README, "Observe it").
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: str = Field("", validation_alias="OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
 
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
@@ -277,6 +283,18 @@ class Settings(BaseSettings):
         if self.OTEL_TRACES_EXPORTER:
             return self.OTEL_TRACES_EXPORTER
         return "otlp" if self.OTEL_EXPORTER_OTLP_ENDPOINT or self.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tracing_instrumentations(self) -> tuple[str, ...]:
+        """The instrumentations tracing installs: all of TRACING_INSTRUMENTATIONS but the disabled."""
+        disabled = {name.strip() for name in self.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS.split(",") if name.strip()}
+        if unknown := disabled - set(TRACING_INSTRUMENTATIONS):
+            raise ValueError(
+                f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown {', '.join(sorted(unknown))} "
+                f"(the instrumentations: {', '.join(TRACING_INSTRUMENTATIONS)})"
+            )
+        return tuple(name for name in TRACING_INSTRUMENTATIONS if name not in disabled)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -339,6 +357,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        self.tracing_instrumentations  # noqa: B018 - built to be validated
         try:
             self.output_spec  # noqa: B018 - built to be validated
         except ValueError as exc:

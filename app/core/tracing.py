@@ -42,6 +42,7 @@ class _State:
     provider: TracerProvider | None = None
     tracer: trace.Tracer = _NO_TRACER
     instrumentors: list[BaseInstrumentor] = []
+    instrument_fastapi = False
 
 
 def enabled() -> bool:
@@ -50,9 +51,10 @@ def enabled() -> bool:
 
 def configure(settings: Settings, role: str, *, exporter: SpanExporter | None = None) -> bool:
     """Installs a tracer provider and the client instrumentations (Celery, SQLAlchemy, Redis,
-    botocore, HTTPX) in this process when the settings ask for tracing, before it makes its
-    database engines. ``exporter`` (tests) replaces the configured one and leaves the global
-    provider alone, so that ``stop`` can undo it all. Whether tracing is on."""
+    botocore, HTTPX; less those OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names) in this process when
+    the settings ask for tracing, before it makes its database engines. ``exporter`` (tests)
+    replaces the configured one and leaves the global provider alone, so that ``stop`` can undo
+    it all. Whether tracing is on."""
     kind = settings.tracing_exporter
     if enabled() or (kind is None and exporter is None):
         return enabled()
@@ -77,18 +79,22 @@ def configure(settings: Settings, role: str, *, exporter: SpanExporter | None = 
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     _State.provider, _State.tracer = provider, provider.get_tracer("imgproc")
-    # SQLAlchemy: the engines made from now on (app.core.db.make_engine).
-    for instrumentor in (
-        CeleryInstrumentor(),
-        HTTPXClientInstrumentor(),
-        RedisInstrumentor(),
-        BotocoreInstrumentor(),
-        SQLAlchemyInstrumentor(),
-    ):
-        # skip_dep_check: the SQLAlchemy instrumentation declares "< 2.1" while it works on the
-        # 2.1 we pin (its statement spans are asserted in tests/integration/core/test_tracing.py).
-        instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
-        _State.instrumentors.append(instrumentor)
+    # SQLAlchemy: the engines made from now on (app.core.db.make_engine). FastAPI: instrument_app.
+    instrumentors = {
+        "celery": CeleryInstrumentor,
+        "httpx": HTTPXClientInstrumentor,
+        "redis": RedisInstrumentor,
+        "botocore": BotocoreInstrumentor,
+        "sqlalchemy": SQLAlchemyInstrumentor,
+    }
+    for name in settings.tracing_instrumentations:
+        if name in instrumentors:
+            instrumentor = instrumentors[name]()
+            # skip_dep_check: the SQLAlchemy instrumentation declares "< 2.1" while it works on the
+            # 2.1 we pin (its statement spans are asserted in tests/integration/core/test_tracing.py).
+            instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+            _State.instrumentors.append(instrumentor)
+    _State.instrument_fastapi = "fastapi" in settings.tracing_instrumentations
     return True
 
 
@@ -99,7 +105,7 @@ def stop() -> None:
     _State.instrumentors.clear()
     if _State.provider is not None:
         _State.provider.shutdown()
-    _State.provider, _State.tracer = None, _NO_TRACER
+    _State.provider, _State.tracer, _State.instrument_fastapi = None, _NO_TRACER, False
 
 
 class _EntryPointsOnly(Sampler):
@@ -135,7 +141,7 @@ def _exporter(kind: str | None) -> SpanExporter:
 
 def instrument_app(app: FastAPI) -> None:
     """Server spans for the API's requests, continuing a caller's trace (the worker's report)."""
-    if _State.provider is not None:
+    if _State.provider is not None and _State.instrument_fastapi:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # No span per ASGI message: an upload's body arrives in hundreds of them.

@@ -73,6 +73,9 @@ OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
 {{- with .resourceAttributes }}
 OTEL_RESOURCE_ATTRIBUTES: {{ include "imgproc.tracing.resourceAttributes" . | quote }}
 {{- end }}
+{{- with .disabledInstrumentations }}
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 IMGPROC_LOG_LEVEL: {{ $c.logLevel | quote }}

@@ -18,14 +18,14 @@ from tests.fixtures.redis import fresh_redis_db
 REPO = Path(__file__).resolve().parents[3]
 
 
-def run_traced_upload(tmp_path: Path, **settings: str) -> tuple[dict, list[dict]]:
+def run_traced_upload(tmp_path: Path, otel: dict[str, str] | None = None, **settings: str) -> tuple[dict, list[dict]]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("IMGPROC_", "OTEL_"))}
     env |= {
         "IMGPROC_DATA_DIR": str(tmp_path / "data"),
         "IMGPROC_COOKIE_SECURE": "false",
         "IMGPROC_PORT": str(free_port()),
     }
-    env |= {f"IMGPROC_{name}": value for name, value in settings.items()}
+    env |= {f"IMGPROC_{name}": value for name, value in settings.items()} | (otel or {})
     done = subprocess.run(
         [sys.executable, "-m", "tests.support.traced_stack"],
         cwd=REPO,
@@ -92,3 +92,27 @@ def test_an_upload_is_one_trace_from_the_request_to_the_webhook(tmp_path, broker
     roots = [span for span in spans if span["parent_id"] is None]
     assert sorted(span["name"] for span in roots) == ["GET /api/isReady/{task_id}", "POST /api/newTask"]
     assert {span["service"] for span in spans} == {"imgproc-stack"}
+
+
+def test_without_the_statement_spans_the_chain_stays_whole(tmp_path, redis_server):
+    """The chart's tracing.disabledInstrumentations: [sqlalchemy, redis], the cheap trace."""
+    otel = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy,redis"}
+    outcome, spans = run_traced_upload(tmp_path, otel, BROKER_URL=fresh_redis_db(redis_server))
+    assert outcome["status"] == "completed"
+
+    upload = one(spans, name="POST /api/newTask", kind="SERVER")
+    trace = {span["span_id"]: span for span in spans if span["trace_id"] == upload["trace_id"]}
+    webhook = one(list(trace.values()), name="POST /api/webhook/task-complete", kind="SERVER")
+    chain, span = [webhook["name"]], webhook
+    while span["parent_id"]:
+        span = trace[span["parent_id"]]
+        chain.append(span["name"])
+    assert chain == [
+        "POST /api/webhook/task-complete",
+        "POST",
+        "imgproc.report",
+        "run/imgproc.process_image",
+        "apply_async/imgproc.process_image",
+        "POST /api/newTask",
+    ]
+    assert not [span["name"] for span in spans if "db.system" in span["attributes"]]

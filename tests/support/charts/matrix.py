@@ -198,6 +198,7 @@ CASES["tracing"] = Case(
             "sampler": "parentbased_traceidratio",
             "samplerArg": "0.25",
             "resourceAttributes": {"deployment.environment": "test"},
+            "disabledInstrumentations": ["sqlalchemy", "redis"],
         },
         "networkPolicy": {
             "tracingCollectors": [

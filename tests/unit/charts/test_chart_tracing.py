@@ -36,10 +36,13 @@ def test_on_the_configmap_carries_the_standard_variables_the_app_reads(render, m
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.25",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy,redis",
     }
     for name, value in data.items():  # what a pod gets through envFrom
         monkeypatch.setenv(name, value)
-    assert Settings().tracing_exporter == "otlp"
+    settings = Settings()
+    assert settings.tracing_exporter == "otlp"
+    assert settings.tracing_instrumentations == ("fastapi", "celery", "httpx", "botocore")
 
 
 def test_only_api_and_workers_reach_the_collector_and_only_there(render):
@@ -75,7 +78,14 @@ def test_switched_on_without_an_endpoint_is_refused(helm_fails):
 
 @pytest.mark.parametrize(
     "tracing",
-    [{"sampler": "sometimes"}, {"samplerArg": "2"}, {"endpoint": "otel:4318"}, {"resourceAttributes": {"a": 1}}],
+    [
+        {"sampler": "sometimes"},
+        {"samplerArg": "2"},
+        {"endpoint": "otel:4318"},
+        {"resourceAttributes": {"a": 1}},
+        {"disabledInstrumentations": ["psycopg"]},  # not one of the image's
+        {"disabledInstrumentations": "sqlalchemy,redis"},
+    ],
 )
 def test_the_schema_refuses_wrong_values(helm_fails, tracing):
     assert "values don't meet the specifications of the schema" in helm_fails({"tracing": tracing})

@@ -54,6 +54,25 @@ def test_an_exporter_or_protocol_the_image_lacks_stops_the_start(monkeypatch, na
         Settings()
 
 
+@pytest.mark.parametrize(
+    ("disabled", "installed"),
+    [
+        ("", ("fastapi", "celery", "httpx", "redis", "botocore", "sqlalchemy")),
+        ("sqlalchemy,redis", ("fastapi", "celery", "httpx", "botocore")),
+        (" redis , sqlalchemy,", ("fastapi", "celery", "httpx", "botocore")),
+    ],
+)
+def test_otel_python_disabled_instrumentations_leaves_those_out(monkeypatch, disabled, installed):
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", disabled)
+    assert Settings().tracing_instrumentations == installed
+
+
+def test_an_unknown_instrumentation_to_disable_stops_the_start(monkeypatch):
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "sqlalchemy,psycopg")
+    with pytest.raises(ValidationError, match="OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown psycopg"):
+        Settings()
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
