@@ -10,7 +10,8 @@ from contextvars import ContextVar
 from app.core import tracing
 from app.core.config import Settings
 
-# The task (our id, tasks.id) the current request or run is about; logs and the run's spans carry it.
+# The task (our id, tasks.id) the worker's current run is about (worker.tasks); its log lines carry
+# it. (An API request names its task on its span instead: tracing.set_task_id.)
 _task_id: ContextVar[int | None] = ContextVar("imgproc_task_id", default=None)
 
 
