@@ -51,7 +51,8 @@ def test_no_report_prints_nothing(suite, tmp_path, capsys):
     [
         ([], {"unit", "cluster"}, [["tests/unit"], ["tests/cluster"]]),
         (["tests/integration/x.py", "-x"], {"unit", "integration", "cluster"}, [["tests/integration/x.py"], []]),
-        (["tests"], {"compose"}, [[], ["tests/compose"]]),
+        (["tests"], {"compose", "k8s"}, [["tests/compose"], ["tests/k8s"]]),
+        ([], {"unit", "integration", "compose"}, [["tests/compose", "tests/integration", "tests/unit"], []]),
     ],
 )
 def test_paths_on_the_command_line_narrow_the_phases(suite, args, wanted, expected):
