@@ -18,6 +18,7 @@ restarts its export thread in each prefork child by itself).
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +39,22 @@ _ENTRY_KINDS = (trace.SpanKind.SERVER, trace.SpanKind.CONSUMER, trace.SpanKind.P
 _UNTRACED_URLS = "/livez,/readyz,/metrics"
 
 
+# The client instrumentations by their OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names, imported only
+# when tracing is on; "fastapi" is instrument_app's (the app is made after configure).
+CLIENT_INSTRUMENTORS = {
+    "celery": "opentelemetry.instrumentation.celery:CeleryInstrumentor",
+    "httpx": "opentelemetry.instrumentation.httpx:HTTPXClientInstrumentor",
+    "redis": "opentelemetry.instrumentation.redis:RedisInstrumentor",
+    "botocore": "opentelemetry.instrumentation.botocore:BotocoreInstrumentor",
+    "sqlalchemy": "opentelemetry.instrumentation.sqlalchemy:SQLAlchemyInstrumentor",
+}
+
+
 class _State:
     provider: TracerProvider | None = None
     tracer: trace.Tracer = _NO_TRACER
     instrumentors: list[BaseInstrumentor] = []
-    instrument_fastapi = False
+    instrumented: tuple[str, ...] = ()  # the names, fastapi's included
 
 
 def enabled() -> bool:
@@ -58,11 +70,6 @@ def configure(settings: Settings, role: str, *, exporter: SpanExporter | None = 
     kind = settings.tracing_exporter
     if enabled() or (kind is None and exporter is None):
         return enabled()
-    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -80,21 +87,15 @@ def configure(settings: Settings, role: str, *, exporter: SpanExporter | None = 
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     _State.provider, _State.tracer = provider, provider.get_tracer("imgproc")
     # SQLAlchemy: the engines made from now on (app.core.db.make_engine). FastAPI: instrument_app.
-    instrumentors = {
-        "celery": CeleryInstrumentor,
-        "httpx": HTTPXClientInstrumentor,
-        "redis": RedisInstrumentor,
-        "botocore": BotocoreInstrumentor,
-        "sqlalchemy": SQLAlchemyInstrumentor,
-    }
     for name in settings.tracing_instrumentations:
-        if name in instrumentors:
-            instrumentor = instrumentors[name]()
+        if name in CLIENT_INSTRUMENTORS:
+            module, _, cls = CLIENT_INSTRUMENTORS[name].partition(":")
+            instrumentor = getattr(importlib.import_module(module), cls)()
             # skip_dep_check: the SQLAlchemy instrumentation declares "< 2.1" while it works on the
             # 2.1 we pin (its statement spans are asserted in tests/integration/core/test_tracing.py).
             instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
             _State.instrumentors.append(instrumentor)
-    _State.instrument_fastapi = "fastapi" in settings.tracing_instrumentations
+    _State.instrumented = settings.tracing_instrumentations
     return True
 
 
@@ -105,7 +106,7 @@ def stop() -> None:
     _State.instrumentors.clear()
     if _State.provider is not None:
         _State.provider.shutdown()
-    _State.provider, _State.tracer, _State.instrument_fastapi = None, _NO_TRACER, False
+    _State.provider, _State.tracer, _State.instrumented = None, _NO_TRACER, ()
 
 
 class _EntryPointsOnly(Sampler):
@@ -141,7 +142,7 @@ def _exporter(kind: str | None) -> SpanExporter:
 
 def instrument_app(app: FastAPI) -> None:
     """Server spans for the API's requests, continuing a caller's trace (the worker's report)."""
-    if _State.provider is not None and _State.instrument_fastapi:
+    if _State.provider is not None and "fastapi" in _State.instrumented:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # No span per ASGI message: an upload's body arrives in hundreds of them.

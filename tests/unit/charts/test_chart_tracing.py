@@ -5,12 +5,15 @@ every generic check of test_chart_render; the spans themselves: tests/*/core/tes
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from app.core.config import Settings
+from app.core.config import TRACING_INSTRUMENTATIONS, Settings
 from tests.support.charts.manifests import Endpoint, by_kind, named, traffic_allowed
 from tests.support.charts.matrix import CASES, deep_merge
 from tests.support.charts.release import FULLNAME, release_pods
+from tests.support.charts.rendering import CHART
 
 ON = CASES["tracing"].values
 COLLECTOR = Endpoint.pod("otel-collector", {"app": "otel-collector"}, "observability")
@@ -89,6 +92,12 @@ def test_switched_on_without_an_endpoint_is_refused(helm_fails):
 )
 def test_the_schema_refuses_wrong_values(helm_fails, tracing):
     assert "values don't meet the specifications of the schema" in helm_fails({"tracing": tracing})
+
+
+def test_the_schema_names_the_instrumentations_the_app_has():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    items = schema["properties"]["tracing"]["properties"]["disabledInstrumentations"]["items"]
+    assert items["enum"] == list(TRACING_INSTRUMENTATIONS)
 
 
 def test_notes_say_where_traces_go_only_when_on(notes):

@@ -3,6 +3,7 @@ API and worker: tests/integration/core/test_tracing.py)."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from pydantic import ValidationError
 
 from app.core import tracing
-from app.core.config import Settings
+from app.core.config import TRACING_INSTRUMENTATIONS, Settings
 from app.core.logging_setup import TaskAndTraceIds, task_context
 
 ENDPOINT = "http://127.0.0.1:4318"
@@ -71,6 +72,15 @@ def test_an_unknown_instrumentation_to_disable_stops_the_start(monkeypatch):
     monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "sqlalchemy,psycopg")
     with pytest.raises(ValidationError, match="OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown psycopg"):
         Settings()
+
+
+def test_every_instrumentation_named_is_one_tracing_installs():
+    """The names Settings accepts are those configure and instrument_app act on, each importable
+    (the image has every instrumentation package)."""
+    assert set(tracing.CLIENT_INSTRUMENTORS) | {"fastapi"} == set(TRACING_INSTRUMENTATIONS)
+    for path in tracing.CLIENT_INSTRUMENTORS.values():
+        module, _, cls = path.partition(":")
+        assert isinstance(getattr(importlib.import_module(module), cls), type), path
 
 
 @pytest.fixture
