@@ -21,8 +21,8 @@ PostgreSQL, a Redis database each on one Redis), differing only in:
 The client is bench_peers' (upload, one long poll, download), the images alternate between the
 stacks in rounds; CPU = user + system of the stack's processes (API, worker main, pool), not of
 PostgreSQL, Redis or the collector. The targets (issue #23): metrics <= 2 %, tracing with an
-exporter <= 5 % (judged for every tracing row). Tracing off costs one no-op span per stage: its time is measured apart and
-printed against the CPU per image.
+exporter <= 5 % (judged for every tracing row). Tracing off costs one no-op span per stage: its
+time is measured apart and printed against the CPU per image.
 """
 
 from __future__ import annotations
