@@ -50,6 +50,12 @@ CLIENT_INSTRUMENTORS = {
 }
 
 
+def client_instrumentor(name: str) -> type[BaseInstrumentor]:
+    """The instrumentor class of one CLIENT_INSTRUMENTORS name, imported now."""
+    module, _, cls = CLIENT_INSTRUMENTORS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 class _State:
     provider: TracerProvider | None = None
     tracer: trace.Tracer = _NO_TRACER
@@ -89,8 +95,7 @@ def configure(settings: Settings, role: str, *, exporter: SpanExporter | None = 
     # SQLAlchemy: the engines made from now on (app.core.db.make_engine). FastAPI: instrument_app.
     for name in settings.tracing_instrumentations:
         if name in CLIENT_INSTRUMENTORS:
-            module, _, cls = CLIENT_INSTRUMENTORS[name].partition(":")
-            instrumentor = getattr(importlib.import_module(module), cls)()
+            instrumentor = client_instrumentor(name)()
             # skip_dep_check: the SQLAlchemy instrumentation declares "< 2.1" while it works on the
             # 2.1 we pin (its statement spans are asserted in tests/integration/core/test_tracing.py).
             instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
