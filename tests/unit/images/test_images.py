@@ -96,3 +96,26 @@ def test_the_skaffold_verb_needs_skaffolds_image_name(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = subprocess.run([str(SCRIPT), "skaffold"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "IMAGE is not set" in result.stderr
+
+
+def test_the_store_size_survives_files_vanishing_under_du(tmp_path):
+    # GNU du prints the total and exits 1 when a file vanishes during its walk (an unlocked
+    # `import` or `archive` in the same store). Every build verb ends by measuring the store:
+    # here `debian`, whose image the fake buildah reports as present, so nothing is built.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {
+        "du": 'echo "du: cannot access \'x\': No such file or directory" >&2\nprintf "42\\t%s\\n" "$2"\nexit 1',
+        "buildah": "exit 0",
+    }.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
+    env = os.environ | {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "IMGPROC_IMAGES_DIR": str(tmp_path / "images"),
+        "IMGPROC_BUILDAH_DRIVER": "vfs",
+    }
+    result = subprocess.run([str(SCRIPT), "debian"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("localhost/imgproc-debian:bookworm-") and "is up to date" in result.stderr
