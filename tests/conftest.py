@@ -12,6 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# No per-example deadline: the property tests check decisions, not speed, and an example can
+# take a few hundred ms on a busy 2-core machine (a cold CI run did: FlakyFailure,
+# DeadlineExceeded in tests/unit/autoscaler). Speed is the benchmarks' business.
+hypothesis_settings.register_profile("imgproc", deadline=None)
+hypothesis_settings.load_profile("imgproc")
 
 pytest_plugins = [
     "tests.fixtures.api",
