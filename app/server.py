@@ -182,6 +182,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "http": GuardedH11Protocol,
         "h11_max_incomplete_event_size": settings.MAX_HEADER_BYTES,
+        "timeout_keep_alive": settings.KEEP_ALIVE_SECONDS,
         # No proxy trusted (the default): uvicorn must not read X-Forwarded-* at all; given no
         # list it would fall back to FORWARDED_ALLOW_IPS or 127.0.0.1.
         "proxy_headers": bool(settings.TRUSTED_PROXIES),

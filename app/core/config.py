@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     # large_client_header_buffers, gunicorn's limit_request_field_size, are the same knobs.
     HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=300)
     MAX_HEADER_BYTES: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    # How long an idle kept-alive connection stays open (uvicorn's timeout_keep_alive). Behind a
+    # proxy that pools connections to the API it must outlast the proxy's own idle timeout
+    # (Traefik 90 s, ingress-nginx and cloud load balancers 60 s): when the server closes first,
+    # a request the proxy sends on the closing connection is lost and, being a POST it may not
+    # retry, its client gets 502. The chart sets it (api.keepAliveSeconds); 5 s is uvicorn's.
+    KEEP_ALIVE_SECONDS: int = Field(5, ge=1, le=3600)
     # A request body must keep arriving at BODY_MIN_BYTES_PER_SECOND on average, after a grace of
     # BODY_GRACE_SECONDS from when the app starts reading it (Kestrel's MinRequestBodyDataRate,
     # Apache's mod_reqtimeout MinRate); a slower sender gets 408 and is dropped.

@@ -44,6 +44,7 @@ IMGPROC_CORS_ORIGINS: {{ $c.corsOrigins | toJson | quote }}
 IMGPROC_TRUSTED_PROXIES: {{ . | toJson | quote }}
 {{- end }}
 IMGPROC_MAX_UPLOAD_BYTES: {{ $c.maxUploadBytes | int64 | quote }}
+IMGPROC_KEEP_ALIVE_SECONDS: {{ .Values.api.keepAliveSeconds | quote }}
 IMGPROC_WORKER_CONCURRENCY: {{ .Values.worker.concurrency | quote }}
 IMGPROC_TASK_SOFT_TIME_LIMIT: {{ $c.taskSoftTimeLimit | quote }}
 IMGPROC_TASK_TIME_LIMIT: {{ $c.taskTimeLimit | quote }}

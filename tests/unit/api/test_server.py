@@ -62,7 +62,7 @@ async def refusing_app(scope, receive, send) -> None:  # type: ignore[no-untyped
 def connect(loop: asyncio.AbstractEventLoop, app=ok_app) -> tuple[GuardedH11Protocol, Transport]:  # type: ignore[no-untyped-def]
     options = uvicorn_options(get_settings())
     config = Config(
-        app=app, http=options["http"], h11_max_incomplete_event_size=options["h11_max_incomplete_event_size"]
+        app=app, **{name: options[name] for name in ("http", "h11_max_incomplete_event_size", "timeout_keep_alive")}
     )
     config.load()
     protocol = GuardedH11Protocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
@@ -128,6 +128,19 @@ def test_a_complete_head_stops_the_deadline(configure, loop):
     assert protocol.header_deadline is None
     loop.run_until_complete(asyncio.sleep(0.05))  # the app answers
     assert transport.written.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("seconds", [5, 95])
+def test_an_answered_connection_is_kept_alive_for_the_configured_time(configure, loop, seconds):
+    """The chart keeps the API's idle connections open longer than the proxy's pool does; the
+    proxy, not the API, then closes an idle connection, and never sends on a closing one."""
+    configure(KEEP_ALIVE_SECONDS=seconds)
+    protocol, transport = connect(loop)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))  # the app answers
+    assert transport.written.startswith(b"HTTP/1.1 200 ") and not transport.closed
+    closes_in = protocol.timeout_keep_alive_task.when() - loop.time()
+    assert seconds - 0.5 < closes_in <= seconds
 
 
 def test_a_malformed_head_under_the_cap_is_still_uvicorns_400(loop):

@@ -764,6 +764,7 @@ def test_ingress_settings(render):
     body_size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     config = named(objects, "ConfigMap", FULLNAME)["data"]
     assert config["IMGPROC_MAX_UPLOAD_BYTES"] == "20971520"
+    assert int(config["IMGPROC_KEEP_ALIVE_SECONDS"]) > 90  # above Traefik's idle timeout for its pool
     assert int(body_size) == 20971520 + MULTIPART_OVERHEAD
     custom = render(
         {
