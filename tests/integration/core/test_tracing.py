@@ -82,6 +82,7 @@ def test_an_upload_is_one_trace_from_the_request_to_the_webhook(tmp_path, broker
     # traffic inside the enqueue (Redis commands, or the embedded broker's SQLite statements).
     statements = [span for span in trace if span["attributes"].get("db.system") == "sqlite"]
     assert any(s["name"].startswith("INSERT") and s["parent_id"] == upload["span_id"] for s in statements)
+    assert not [s for s in spans if s["name"] == "connect"]  # a pool checkout is no statement
     broker_system = "redis" if broker else "sqlite"
     assert any(
         s["parent_id"] == enqueue["span_id"] and s["attributes"].get("db.system") == broker_system for s in trace
