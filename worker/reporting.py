@@ -53,6 +53,7 @@ def _client() -> httpx.Client:
 
 def deliver(settings: Settings, body: bytes) -> dict:
     headers = {"Content-Type": "application/json", **sign(settings.webhook_secret(), body)}
+    tracing.inject(headers)
     try:
         response = _client().post(settings.api_internal_url + WEBHOOK_PATH, content=body, headers=headers)
     except httpx.HTTPError as exc:

@@ -169,7 +169,7 @@ class ProcessImageTask(CeleryTask):
 )
 def process_image(self: CeleryTask, task_id: int) -> str:
     tracing.set_task_id(task_id)  # on the run's span (the Celery instrumentation's)
-    with task_context(task_id):
+    with task_context(task_id), tracing.client_spans_only_if_sampled():
         return _process_image(self, task_id)
 
 
@@ -215,7 +215,7 @@ def report_outcome(self: CeleryTask, body: str) -> str:
     task_id = OutcomeReport.model_validate_json(body).task_id
     tracing.set_task_id(task_id)
     try:
-        with task_context(task_id):
+        with task_context(task_id), tracing.client_spans_only_if_sampled():
             result = deliver_once(task_id, body.encode(), get_storage())
     except ReportNotDelivered as exc:
         metrics.REPORT_DELIVERIES.labels("retry", "retrying").inc()

@@ -159,14 +159,58 @@ def _exporter(kind: str | None) -> SpanExporter:
 
 
 def instrument_app(app: FastAPI) -> None:
-    """Server spans for the API's requests, continuing a caller's trace (the worker's report)."""
-    if _State.provider is not None and "fastapi" in _State.instrumented:
+    """Server spans for the API's requests, continuing a caller's trace (the worker's report);
+    inside them, the client instrumentations only for the requests that are sampled."""
+    if _State.provider is None:
+        return
+    app.add_middleware(_ClientSpansOnlyIfSampled)
+    if "fastapi" in _State.instrumented:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # No span per ASGI message: an upload's body arrives in hundreds of them.
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=_State.provider, excluded_urls=_UNTRACED_URLS, exclude_spans=["receive", "send"]
         )
+
+
+@contextlib.contextmanager
+def client_spans_only_if_sampled() -> Iterator[None]:
+    """Runs the block with the client instrumentations (SQL statements, Redis commands, S3 and
+    HTTP calls) switched off when the trace around it is not sampled. Their spans would not be
+    recorded, but making each (its attributes, a non-recording span, the context switches) cost
+    nearly what a recorded one does: with one upload in ten sampled, the other nine still added
+    7 % to the CPU per image. Celery's instrumentation ignores the switch, so the decision still
+    travels to the worker in the task message, and the report carries it by ``inject``."""
+    if _State.provider is None or trace.get_current_span().is_recording():
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
+class _ClientSpansOnlyIfSampled:
+    """ASGI middleware: each request under ``client_spans_only_if_sampled`` (inside the server
+    span, which the FastAPI instrumentation puts around every middleware)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with client_spans_only_if_sampled():
+            await self.app(scope, receive, send)
+
+
+def inject(headers: dict[str, str]) -> None:
+    """Writes the current trace context (``traceparent``) into an outgoing request's headers.
+    The HTTPX instrumentation does it for a sampled trace (with its own client span); under
+    ``client_spans_only_if_sampled`` it is off, and the callee must still learn that the trace
+    is not sampled, or it would start one of its own."""
+    if _State.provider is not None:
+        from opentelemetry import propagate
+
+        propagate.inject(headers)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,9 @@
 """`python -m tests.support.traced_stack`: API and worker in this one process, traced into the
 SDK's in-memory exporter; uploads one image, waits for its outcome and prints every finished
-span as a JSON line (tests/integration/core/test_tracing.py reads them).
+span as a JSON line (tests/integration/core/test_tracing.py reads them). The first line has the
+outcome, how many spans of each kind inside a trace were asked of the sampler (recorded or not)
+and the ``traceparent`` the webhook arrived with. ``TRACED_STACK_TRACEPARENT`` is sent with the
+upload and the status poll, as an outside caller's trace context.
 
 A process of its own because tracing's instrumentations and the Celery app a worker's tasks are
 registered on are process-wide. The settings come from the IMGPROC_* environment it is given.
@@ -8,17 +11,22 @@ registered on are process-wide. The settings come from the IMGPROC_* environment
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 import threading
 import time
 
-WEBHOOK_SPAN = "POST /api/webhook/task-complete"
+from app.core.webhook_signing import WEBHOOK_PATH
+
+WEBHOOK_SPAN = f"POST {WEBHOOK_PATH}"
 
 
 def main() -> None:
     import httpx
     import uvicorn
     from celery.contrib.testing.worker import start_worker
+    from opentelemetry import trace
     from opentelemetry.instrumentation.utils import suppress_instrumentation
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -34,7 +42,26 @@ def main() -> None:
     from app.main import create_app
     from worker.tasks import celery_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=settings.PORT, log_config=None))
+    sampler = tracing._State.provider.sampler
+    asked: collections.Counter[str] = collections.Counter()
+    decide = sampler.should_sample
+
+    def counting(parent_context, trace_id, name, kind=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if trace.get_current_span(parent_context).get_span_context().is_valid:  # not a broker poll
+            asked[kind.name if kind else "INTERNAL"] += 1
+        return decide(parent_context, trace_id, name, kind, *args, **kwargs)
+
+    sampler.should_sample = counting  # the tracers made so far hold this very sampler
+    app = create_app()
+    webhook_traceparents: list[str] = []
+
+    async def noting_the_webhook_context(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+            webhook_traceparents.append(dict(scope["headers"]).get(b"traceparent", b"").decode())
+        await app(scope, receive, send)
+
+    config = uvicorn.Config(noting_the_webhook_context, host="127.0.0.1", port=settings.PORT, log_config=None)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -48,17 +75,25 @@ def main() -> None:
                 httpx.Client(base_url=f"http://127.0.0.1:{settings.PORT}", timeout=60) as client,
             ):
                 files = {"file": ("photo.jpg", images.jpeg(1600, 1200), "image/jpeg")}
-                task_id = client.post("/api/newTask", files=files).raise_for_status().json()["task_id"]
-                status = client.get(f"/api/isReady/{task_id}", params={"wait": 30}).json()["status"]
-            # The outcome is visible once the webhook committed; its span ends just after.
-            while time.monotonic() < deadline + 30 and not any(
-                span.name == WEBHOOK_SPAN for span in exporter.get_finished_spans()
+                caller = os.environ.get("TRACED_STACK_TRACEPARENT")
+                headers = {"traceparent": caller} if caller else {}
+                response = client.post("/api/newTask", files=files, headers=headers)
+                task_id = response.raise_for_status().json()["task_id"]
+                status = client.get(f"/api/isReady/{task_id}", params={"wait": 30}, headers=headers).json()["status"]
+            # The outcome is visible once the webhook committed; its span (if recorded) ends
+            # just after.
+            recorded = not caller or caller.endswith("-01")
+            while (
+                recorded
+                and time.monotonic() < deadline + 30
+                and not any(span.name == WEBHOOK_SPAN for span in exporter.get_finished_spans())
             ):
                 time.sleep(0.05)
     finally:
         server.should_exit = True
         thread.join(10)
-    print(json.dumps({"task_id": task_id, "status": status}))
+    first = {"task_id": task_id, "status": status, "sampler_asked": asked, "webhook_traceparents": webhook_traceparents}
+    print(json.dumps(first))
     for span in exporter.get_finished_spans():
         print(
             json.dumps(

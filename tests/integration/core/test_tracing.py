@@ -16,6 +16,7 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.redis import fresh_redis_db
 
 REPO = Path(__file__).resolve().parents[3]
+SAMPLED = 0x01  # the sampled bit of traceparent's flags (W3C Trace Context)
 
 
 def run_traced_upload(tmp_path: Path, otel: dict[str, str] | None = None, **settings: str) -> tuple[dict, list[dict]]:
@@ -83,6 +84,10 @@ def test_an_upload_is_one_trace_from_the_request_to_the_webhook(tmp_path, broker
     statements = [span for span in trace if span["attributes"].get("db.system") == "sqlite"]
     assert any(s["name"].startswith("INSERT") and s["parent_id"] == upload["span_id"] for s in statements)
     assert not [s for s in spans if s["name"] == "connect"]  # a pool checkout is no statement
+    assert outcome["sampler_asked"]["CLIENT"] >= len(statements)
+    (webhook_context,) = outcome["webhook_traceparents"]
+    _version, trace_id, parent_id, flags = webhook_context.split("-")
+    assert (trace_id, parent_id, int(flags, 16) & SAMPLED) == (post["trace_id"], post["span_id"], SAMPLED)
     broker_system = "redis" if broker else "sqlite"
     assert any(
         s["parent_id"] == enqueue["span_id"] and s["attributes"].get("db.system") == broker_system for s in trace
@@ -117,3 +122,20 @@ def test_without_the_statement_spans_the_chain_stays_whole(tmp_path, redis_serve
         "POST /api/newTask",
     ]
     assert not [span["name"] for span in spans if "db.system" in span["attributes"]]
+
+
+def test_an_unsampled_upload_skips_the_client_instrumentations(tmp_path, redis_server):
+    """A trace the sampler left out (here the caller's, flagged unsampled): the SQL statements,
+    Redis commands and the report's HTTP call are not even offered to the sampler, and the
+    decision still travels with the task and the report, so the webhook starts no trace of its
+    own."""
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    otel = {"TRACED_STACK_TRACEPARENT": f"00-{caller_trace}-00f067aa0ba902b7-00"}
+    outcome, spans = run_traced_upload(tmp_path, otel, BROKER_URL=fresh_redis_db(redis_server))
+    assert outcome["status"] == "completed"
+    assert spans == []
+    assert "CLIENT" not in outcome["sampler_asked"]
+    assert outcome["sampler_asked"]["SERVER"] >= 3  # upload, status poll, webhook: asked, dropped
+    (webhook_context,) = outcome["webhook_traceparents"]
+    _version, trace_id, _parent_id, flags = webhook_context.split("-")
+    assert (trace_id, int(flags, 16) & SAMPLED) == (caller_trace, 0)
