@@ -13,7 +13,9 @@ PostgreSQL, a Redis database each on one Redis), differing only in:
 - tracing: OTEL_EXPORTER_OTLP_ENDPOINT to the OpenTelemetry Collector of scripts/otelcol (built if
   missing), every span exported (OTLP/HTTP, batch processor);
 - tracing-10%: the same, sampling one upload in ten (OTEL_TRACES_SAMPLER=parentbased_traceidratio,
-  the chart's tracing.sampler and samplerArg): the instrumentations still run for every request;
+  the chart's tracing.sampler and samplerArg): the other nine still get their server, task and
+  stage spans (not recorded), but skip the client instrumentations (app.core.tracing.
+  client_spans_only_if_sampled);
 - tracing-no-db: every upload traced, without the span per SQL statement and Redis command
   (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy,redis, the chart's
   tracing.disabledInstrumentations): the chain from request to webhook, with the stages.
