@@ -177,10 +177,10 @@ def instrument_app(app: FastAPI) -> None:
 def client_spans_only_if_sampled() -> Iterator[None]:
     """Runs the block with the client instrumentations (SQL statements, Redis commands, S3 and
     HTTP calls) switched off when the trace around it is not sampled. Their spans would not be
-    recorded, but making each (its attributes, a non-recording span, the context switches) cost
-    nearly what a recorded one does: with one upload in ten sampled, the other nine still added
-    7 % to the CPU per image. Celery's instrumentation ignores the switch, so the decision still
-    travels to the worker in the task message, and the report carries it by ``inject``."""
+    recorded, yet each would be made and dropped (its attributes, a non-recording span, the
+    context switches): 19 for one upload, status poll and report. Celery's instrumentation
+    ignores the switch, so the decision still travels to the worker in the task message, and the
+    report carries it by ``inject``."""
     if _State.provider is None or trace.get_current_span().is_recording():
         yield
         return
