@@ -270,7 +270,9 @@ class Target:
         raise NotImplementedError
 
 
-def run_load(target: Target, *, images: int, concurrency: int, time_limit: float) -> LoadResult:
+def run_load(target: Target, *, images: int, concurrency: int, time_limit: float, settle: float = 0.0) -> LoadResult:
+    """``settle``: seconds the CPU meter keeps counting after the last image, for work a target
+    does after answering (a batch span exporter's next flush)."""
     result = LoadResult()
     lock = threading.Lock()
     remaining = [images]
@@ -310,6 +312,7 @@ def run_load(target: Target, *, images: int, concurrency: int, time_limit: float
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()) + 35)
             result.seconds = time.monotonic() - started
+            time.sleep(settle)
         result.cpu = meter.by_role()
         result.timed_out = remaining[0] > 0
         result.status_requests = counters["status"]
