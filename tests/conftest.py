@@ -51,6 +51,7 @@ def reset_caches() -> None:
         deps.get_storage,
         deps.new_user_limiter,
         deps.upload_limiter,
+        deps.known_users,
     ):
         cached.cache_clear()
 

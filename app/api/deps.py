@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+import time
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from http.cookies import SimpleCookie
@@ -10,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.api.errors import Refusal, TooManyRequests, UploadsBusy
 from app.api.middleware import ISSUED_COOKIE
@@ -57,6 +59,48 @@ async def storage_dependency() -> Storage:
 StorageDep = Annotated[Storage, Depends(storage_dependency)]
 
 
+class KnownUsers:
+    """Cookie-token hash -> user id, for the identities this process has seen lately: a hit saves
+    the user SELECT every request would make (three of an image's requests: upload, status, download).
+
+    Sound because a user row never changes once made and is never deleted. The one way an id can
+    come to mean someone else is a database restored to an earlier point, whose sequence then
+    hands the id to a new user: an entry is therefore trusted for TTL_SECONDS only. Bounded by
+    MAX_ENTRIES, least recently used out first; only identities found in the database enter, so
+    forged cookies cannot fill it."""
+
+    TTL_SECONDS = 60.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._lock = threading.Lock()  # plain `def` dependencies run in the thread pool
+
+    def get(self, token_hash: str) -> int | None:
+        with self._lock:
+            entry = self._entries.get(token_hash)
+            if entry is None:
+                return None
+            user_id, expires = entry
+            if time.monotonic() >= expires:
+                del self._entries[token_hash]
+                return None
+            self._entries.move_to_end(token_hash)
+            return user_id
+
+    def add(self, token_hash: str, user_id: int) -> None:
+        with self._lock:
+            self._entries[token_hash] = (user_id, time.monotonic() + self.TTL_SECONDS)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+
+@lru_cache  # one per database: reset with the engine
+def known_users() -> KnownUsers:
+    return KnownUsers()
+
+
 @lru_cache
 def new_user_limiter() -> RateLimiter:
     settings = get_settings()
@@ -85,14 +129,20 @@ def _cookie_header(settings: Settings, token: str) -> str:
 def _current_user(request: Request, session: Session, settings: Settings, *, on_replica: bool) -> User:
     token = request.cookies.get(settings.COOKIE_NAME)
     if token and len(token) <= 128:
+        token_hash = crud.hash_token(token)
+        if (user_id := known_users().get(token_hash)) is not None:
+            known = User(id=user_id, token_hash=token_hash)
+            make_transient_to_detached(known)
+            return session.merge(known, load=False)  # SQLAlchemy's way in for a cached row: no SELECT
 
         def lookup(s: Session) -> User | None:
-            return crud.get_user_by_token(session=s, token=token)
+            return crud.get_user_by_token_hash(session=s, token_hash=token_hash)
 
         # A user never changes once created: any row the replica has is right; a miss (a user
         # made a moment ago) is asked of the primary.
         user = replica.read(session, lookup, good=lambda u: u is not None) if on_replica else lookup(session)
         if user is not None:
+            known_users().add(token_hash, user.id)
             return user
     client_ip = request.client.host if request.client else "unknown"
     wait = new_user_limiter().acquire(client_ip)

@@ -18,8 +18,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def get_user_by_token(*, session: Session, token: str) -> User | None:
-    return session.scalar(select(User).where(User.token_hash == hash_token(token)))
+def get_user_by_token_hash(*, session: Session, token_hash: str) -> User | None:
+    return session.scalar(select(User).where(User.token_hash == token_hash))
 
 
 def create_user(*, session: Session) -> tuple[User, str]:

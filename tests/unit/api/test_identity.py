@@ -132,3 +132,65 @@ def test_an_allowed_origin_can_read_the_413_of_an_oversize_upload(configure, emb
     assert response.status_code == 413
     assert response.headers["access-control-allow-origin"] == "https://app.example"
     assert response.json()["detail"] == "File too large: the limit is 1000 bytes."
+
+
+def _user_selects(engine) -> list[str]:
+    """The SELECTs on users the engine runs from now on."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM users" in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_known_identity_is_not_looked_up_again(client):
+    from app.core.db import get_engine
+
+    task_id = upload(client, images.jpeg(32, 32)).json()["task_id"]  # makes the user
+    selects = _user_selects(get_engine())
+    for _ in range(3):
+        assert client.get(f"/api/isReady/{task_id}").json()["id"] == task_id
+    assert upload(client, images.jpeg(32, 32)).status_code == 200
+    assert len(selects) == 1  # the first request after the user was made; then it is known
+
+
+def test_a_known_identity_is_looked_up_again_after_its_time(client, monkeypatch):
+    from app.api.deps import KnownUsers
+    from app.core.db import get_engine
+
+    task_id = upload(client, images.jpeg(32, 32)).json()["task_id"]
+    monkeypatch.setattr(KnownUsers, "TTL_SECONDS", 0.0)
+    selects = _user_selects(get_engine())
+    for _ in range(3):
+        assert client.get(f"/api/isReady/{task_id}").json()["id"] == task_id
+    assert len(selects) == 3
+
+
+def test_known_identities_are_bounded_and_expire(monkeypatch):
+    from app.api import deps
+
+    clock = [1000.0]
+    monkeypatch.setattr(deps.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(deps.KnownUsers, "MAX_ENTRIES", 2)
+    known = deps.KnownUsers()
+    known.add("a", 1)
+    known.add("b", 2)
+    assert known.get("a") == 1  # now the most recently used
+    known.add("c", 3)
+    assert (known.get("a"), known.get("b"), known.get("c")) == (1, None, 3)  # b went first
+    clock[0] += deps.KnownUsers.TTL_SECONDS
+    assert known.get("a") is None and known.get("c") is None
+
+
+def test_a_forged_cookie_is_not_remembered(make_client):
+    from app.api.deps import known_users
+
+    mallory = make_client()
+    mallory.cookies.set(get_settings().COOKIE_NAME, "forged-token")
+    assert mallory.get("/api/tasks").status_code == 200
+    assert known_users().get(hashlib.sha256(b"forged-token").hexdigest()) is None
