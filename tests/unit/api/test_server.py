@@ -140,7 +140,7 @@ def test_an_answered_connection_is_kept_alive_for_the_configured_time(configure,
     loop.run_until_complete(asyncio.sleep(0.05))  # the app answers
     assert transport.written.startswith(b"HTTP/1.1 200 ") and not transport.closed
     closes_in = protocol.timeout_keep_alive_task.when() - loop.time()
-    assert seconds - 0.5 < closes_in <= seconds
+    assert seconds - 1.5 < closes_in <= seconds  # room for a loaded machine's stall; uvicorn's 5 s fails both
 
 
 def test_a_malformed_head_under_the_cap_is_still_uvicorns_400(loop):
@@ -184,11 +184,19 @@ def test_lingering_ends_when_the_dropped_bytes_pass_the_upload_limit(configure, 
 
 def test_lingering_ends_after_linger_seconds(configure, loop, monkeypatch):
     configure()
-    monkeypatch.setattr(server, "LINGER_SECONDS", 0.1)
+    # Ten times refused_mid_body's wait for the answer, so a loaded machine (CI builds Go beside
+    # the unit tests) cannot let the linger run out before the first look.
+    monkeypatch.setattr(server, "LINGER_SECONDS", 0.5)
     _protocol, transport = refused_mid_body(loop)
     assert not transport.closed
-    loop.run_until_complete(asyncio.sleep(0.2))
-    assert transport.closed
+
+    async def closed_within(seconds: float) -> bool:
+        deadline = loop.time() + seconds
+        while not transport.closed and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return transport.closed
+
+    assert loop.run_until_complete(closed_within(10))
 
 
 def test_a_close_with_no_body_unread_is_immediate(loop):
