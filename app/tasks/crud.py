@@ -255,11 +255,13 @@ def tasks_of_dead_workers(*, session: Session, now: datetime, limit: int = 500) 
 
 
 def hand_back(*, session: Session, task_ids: list[int]) -> None:
-    """Tasks re-sent because their worker died: pending again, held by nobody."""
+    """Tasks re-sent because their worker died: pending again, held by nobody. Only those still
+    processing: one whose report landed since it was looked up (SQLite locks no rows) stays
+    finished."""
     if task_ids:
         session.execute(
             update(Task)
-            .where(Task.id.in_(task_ids))
+            .where(Task.id.in_(task_ids), Task.status == TaskStatus.PROCESSING)
             .values(status=TaskStatus.PENDING, claimed_by=None, enqueued_at=utcnow())
         )
         session.commit()
@@ -278,9 +280,11 @@ def touch_enqueued(*, session: Session, task_ids: list[int]) -> None:
         session.commit()
 
 
-def record_variants(*, session: Session, task_id: int, variants: list[Variant]) -> None:
-    """The outputs of a completed task (in the caller's transaction); a re-run's replace them."""
-    session.execute(delete(Variant).where(Variant.task_id == task_id))
+def record_variants(*, session: Session, variants: list[Variant]) -> None:
+    """The outputs of a completed task, in the transaction whose :func:`finish_task` applied. That
+    happens once per task (a terminal status is never left; a second report of the task waits for
+    the first one's row lock and then matches nothing), so there are none to replace: a re-run's
+    report is not applied, its files overwrite the same keys."""
     session.add_all(variants)
 
 

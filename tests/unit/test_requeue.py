@@ -103,6 +103,27 @@ def test_a_dead_workers_task_is_handed_back_once_even_during_a_backlog(embedded)
         assert session.get(WorkerBeat, "celery@pod/1") is None
 
 
+def test_a_task_whose_report_lands_while_it_is_handed_back_stays_finished(embedded):
+    task_id = claimed("celery@pod/1", claimed_seconds_ago=60, lease_left_seconds=-15)
+
+    def report_lands(sent_id: int) -> None:  # the worker was alive after all
+        with session_scope() as other:
+            finished = crud.finish_task(
+                session=other,
+                task_id=sent_id,
+                status=TaskStatus.COMPLETED,
+                result_key="results/1.jpg",
+                result_metadata="{}",
+                error=None,
+            )
+            assert finished
+
+    with session_scope() as session:
+        requeue_stale(session=session, enqueue=report_lands, waiting=lambda: 0, after=AFTER)
+    with session_scope() as session:
+        assert session.get(Task, task_id).status is TaskStatus.COMPLETED  # terminal: never left
+
+
 def test_beats_update_one_row_per_worker_and_a_clean_stop_removes_it(embedded):
     with session_scope() as session:
         for worker in ("a", "a", "b"):

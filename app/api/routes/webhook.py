@@ -82,7 +82,7 @@ async def task_complete(request: Request, session: SessionDep, settings: Setting
             commit=False,
         )
         if applied and variants:
-            crud.record_variants(session=session, task_id=report.task_id, variants=variants)
+            crud.record_variants(session=session, variants=variants)
         status = reported if applied else crud.task_status(session=session, task_id=report.task_id)
         session.commit()
         if applied:
