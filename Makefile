@@ -100,7 +100,7 @@ bench-peers: $(VENV)/.installed-test ## imgproc next to imgproxy and thumbor: im
 	scripts/system-packages --bench
 	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
-bench-observability: $(VENV)/.installed-test ## what metrics and tracing cost: CPU per image with neither, metrics, tracing (all spans, 1 in 10, no SQL/Redis spans) (~11 min)
+bench-observability: $(VENV)/.installed-test ## what metrics and tracing cost: CPU per image with neither, metrics, tracing (all spans, 1 in 10, no SQL/Redis spans) (~5 min)
 	scripts/otelcol >/dev/null
 	$(BIN)/python -m bench.bench_observability $(BENCH_OBSERVABILITY_ARGS)
 

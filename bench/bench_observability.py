@@ -1,7 +1,7 @@
 """What seeing costs: CPU per image of imgproc with neither metrics served nor tracing, with metrics
 served, and with tracing exported to a real collector, side by side in one run.
 
-    python -m bench.bench_observability [--images 120] [--concurrency 4] [--rounds 6] [--input 1080p]
+    python -m bench.bench_observability [--images 360] [--concurrency 4] [--rounds 6] [--input 1080p]
 
 Three stacks in the production shape (`imgproc api` + one `imgproc worker`, a database each on one
 PostgreSQL, a Redis database each on one Redis), differing only in:
@@ -119,7 +119,7 @@ def noop_span_seconds(calls: int = 200_000) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=120, help="images per stack, over all rounds")
+    parser.add_argument("--images", type=int, default=360, help="images per stack, over all rounds")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--input", choices=sorted(INPUTS), default="1080p")
