@@ -27,7 +27,8 @@ stack's last image of the round (the exporter's next flush). Besides the totals,
 against plain round by round: the spread of those paired figures is the bench's noise. The
 targets (issue #23): metrics <= 2 %, tracing with an exporter <= 5 % (judged for every tracing row).
 Tracing off costs one no-op span per stage: its time is measured apart and printed against the CPU
-per image.
+per image. So is one span with a SQL statement's attributes, made and ended with no processor, and
+made, ended and exported to the same collector: what each span of a trace costs by itself.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ SPANS_PER_TASK = 4
 
 
 @contextmanager
-def stacks(workdir: Path) -> Iterator[dict[str, ServiceStack]]:
+def stacks(workdir: Path) -> Iterator[tuple[dict[str, ServiceStack], str]]:
+    """The stacks by name, and the collector's OTLP/HTTP endpoint."""
     postgres, redis = start_postgres(), start_redis()
     collector = start_collector(workdir / "otelcol")
     try:
@@ -95,7 +97,7 @@ def stacks(workdir: Path) -> Iterator[dict[str, ServiceStack]]:
                 stack = started.enter_context(running_stack(env, workdir / f"logs-{name}", workers=0))
                 stack.start_worker(env=worker_env)
                 running[name] = stack
-            yield running
+            yield running, collector.endpoint
     finally:
         stop_collector(collector)
         redis.stop()
@@ -117,6 +119,41 @@ def noop_span_seconds(calls: int = 200_000) -> float:
     return (time.perf_counter() - started) / calls
 
 
+def span_seconds(endpoint: str, spans: int = 20_000) -> tuple[float, float]:
+    """One span with a SQL statement's attributes made and ended by the SDK, in seconds: with no
+    processor, and with the batch processor exporting to the collector over OTLP/HTTP as the
+    stacks do (its queue large enough that none is dropped, and flushed before the clock stops)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    attributes = {
+        "db.system": "postgresql",
+        "db.name": "imgproc",
+        "db.user": "imgproc",
+        "db.statement": "SELECT tasks.id, tasks.status FROM tasks WHERE tasks.id = %(id_1)s AND tasks.owner_id = %(o)s",
+        "net.peer.name": "127.0.0.1",
+        "net.peer.port": 5432,
+    }
+
+    def per_span(provider: TracerProvider) -> float:
+        tracer = provider.get_tracer("bench")
+        started = time.process_time()
+        for _ in range(spans):
+            with tracer.start_as_current_span("SELECT imgproc", attributes=attributes):
+                pass
+        provider.force_flush()
+        return (time.process_time() - started) / spans
+
+    exporting = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")
+    exporting.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=spans + 1))
+    try:
+        return per_span(TracerProvider()), per_span(exporting)
+    finally:
+        exporting.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=360, help="images per stack, over all rounds")
@@ -131,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, LoadResult] = {}
     rounds: list[dict[str, LoadResult]] = []
     try:
-        with stacks(workdir) as running:
+        with stacks(workdir) as (running, endpoint):
             targets = {}
             for name, stack in running.items():
                 assert stack.api is not None
@@ -154,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     totals[name].add(round_result[name])
                 rounds.append(round_result)
+            made, exported = span_seconds(endpoint)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -178,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     share = SPANS_PER_TASK * noop / plain.cpu_per_image
     print(
         f"tracing off: {noop * 1e6:.2f} µs per no-op span, {SPANS_PER_TASK} per task = {share:.4%} of the CPU per image"
+    )
+    print(
+        f"one span (a SQL statement's attributes): {made * 1e6:.1f} µs made, {exported * 1e6:.1f} µs made and exported"
+        f" (OTLP/HTTP, batch processor) = {exported / plain.cpu_per_image:.3%} of plain's CPU per image"
     )
     return 1 if any(result.failures or result.timed_out for result in totals.values()) else 0
 
