@@ -3,7 +3,7 @@ served, and with tracing exported to a real collector, side by side in one run.
 
     python -m bench.bench_observability [--images 360] [--concurrency 4] [--rounds 6] [--input 1080p]
 
-Three stacks in the production shape (`imgproc api` + one `imgproc worker`, a database each on one
+Five stacks in the production shape (`imgproc api` + one `imgproc worker`, a database each on one
 PostgreSQL, a Redis database each on one Redis), differing only in:
 
 - plain: no IMGPROC_METRICS_PORT (the counters are kept in each process's memory and served by
