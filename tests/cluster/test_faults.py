@@ -154,15 +154,30 @@ def test_worker_containers_killed_mid_task_are_recovered(
     they stay unacknowledged in Redis until the visibility timeout (15 s here) and are
     delivered again; the kubelet restarts the containers."""
     source = release.since_now()
+
+    def kill(pids: list[int]) -> int:
+        killed = 0
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        return killed
+
+    def worker_pids(skip: frozenset[str] = frozenset()) -> dict[str, list[int]]:
+        pods = [pod for pod in release.pods("worker") if pod["metadata"]["uid"] not in skip]
+        return {pod["metadata"]["uid"]: release.container_pids(pod) for pod in pods}
+
+    # The running pods' processes are found before the burst, so that the kill follows the first
+    # sight of a running task at once: looking them up only after it once let that run finish in
+    # between. Pods the burst scaled up are looked up and killed next (not the first ones again:
+    # their containers may be restarting already).
+    known = worker_pids()
+    assert any(known.values()), "no worker process found in the pods' cgroups"
     with Burst(release, images[0], users=3, count=4) as burst:
         processing_seen(burst)
-        killed = 0
-        for pod in release.pods("worker"):
-            for pid in release.container_pids(pod):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-        assert killed, "no worker process found in the pods' cgroups"
+        killed = kill([pid for pids in known.values() for pid in pids])
+        killed += kill([pid for pids in worker_pids(skip=frozenset(known)).values() for pid in pids])
+        assert killed, "every worker process had gone before the kill"
     counts = burst.ledger(source, "cluster: worker containers SIGKILLed mid-task")
     assert counts["completed"] == counts["accepted"]
     assert counts["redelivered"] >= 1, "no task was cut: the kill landed between tasks"
