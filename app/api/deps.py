@@ -96,7 +96,7 @@ class KnownUsers:
                 self._entries.popitem(last=False)
 
 
-@lru_cache  # one per database: reset with the engine
+@lru_cache  # one per process (tests forget it with the engine: tests/conftest.py reset_caches)
 def known_users() -> KnownUsers:
     return KnownUsers()
 

@@ -187,10 +187,18 @@ def test_known_identities_are_bounded_and_expire(monkeypatch):
     assert known.get("a") is None and known.get("c") is None
 
 
-def test_a_forged_cookie_is_not_remembered(make_client):
-    from app.api.deps import known_users
+def test_forged_cookies_cannot_push_a_known_identity_out(make_client, monkeypatch):
+    from app.api.deps import KnownUsers
+    from app.core.db import get_engine
 
-    mallory = make_client()
-    mallory.cookies.set(get_settings().COOKIE_NAME, "forged-token")
-    assert mallory.get("/api/tasks").status_code == 200
-    assert known_users().get(hashlib.sha256(b"forged-token").hexdigest()) is None
+    monkeypatch.setattr(KnownUsers, "MAX_ENTRIES", 1)
+    alice = make_client()
+    alice.get("/api/tasks")
+    alice.get("/api/tasks")  # looked up once: now the one known identity
+    for forged in ("forged-1", "forged-2"):
+        mallory = make_client()
+        mallory.cookies.set(get_settings().COOKIE_NAME, forged)
+        assert "set-cookie" in mallory.get("/api/tasks").headers  # a newcomer, not remembered
+    selects = _user_selects(get_engine())
+    alice.get("/api/tasks")
+    assert selects == []  # alice was not evicted by the forged cookies
