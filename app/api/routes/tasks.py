@@ -55,6 +55,12 @@ router = APIRouter(
 
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id returned by /api/newTask.")]
 MAX_STATUS_WAIT_SECONDS = 30
+# A result up to this size is read in one call and answered from memory. FileResponse hops to a
+# thread for the open, for every 64 KiB read and for the close: measured on the 2-vCPU VM, a
+# 100 KB result cost 3.3 ms of API CPU per download that way and 2.3 ms read at once (bench_peers
+# downloads every image). Bigger ones (large presets) are streamed, so that a slow reader holds at
+# most this much of the API's memory beside the transport's own buffer.
+WHOLE_RESULT_MAX_BYTES = 256 * 1024
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
 }
@@ -440,7 +446,8 @@ def _serve(
     filename: str,
     extra_headers: dict[str, str] | None = None,
 ) -> Response:
-    """A stored result: 304 on a matching ETag, a 302 to a signed URL (S3), the file, or a stream."""
+    """A stored result: 304 on a matching ETag, a 302 to a signed URL (S3), the bytes (small ones),
+    the file, or a stream."""
     stored = storage.stat(key)
     if stored is None:
         raise TaskNotFound()
@@ -456,6 +463,13 @@ def _serve(
         # private caching bounded by the URL's lifetime (named in the signed URL).
         headers |= {"Cache-Control": "private, no-store"}
         return RedirectResponse(url, status_code=302, headers=headers)
+    if stored.size <= WHOLE_RESULT_MAX_BYTES:
+        try:
+            data = storage.read(key)
+        except FileNotFoundError as exc:
+            raise TaskNotFound() from exc
+        headers |= {"Content-Disposition": f'attachment; filename="{filename}"'}
+        return Response(data, media_type=media_type, headers=headers)
     path = storage.local_path(key)
     if path is not None:
         try:

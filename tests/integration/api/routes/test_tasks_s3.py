@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.routes import tasks as tasks_routes
 from app.storage import get_storage, result_key
 from tests.fixtures.ports import free_port
 from tests.support import images
@@ -115,9 +116,11 @@ def test_another_users_task_is_404_before_anything_is_signed(use_s3, queue, monk
         assert signed == [f"results/{task_id}.jpg"]
 
 
-def test_with_signed_urls_off_the_api_streams_the_bytes_with_etag_and_caching(use_s3, queue):
+@pytest.mark.parametrize("whole_max", [tasks_routes.WHOLE_RESULT_MAX_BYTES, 0], ids=["from-memory", "streamed"])
+def test_with_signed_urls_off_the_api_sends_the_bytes_with_etag_and_caching(use_s3, queue, monkeypatch, whole_max):
     from app.main import create_app
 
+    monkeypatch.setattr(tasks_routes, "WHOLE_RESULT_MAX_BYTES", whole_max)
     use_s3(S3_SIGNED_URLS="false")
     with TestClient(create_app(), follow_redirects=False) as client:
         task_id = upload(client, images.jpeg()).json()["task_id"]

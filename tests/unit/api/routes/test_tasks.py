@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from app.api.deps import UPLOAD_SLOTS
+from app.api.routes import tasks as tasks_routes
 from app.core.config import get_settings
 from app.core.db import get_engine
 from app.storage import result_key
@@ -57,6 +58,23 @@ def test_completed_task_exposes_result_metadata_and_download(client):
     etag = result.headers["etag"]
     assert "private" in result.headers["cache-control"]
     assert client.get(task["result_url"], headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.parametrize("whole_max", [tasks_routes.WHOLE_RESULT_MAX_BYTES, 0], ids=["from-memory", "file"])
+def test_a_result_is_the_same_answer_read_at_once_or_sent_as_a_file(client, monkeypatch, whole_max):
+    jpeg = images.jpeg(800, 600)
+    assert len(jpeg) <= tasks_routes.WHOLE_RESULT_MAX_BYTES  # the default bound reads it at once
+    monkeypatch.setattr(tasks_routes, "WHOLE_RESULT_MAX_BYTES", whole_max)
+    task_id = upload(client, images.jpeg()).json()["task_id"]
+    complete(client, task_id, jpeg)
+    url = f"/api/tasks/{task_id}/result"
+    result = client.get(url)
+    assert result.status_code == 200 and result.content == jpeg
+    assert result.headers["content-length"] == str(len(jpeg))
+    assert result.headers["content-type"] == "image/jpeg"
+    assert result.headers["content-disposition"] == f'attachment; filename="imgproc-{task_id}.jpg"'
+    assert result.headers["cache-control"] == "private, max-age=86400"
+    assert client.get(url, headers={"If-None-Match": result.headers["etag"]}).status_code == 304
 
 
 def test_result_of_an_unfinished_task_is_409(client):
