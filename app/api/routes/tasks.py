@@ -57,9 +57,9 @@ TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The task id return
 MAX_STATUS_WAIT_SECONDS = 30
 # A result up to this size is read in one call and answered from memory. FileResponse hops to a
 # thread for the open, for every 64 KiB read and for the close: measured on the 2-vCPU VM, a
-# 100 KB result cost 3.3 ms of API CPU per download that way and 2.3 ms read at once (bench_peers
-# downloads every image). Bigger ones (large presets) are streamed, so that a slow reader holds at
-# most this much of the API's memory beside the transport's own buffer.
+# 100 KB result cost 3.3 ms of API CPU per download that way and 2.3-2.5 ms read at once
+# (bench_peers downloads every image). Bigger ones (large presets) are streamed under the
+# transport's flow control, so a slow reader holds at most this much of the API's memory.
 WHOLE_RESULT_MAX_BYTES = 256 * 1024
 _errors = {
     404: {"model": ErrorResponse, "description": "No such task for this user."},
@@ -463,13 +463,13 @@ def _serve(
         # private caching bounded by the URL's lifetime (named in the signed URL).
         headers |= {"Cache-Control": "private, no-store"}
         return RedirectResponse(url, status_code=302, headers=headers)
+    attachment = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if stored.size <= WHOLE_RESULT_MAX_BYTES:
         try:
             data = storage.read(key)
         except FileNotFoundError as exc:
             raise TaskNotFound() from exc
-        headers |= {"Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(data, media_type=media_type, headers=headers)
+        return Response(data, media_type=media_type, headers=headers | attachment)
     path = storage.local_path(key)
     if path is not None:
         try:
@@ -487,7 +487,7 @@ def _serve(
         yield first
         yield from chunks
 
-    headers |= {"Content-Length": str(stored.size), "Content-Disposition": f'attachment; filename="{filename}"'}
+    headers |= {"Content-Length": str(stored.size), **attachment}
     return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
