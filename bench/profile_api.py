@@ -31,7 +31,11 @@ REQUEST_TYPES: list[tuple[str, tuple[str, ...]]] = [
     ("upload: multipart parsing", ("formparsers.py", "multipart/")),
     ("upload: rest of the route (DB, limits)", ("new_task (",)),
     ("webhook", ("task_complete (", "webhook.py")),
-    ("status (isReady, tasks/{id})", ("is_ready_status (", "get_task (", "app/api/outcome_waiters.py")),
+    # The status read runs on a pool thread, whose stack has none of the route's own frames.
+    (
+        "status (isReady, tasks/{id})",
+        ("is_ready_status (", "get_task (", "_owned_task_for_status", "app/api/outcome_waiters.py"),
+    ),
     ("result download", ("get_result (", "responses.py")),
     ("identity (cookie -> user)", ("get_current_user (",)),
     ("requeue of lost messages", ("_requeue_stale_forever", "requeue.py")),
