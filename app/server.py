@@ -26,7 +26,7 @@ never before the first one's headers are in. So:
 The body has its own minimum-rate deadline (app.api.middleware.RequestBodyGuard): it is read by
 the app, not here. h11 is pure Python and costs more CPU than httptools: measured in-process,
 about 60 µs more per request (head parse and answer) and 0.55 ms more per 4 MiB body in 64 KiB
-reads, so about 0.7 ms of the API's 33 ms per 12 MP image (four requests) and 0.3 of its 19 ms
+reads, so about 0.8 ms of the API's 33 ms per 12 MP image (four requests) and 0.3 of its 19 ms
 per 1080p image (bench_peers, 2026-12-07). Neither limit has an equal on httptools, so the trade
 stays.
 """
