@@ -163,20 +163,25 @@ def test_worker_containers_killed_mid_task_are_recovered(
                 killed += 1
         return killed
 
-    def worker_pids(skip: frozenset[str] = frozenset()) -> dict[str, list[int]]:
-        pods = [pod for pod in release.pods("worker") if pod["metadata"]["uid"] not in skip]
-        return {pod["metadata"]["uid"]: release.container_pids(pod) for pod in pods}
+    def worker_pids() -> list[int]:
+        return [pid for pod in release.pods("worker") for pid in release.container_pids(pod)]
 
-    # The running pods' processes are found before the burst, so that the kill follows the first
-    # sight of a running task at once: looking them up only after it once let that run finish in
-    # between. Pods the burst scaled up are looked up and killed next (not the first ones again:
-    # their containers may be restarting already).
+    # The previous test force-deleted a worker pod: its replacement may still be starting, with no
+    # process to find yet. Wait for every worker pod's containers, then find the processes before
+    # the burst, so that the kill follows the first sight of a running task at once (looking them
+    # up only after it once let that run finish in between). Processes started since (a pod the
+    # burst scaled up, a container that was still starting) are found and killed next.
+    wait_until(
+        lambda: (pods := release.pods("worker")) and all(release.container_pids(pod) for pod in pods),
+        timeout=120,
+        interval=1,
+        what="every worker pod's containers running",
+    )
     known = worker_pids()
-    assert any(known.values()), "no worker process found in the pods' cgroups"
     with Burst(release, images[0], users=3, count=4) as burst:
         processing_seen(burst)
-        killed = kill([pid for pids in known.values() for pid in pids])
-        killed += kill([pid for pids in worker_pids(skip=frozenset(known)).values() for pid in pids])
+        killed = kill(known)
+        killed += kill([pid for pid in worker_pids() if pid not in known])
         assert killed, "every worker process had gone before the kill"
     counts = burst.ledger(source, "cluster: worker containers SIGKILLed mid-task")
     assert counts["completed"] == counts["accepted"]
